@@ -1,0 +1,76 @@
+"""The Redis key schema: every key this project writes is built here, nowhere else.
+
+Per-customer keys carry a hash tag (``{c:<customer_id>}``) so Redis Cluster keeps one
+customer's keys on one slot and a pipeline over them stays on one node.
+
+=====================================  ===========  =====================================
+key                                    type         holds
+=====================================  ===========  =====================================
+``<p>:{c:<id>}:v:<version>``           hash         batch record of one model version
+``<p>:{c:<id>}:live``                  hash         live record (online state)
+``<p>:{c:<id>}:contacts``              sorted set   offers sent (member: offer, score: ts)
+``<p>:{c:<id>}:evt``                   set          event ids already applied (idempotency)
+``<p>:meta:active``                    string       the active model version
+``<p>:meta:loaded:<version>``          string       set last by a completed bulk load
+``<p>:items:overrides``                hash         item id -> JSON catalogue change
+``<p>:items:rev``                      integer      bumped on every catalogue change
+``<p>:events``                         stream       every accepted event, durable
+``<p>:erased``                         set          erased customer ids (kept out of training)
+=====================================  ===========  =====================================
+"""
+
+from __future__ import annotations
+
+import re
+
+CUSTOMER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@+\-]{1,128}$")
+
+
+def _tag(customer_id: str) -> str:
+    return "{c:" + customer_id + "}"
+
+
+def customer_batch(prefix: str, customer_id: str, version: str) -> str:
+    return f"{prefix}:{_tag(customer_id)}:v:{version}"
+
+
+def customer_live(prefix: str, customer_id: str) -> str:
+    return f"{prefix}:{_tag(customer_id)}:live"
+
+
+def customer_contacts(prefix: str, customer_id: str) -> str:
+    return f"{prefix}:{_tag(customer_id)}:contacts"
+
+
+def customer_event_ids(prefix: str, customer_id: str) -> str:
+    return f"{prefix}:{_tag(customer_id)}:evt"
+
+
+def customer_pattern(prefix: str, customer_id: str) -> str:
+    """A SCAN pattern over every key of one customer (for export and erase)."""
+    escaped = re.sub(r"([*?\[\]\\])", r"\\\1", customer_id)
+    return f"{prefix}:{{c:{escaped}}}:*"
+
+
+def active_version(prefix: str) -> str:
+    return f"{prefix}:meta:active"
+
+
+def loaded_marker(prefix: str, version: str) -> str:
+    return f"{prefix}:meta:loaded:{version}"
+
+
+def item_overrides(prefix: str) -> str:
+    return f"{prefix}:items:overrides"
+
+
+def item_revision(prefix: str) -> str:
+    return f"{prefix}:items:rev"
+
+
+def event_stream(prefix: str) -> str:
+    return f"{prefix}:events"
+
+
+def erased_customers(prefix: str) -> str:
+    return f"{prefix}:erased"

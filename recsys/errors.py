@@ -1,0 +1,67 @@
+"""What can go wrong, with meaning and without HTTP.
+
+The tree::
+
+    RecsysError
+    ├── NotFoundError            a named thing (customer, item, model version) does not exist
+    ├── InvalidRequestError      the caller sent something we cannot act on
+    │   └── DataFileError        an input file is malformed (names the file, row and problem)
+    ├── UnauthorizedError        no or unknown API key
+    ├── ForbiddenError           the key lacks the scope the operation needs
+    ├── UnavailableError         a dependency is down or slow (store, model)
+    │   ├── StoreUnavailableError
+    │   └── ModelUnavailableError
+    └── InternalError            a bug or a broken invariant on our side
+
+``serving/errors.py`` is the one place that maps these to HTTP status codes.
+"""
+
+from __future__ import annotations
+
+
+class RecsysError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class NotFoundError(RecsysError):
+    def __init__(self, kind: str, identifier: str) -> None:
+        super().__init__(f"{kind} {identifier!r} not found")
+        self.kind = kind
+        self.identifier = identifier
+
+
+class InvalidRequestError(RecsysError):
+    """The input is wrong; ``detail`` says what and with which value."""
+
+
+class DataFileError(InvalidRequestError):
+    def __init__(self, path: str, row: int | None, problem: str) -> None:
+        where = f"{path}, row {row}" if row is not None else path
+        super().__init__(f"{where}: {problem}")
+        self.path = path
+        self.row = row
+        self.problem = problem
+
+
+class UnauthorizedError(RecsysError):
+    pass
+
+
+class ForbiddenError(RecsysError):
+    pass
+
+
+class UnavailableError(RecsysError):
+    pass
+
+
+class StoreUnavailableError(UnavailableError):
+    pass
+
+
+class ModelUnavailableError(UnavailableError):
+    pass
+
+
+class InternalError(RecsysError):
+    pass

@@ -1,0 +1,61 @@
+"""Shared fixtures: a real Redis server for every run.
+
+``RECSYS_TEST_REDIS_URL`` points the suite at an existing server (each test then works under
+its own key prefix and deletes only its own keys); without it, one embedded ``redis-server`` is
+started for the session on a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from feature_store.embedded import EmbeddedRedis
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("RECSYS_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis"), persist=False) as server:
+        yield server.url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; every key under it is deleted afterwards."""
+    prefix = f"test-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except redis.exceptions.ConnectionError:
+        pass  # a test that stopped its own server leaves nothing on the shared one
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def shared_data_path() -> Path:
+    """The real purchase data beside the checkout (``../shared/data``)."""
+    root = Path(__file__).resolve().parents[1]
+    path = root.parent / "shared" / "data" / "online_retail_2010-12_2011-08.csv.gz"
+    if not path.is_file():
+        pytest.fail(f"shared data set missing: {path}")
+    return path
