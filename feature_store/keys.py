@@ -11,12 +11,16 @@ key                                    type         holds
 ``<p>:{c:<id>}:contacts``              sorted set   offers sent (member: offer, score: ts)
 ``<p>:{c:<id>}:evt``                   set          event ids already applied (idempotency)
 ``<p>:meta:active``                    string       the active model version
-``<p>:meta:loaded:<version>``          string       set last by a completed bulk load
-``<p>:items:overrides``                hash         item id -> JSON catalogue change
-``<p>:items:rev``                      integer      bumped on every catalogue change
+``<p>:meta:previous``                  string       the version active before the last switch
+``<p>:meta:loaded:<version>``          string       set last by a completed bulk load (JSON)
+``<p>:{items}:overrides``              hash         item id -> JSON catalogue change
+``<p>:{items}:rev``                    integer      bumped on every catalogue change
 ``<p>:events``                         stream       every accepted event, durable
 ``<p>:erased``                         set          erased customer ids (kept out of training)
 =====================================  ===========  =====================================
+
+The two catalogue keys share the hash tag ``{items}`` so that one ``MULTI`` can change both on
+Redis Cluster too.
 """
 
 from __future__ import annotations
@@ -52,8 +56,18 @@ def customer_pattern(prefix: str, customer_id: str) -> str:
     return f"{prefix}:{{c:{escaped}}}:*"
 
 
+def version_pattern(prefix: str, version: str) -> str:
+    """A SCAN pattern over every batch record of one model version (to drop a version)."""
+    escaped = re.sub(r"([*?\[\]\\])", r"\\\1", version)
+    return f"{prefix}:{{c:*}}:v:{escaped}"
+
+
 def active_version(prefix: str) -> str:
     return f"{prefix}:meta:active"
+
+
+def previous_version(prefix: str) -> str:
+    return f"{prefix}:meta:previous"
 
 
 def loaded_marker(prefix: str, version: str) -> str:
@@ -61,11 +75,11 @@ def loaded_marker(prefix: str, version: str) -> str:
 
 
 def item_overrides(prefix: str) -> str:
-    return f"{prefix}:items:overrides"
+    return f"{prefix}:{{items}}:overrides"
 
 
 def item_revision(prefix: str) -> str:
-    return f"{prefix}:items:rev"
+    return f"{prefix}:{{items}}:rev"
 
 
 def event_stream(prefix: str) -> str:

@@ -1,0 +1,192 @@
+"""``recsys``: the command line of api.md (demo, train, serve, evaluate, generate, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from recsys.config import Settings, get_settings
+from recsys.errors import RecsysError
+
+log = logging.getLogger("recsys")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="synthetic data, training, embedded Redis, serving")
+    demo.add_argument("--dir", type=Path, default=Path(".demo"), help="working directory")
+    demo.add_argument("--port", type=int, default=None)
+    demo.add_argument("--customers", type=int, default=2000)
+    demo.add_argument("--items", type=int, default=500)
+    demo.add_argument("--days", type=int, default=365)
+    demo.add_argument("--no-serve", action="store_true", help="prepare everything, do not serve")
+
+    train = sub.add_parser("train", help="build a model bundle from an events file")
+    train.add_argument("--events", type=Path, required=True)
+    train.add_argument("--format", default="auto", choices=["auto", "events", "online-retail"])
+    train.add_argument("--catalog", type=Path, default=None)
+    train.add_argument("--as-of", default=None, help="train on data strictly before this date")
+    train.add_argument("--out", type=Path, default=None, help="artifact root (RECSYS_ARTIFACTS)")
+
+    serve = sub.add_parser("serve", help="serve the latest model version")
+    serve.add_argument("--artifacts", type=Path, default=None)
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--workers", type=int, default=None)
+
+    evaluate = sub.add_parser("evaluate", help="time-based offline evaluation")
+    evaluate.add_argument("--events", type=Path, required=True)
+    evaluate.add_argument("--split-date", required=True)
+    evaluate.add_argument("--format", default="auto", choices=["auto", "events", "online-retail"])
+    evaluate.add_argument("--out", type=Path, default=Path("evaluation"))
+
+    generate = sub.add_parser("generate", help="write the synthetic data set")
+    generate.add_argument("--customers", type=int, required=True)
+    generate.add_argument("--items", type=int, required=True)
+    generate.add_argument("--days", type=int, required=True)
+    generate.add_argument("--seed", type=int, default=7)
+    generate.add_argument("--out", type=Path, required=True)
+
+    export = sub.add_parser("export-events", help="write the durable event stream as a file")
+    export.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def redis_for(settings: Settings, data_dir: Path) -> Iterator[Settings]:
+    """Settings whose ``redis_url`` is reachable: the configured one, or an embedded server."""
+    if settings.redis_url:
+        yield settings
+        return
+    from feature_store.embedded import EmbeddedRedis
+
+    with EmbeddedRedis(data_dir) as server:
+        log.info("started embedded Redis on %s (data in %s)", server.url, data_dir)
+        os.environ["RECSYS_REDIS_URL"] = server.url  # for worker processes
+        try:
+            yield settings.model_copy(update={"redis_url": server.url})
+        finally:
+            os.environ.pop("RECSYS_REDIS_URL", None)
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from training.pipeline import train_bundle
+
+    out = args.out or settings.artifacts
+    path = train_bundle(
+        args.events,
+        out,
+        fmt=args.format,
+        catalog_path=args.catalog,
+        as_of=args.as_of,
+        config=settings.training,
+    )
+    print(f"wrote model version {path.name} to {path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from serving.server import run
+
+    updates = {
+        name: value
+        for name, value in {
+            "artifacts": args.artifacts,
+            "host": args.host,
+            "port": args.port,
+            "workers": args.workers,
+        }.items()
+        if value is not None
+    }
+    settings = settings.model_copy(update=updates)
+    if not settings.api_keys and not _is_loopback(settings.host):
+        raise RecsysError(
+            f"refusing to serve on {settings.host!r} without API keys: set RECSYS_API_KEYS "
+            "or bind a loopback address"
+        )
+    os.environ["RECSYS_ARTIFACTS"] = str(settings.artifacts)
+    with redis_for(settings, settings.artifacts / "redis") as ready:
+        run(ready)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from training.evaluate import evaluate
+
+    report = evaluate(
+        args.events, args.split_date, out_dir=args.out, fmt=args.format, config=settings.training
+    )
+    print(json.dumps(report.get("summary", report), indent=2, default=str))
+    print(f"report written to {args.out}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from recsys.synthetic import generate_events, write_events
+
+    events, catalog = generate_events(args.customers, args.items, args.days, seed=args.seed)
+    write_events(events, args.out)
+    catalog_path = args.out.with_name(args.out.name.split(".")[0] + "_catalog.csv")
+    catalog.to_csv(catalog_path, index=False)
+    print(f"wrote {len(events):,} events to {args.out} and the catalogue to {catalog_path}")
+    return 0
+
+
+def cmd_export_events(args: argparse.Namespace, settings: Settings) -> int:
+    from feature_store.export import export_events
+
+    with redis_for(settings, settings.artifacts / "redis") as ready:
+        count = export_events(ready, args.out)
+    print(f"wrote {count:,} events to {args.out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from pelanggan.demo import run_demo
+
+    return run_demo(args, settings)
+
+
+COMMANDS = {
+    "demo": cmd_demo,
+    "train": cmd_train,
+    "serve": cmd_serve,
+    "evaluate": cmd_evaluate,
+    "generate": cmd_generate,
+    "export-events": cmd_export_events,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args, get_settings())
+    except RecsysError as exc:
+        print(f"recsys {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

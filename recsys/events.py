@@ -1,0 +1,188 @@
+"""One event of the ``events`` format, validated: the shape POST /v1/events accepts.
+
+An event has the columns of the events format (api.md): ``customer_id, event_type, timestamp``
+and, where they apply, ``item_id, quantity, price, order_id, properties, event_id``.
+
+Rules (each broken rule is reported with the event's index and the field):
+
+* ``customer_id`` matches :data:`CUSTOMER_ID_PATTERN` (the key schema's hash tag needs it).
+* ``event_type`` is one of :data:`recsys.schema.EVENT_TYPES`.
+* ``timestamp`` is optional: when omitted, the server's receive time is used. An ISO 8601 value
+  with a zone is converted to UTC; one without a zone is taken as UTC. Stored naive UTC, as the
+  interaction table holds it. More than :data:`MAX_FUTURE_SKEW` in the future is rejected.
+* item events (:data:`recsys.schema.ITEM_EVENT_TYPES`) need ``item_id``.
+* ``quantity`` is positive (default 1); ``price`` is finite and not negative.
+* a ``survey`` carries ``properties = {"metric": m, "score": s}`` with ``m`` one of
+  :data:`recsys.schema.SURVEY_METRICS` and ``s`` an integer in that metric's range.
+* ``event_id`` (optional, up to 128 characters) makes the event idempotent.
+* unknown fields are rejected (a misspelt ``item`` must not pass as an event without item).
+
+:func:`validate_batch` validates a whole request: all events or none.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from recsys.errors import InvalidRequestError
+from recsys.schema import ITEM_EVENT_TYPES, SURVEY_METRICS, EventType
+
+#: Same alphabet as ``feature_store.keys.CUSTOMER_ID_PATTERN`` (a test keeps them equal).
+CUSTOMER_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9._:@+\-]{1,128}$")
+MAX_FUTURE_SKEW: Final = timedelta(days=1)
+MAX_PROPERTIES_BYTES: Final = 4096
+DEFAULT_MAX_EVENTS: Final = 1000
+
+#: Columns of the events format, in file order (what the stream export writes).
+EVENT_COLUMNS: Final[tuple[str, ...]] = (
+    "customer_id",
+    "event_type",
+    "timestamp",
+    "item_id",
+    "quantity",
+    "price",
+    "order_id",
+    "properties",
+    "event_id",
+)
+
+
+def utcnow() -> datetime:
+    """Now, naive UTC (the interaction table's convention)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Event(BaseModel):
+    """One validated event; ``timestamp`` is naive UTC."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    customer_id: str
+    event_type: EventType
+    timestamp: datetime = Field(default_factory=utcnow)
+    item_id: str | None = Field(default=None, min_length=1, max_length=128)
+    quantity: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    order_id: str | None = Field(default=None, min_length=1, max_length=128)
+    properties: dict[str, Any] = Field(default_factory=dict)
+    event_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+    @field_validator("customer_id")
+    @classmethod
+    def _customer_id(cls, value: str) -> str:
+        if not CUSTOMER_ID_PATTERN.match(value):
+            raise ValueError(
+                f"customer_id {value[:140]!r} must be 1-128 characters of A-Z a-z 0-9 . _ : @ + -"
+            )
+        return value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp(cls, value: datetime) -> datetime:
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        if value > utcnow() + MAX_FUTURE_SKEW:
+            raise ValueError(f"timestamp {value.isoformat()} is more than a day in the future")
+        return value
+
+    @field_validator("properties")
+    @classmethod
+    def _properties(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, separators=(",", ":"), default=str))
+        if size > MAX_PROPERTIES_BYTES:
+            raise ValueError(f"properties is {size} bytes of JSON; at most {MAX_PROPERTIES_BYTES}")
+        return value
+
+    @model_validator(mode="after")
+    def _rules_of_the_type(self) -> Event:
+        if self.event_type in ITEM_EVENT_TYPES and not self.item_id:
+            raise ValueError(f"a {self.event_type} event needs item_id")
+        if self.event_type == "survey":
+            survey_answer(self.properties)
+        return self
+
+    @property
+    def survey(self) -> tuple[str, int] | None:
+        """``(metric, score)`` of a survey event, else None."""
+        return survey_answer(self.properties) if self.event_type == "survey" else None
+
+    def to_row(self) -> dict[str, str]:
+        """The event as text columns of the events format; absent values are left out."""
+        row = {
+            "customer_id": self.customer_id,
+            "event_type": self.event_type,
+            "timestamp": self.timestamp.isoformat(timespec="microseconds"),
+            "quantity": repr(self.quantity),
+        }
+        if self.item_id is not None:
+            row["item_id"] = self.item_id
+        if self.price is not None:
+            row["price"] = repr(self.price)
+        if self.order_id is not None:
+            row["order_id"] = self.order_id
+        if self.properties:
+            row["properties"] = json.dumps(self.properties, separators=(",", ":"), default=str)
+        if self.event_id is not None:
+            row["event_id"] = self.event_id
+        return row
+
+
+def survey_answer(properties: Mapping[str, Any]) -> tuple[str, int]:
+    """``(metric, score)`` from survey properties, or ValueError saying what is wrong."""
+    metric = properties.get("metric")
+    if metric not in SURVEY_METRICS:
+        raise ValueError(
+            f"a survey needs properties.metric in {sorted(SURVEY_METRICS)}, got {metric!r}"
+        )
+    score = properties.get("score")
+    low, high = SURVEY_METRICS[metric]
+    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+        raise ValueError(f"a {metric} survey needs a numeric properties.score, got {score!r}")
+    if score != int(score) or not low <= score <= high:
+        raise ValueError(f"{metric} score must be an integer from {low} to {high}, got {score!r}")
+    return str(metric), int(score)
+
+
+def _problem(error: ValidationError) -> str:
+    first = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+class InvalidEventError(InvalidRequestError):
+    """Event ``index`` of a request is invalid; ``problem`` says which field and why."""
+
+    def __init__(self, index: int, problem: str) -> None:
+        super().__init__(f"events[{index}]: {problem}")
+        self.index = index
+        self.problem = problem
+
+
+def validate_batch(
+    raw: Sequence[object], max_events: int = DEFAULT_MAX_EVENTS
+) -> list[Event]:
+    """All events of a request, validated, or :class:`InvalidEventError` for the first bad one."""
+    if not raw:
+        raise InvalidRequestError("events: at least one event is needed")
+    if len(raw) > max_events:
+        raise InvalidRequestError(f"events: {len(raw)} events; at most {max_events} per request")
+    events: list[Event] = []
+    for index, item in enumerate(raw):
+        if isinstance(item, Event):
+            events.append(item)
+            continue
+        if not isinstance(item, Mapping):
+            raise InvalidEventError(index, f"an event is a JSON object, got {type(item).__name__}")
+        try:
+            events.append(Event.model_validate(item))
+        except ValidationError as exc:
+            raise InvalidEventError(index, _problem(exc)) from None
+    return events

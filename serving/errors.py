@@ -1,0 +1,174 @@
+"""The one place where errors become HTTP: RFC 9457 ``application/problem+json``.
+
+Every error body has ``type, title, status, detail`` plus ``instance`` (the request path) and
+``request_id``. :class:`recsys.errors.RecsysError` subclasses map to 4xx/503; FastAPI's request
+validation errors become 422 with the field errors under ``errors``; routing's 404/405 keep their
+status; anything unexpected is a 500 whose detail says nothing about our internals (see
+:func:`internal_error_response`, used by ``serving.middleware``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from recsys.errors import (
+    ForbiddenError,
+    InternalError,
+    InvalidRequestError,
+    NotFoundError,
+    RecsysError,
+    UnauthorizedError,
+    UnavailableError,
+)
+
+PROBLEM_JSON = "application/problem+json"
+_TYPE_BASE = "urn:pelanggan:problem:"
+
+#: (error class, status, problem type); the first matching class wins, so subclasses go first.
+_MAPPING: tuple[tuple[type[RecsysError], int, str], ...] = (
+    (NotFoundError, 404, "not-found"),
+    (InvalidRequestError, 400, "invalid-request"),
+    (UnauthorizedError, 401, "unauthorized"),
+    (ForbiddenError, 403, "forbidden"),
+    (UnavailableError, 503, "unavailable"),
+    (InternalError, 500, "internal"),
+)
+_HTTP_TYPES = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}
+
+
+def problem_body(
+    status: int,
+    detail: str,
+    *,
+    problem_type: str | None = None,
+    instance: str | None = None,
+    request_id: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> bytes:
+    body: dict[str, Any] = {
+        "type": _TYPE_BASE + problem_type if problem_type else "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if instance is not None:
+        body["instance"] = instance
+    if request_id is not None:
+        body["request_id"] = request_id
+    if extra:
+        body.update(extra)
+    return orjson.dumps(body)
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    problem_type: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Response:
+    body = problem_body(
+        status,
+        detail,
+        problem_type=problem_type,
+        instance=request.url.path,
+        request_id=getattr(request.state, "request_id", None),
+        extra=extra,
+    )
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def status_for(error: RecsysError) -> tuple[int, str]:
+    """The HTTP status and problem type of one of our errors."""
+    for cls, status, problem_type in _MAPPING:
+        if isinstance(error, cls):
+            return status, problem_type
+    return 500, "internal"
+
+
+def internal_error_response(path: str, request_id: str | None) -> Response:
+    """A 500 that says nothing about the cause (it is logged, with the request id)."""
+    body = problem_body(
+        500,
+        "an unexpected error occurred; quote the request id when reporting it",
+        problem_type="internal",
+        instance=path,
+        request_id=request_id,
+    )
+    return Response(body, status_code=500, media_type=PROBLEM_JSON)
+
+
+async def _recsys_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RecsysError)
+    status, problem_type = status_for(exc)
+    headers: dict[str, str] = {}
+    if status == 503:
+        headers["Retry-After"] = "1"
+    if status == 401:
+        headers["WWW-Authenticate"] = 'APIKey header="X-API-Key"'
+    detail = str(exc) if status != 500 else "an internal invariant was broken"
+    return problem_response(request, status, detail, problem_type=problem_type, headers=headers)
+
+
+def _field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Pydantic's errors, reduced to JSON-safe fields (``ctx`` may hold exception objects)."""
+    reshaped = []
+    for error in errors:
+        item: dict[str, Any] = {
+            "loc": [str(part) for part in error.get("loc", ())],
+            "msg": str(error.get("msg", "")),
+            "type": str(error.get("type", "")),
+        }
+        value = error.get("input")
+        if isinstance(value, str | int | float | bool) and len(str(value)) <= 200:
+            item["input"] = value
+        reshaped.append(item)
+    return reshaped
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = [str(part) for part in error["loc"]]
+    where = ".".join(loc[1:] if len(loc) > 1 and loc[0] in {"query", "path", "body"} else loc)
+    shown = f" (got {error['input']!r})" if "input" in error else ""
+    return f"{where}: {error['msg']}{shown}"
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = _field_errors(exc.errors())
+    detail = "; ".join(_describe(error) for error in errors[:5]) or "invalid request"
+    return problem_response(
+        request, 422, detail, problem_type="validation", extra={"errors": errors}
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no resource at {request.url.path!r}"
+    elif exc.status_code == 405:
+        detail = f"method {request.method} is not allowed on {request.url.path!r}"
+    return problem_response(
+        request,
+        exc.status_code,
+        detail,
+        problem_type=_HTTP_TYPES.get(exc.status_code),
+        headers=exc.headers,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RecsysError, _recsys_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
