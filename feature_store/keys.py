@@ -13,6 +13,8 @@ key                                    type         holds
 ``<p>:meta:active``                    string       the active model version
 ``<p>:meta:previous``                  string       the version active before the last switch
 ``<p>:meta:loaded:<version>``          string       set last by a completed bulk load (JSON)
+``<p>:meta:loading:<version>``         string       lock held by the process loading it
+``<p>:meta:versions``                  set          every version with batch records written
 ``<p>:{items}:overrides``              hash         item id -> JSON catalogue change
 ``<p>:{items}:rev``                    integer      bumped on every catalogue change
 ``<p>:events``                         stream       every accepted event, durable
@@ -26,6 +28,7 @@ Redis Cluster too.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 CUSTOMER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@+\-]{1,128}$")
 
@@ -50,8 +53,22 @@ def customer_event_ids(prefix: str, customer_id: str) -> str:
     return f"{prefix}:{_tag(customer_id)}:evt"
 
 
+def customer_keys(prefix: str, customer_id: str, versions: Iterable[str]) -> list[str]:
+    """Every key of one customer, by name, given the versions that may hold a batch record.
+
+    Export and erase read or delete exactly these (no SCAN); a new per-customer key must be
+    added here too, or erasure misses it.
+    """
+    return [
+        *(customer_batch(prefix, customer_id, version) for version in versions),
+        customer_live(prefix, customer_id),
+        customer_contacts(prefix, customer_id),
+        customer_event_ids(prefix, customer_id),
+    ]
+
+
 def customer_pattern(prefix: str, customer_id: str) -> str:
-    """A SCAN pattern over every key of one customer (for export and erase)."""
+    """A SCAN pattern over every key of one customer (to verify an erasure; not a hot path)."""
     escaped = re.sub(r"([*?\[\]\\])", r"\\\1", customer_id)
     return f"{prefix}:{{c:{escaped}}}:*"
 
@@ -72,6 +89,15 @@ def previous_version(prefix: str) -> str:
 
 def loaded_marker(prefix: str, version: str) -> str:
     return f"{prefix}:meta:loaded:{version}"
+
+
+def load_lock(prefix: str, version: str) -> str:
+    return f"{prefix}:meta:loading:{version}"
+
+
+def model_versions(prefix: str) -> str:
+    """The set of versions whose batch records may exist (added before a load writes any)."""
+    return f"{prefix}:meta:versions"
 
 
 def item_overrides(prefix: str) -> str:

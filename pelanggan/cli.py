@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from recsys.config import Settings, get_settings
-from recsys.errors import RecsysError
+from recsys.errors import InvalidRequestError, RecsysError
 
 log = logging.getLogger("recsys")
 
@@ -87,10 +87,27 @@ def redis_for(settings: Settings, data_dir: Path) -> Iterator[Settings]:
             os.environ.pop("RECSYS_REDIS_URL", None)
 
 
+def erased_customers(settings: Settings, artifacts: Path) -> frozenset[str]:
+    """Customers erased from the online store: training must never bring them back.
+
+    The configured Redis, or the embedded one whose data lives beside the artifacts (when a
+    server has run there); with neither, nobody can have been erased.
+    """
+    from feature_store.export import erased_customer_ids
+
+    if not settings.redis_url and not (artifacts / "redis").is_dir():
+        return frozenset()
+    with redis_for(settings, artifacts / "redis") as ready:
+        return erased_customer_ids(ready)
+
+
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from training.pipeline import train_bundle
 
     out = args.out or settings.artifacts
+    exclude = erased_customers(settings, out)
+    if exclude:
+        print(f"leaving out {len(exclude):,} erased customers")
     path = train_bundle(
         args.events,
         out,
@@ -98,6 +115,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         catalog_path=args.catalog,
         as_of=args.as_of,
         config=settings.training,
+        exclude_customers=exclude,
     )
     print(f"wrote model version {path.name} to {path}")
     return 0
@@ -139,12 +157,22 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+EVENT_FILE_SUFFIXES = (".csv.gz", ".csv", ".parquet")
+
+
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     from recsys.synthetic import generate_events, write_events
 
+    name = args.out.name
+    suffix = next((s for s in EVENT_FILE_SUFFIXES if name.endswith(s)), None)
+    if suffix is None:
+        raise InvalidRequestError(f"--out {name!r}: use one of {', '.join(EVENT_FILE_SUFFIXES)}")
+    for option in ("customers", "items", "days"):
+        if getattr(args, option) < 1:
+            raise InvalidRequestError(f"--{option} must be at least 1")
     events, catalog = generate_events(args.customers, args.items, args.days, seed=args.seed)
     write_events(events, args.out)
-    catalog_path = args.out.with_name(args.out.name.split(".")[0] + "_catalog.csv")
+    catalog_path = args.out.with_name(name[: -len(suffix)] + "_catalog.csv")
     catalog.to_csv(catalog_path, index=False)
     print(f"wrote {len(events):,} events to {args.out} and the catalogue to {catalog_path}")
     return 0

@@ -11,7 +11,8 @@ Rules (each broken rule is reported with the event's index and the field):
   with a zone is converted to UTC; one without a zone is taken as UTC. Stored naive UTC, as the
   interaction table holds it. More than :data:`MAX_FUTURE_SKEW` in the future is rejected.
 * item events (:data:`recsys.schema.ITEM_EVENT_TYPES`) need ``item_id``.
-* ``quantity`` is positive (default 1); ``price`` is finite and not negative.
+* ``quantity`` is positive (default 1); ``price`` is finite and not negative (a purchase's
+  price, when given, positive: training drops zero-price purchases).
 * a ``survey`` carries ``properties = {"metric": m, "score": s}`` with ``m`` one of
   :data:`recsys.schema.SURVEY_METRICS` and ``s`` an integer in that metric's range.
 * ``event_id`` (optional, up to 128 characters) makes the event idempotent.
@@ -29,10 +30,12 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from recsys.errors import InvalidRequestError
-from recsys.schema import ITEM_EVENT_TYPES, SURVEY_METRICS, EventType
+from recsys.schema import INTERACTION_COLUMNS, ITEM_EVENT_TYPES, SURVEY_METRICS, EventType
 
 #: Same alphabet as ``feature_store.keys.CUSTOMER_ID_PATTERN`` (a test keeps them equal).
 CUSTOMER_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9._:@+\-]{1,128}$")
@@ -106,6 +109,8 @@ class Event(BaseModel):
             raise ValueError(f"a {self.event_type} event needs item_id")
         if self.event_type == "survey":
             survey_answer(self.properties)
+        if self.event_type == "purchase" and self.price == 0:
+            raise ValueError("a purchase's price must be positive when given (training drops 0)")
         return self
 
     @property
@@ -132,6 +137,31 @@ class Event(BaseModel):
         if self.event_id is not None:
             row["event_id"] = self.event_id
         return row
+
+
+def to_interactions(events: Sequence[Event]) -> pd.DataFrame:
+    """Events as the interaction table of :mod:`recsys.schema` (``is_product``: has an item)."""
+    frame = pd.DataFrame(
+        {
+            "customer_id": [e.customer_id for e in events],
+            "event_type": [e.event_type for e in events],
+            "timestamp": pd.to_datetime([e.timestamp for e in events]),
+            "item_id": [e.item_id for e in events],
+            "quantity": np.array([e.quantity for e in events], dtype=np.float64),
+            "price": np.array(
+                [np.nan if e.price is None else e.price for e in events], dtype=np.float64
+            ),
+            "order_id": [e.order_id for e in events],
+            "properties": [e.to_row().get("properties") for e in events],
+            "is_product": np.array([e.item_id is not None for e in events], dtype=bool),
+            "event_id": [e.event_id for e in events],
+        },
+        columns=list(INTERACTION_COLUMNS),
+    )
+    for name in ("customer_id", "event_type", "item_id", "order_id", "properties", "event_id"):
+        frame[name] = frame[name].astype(pd.StringDtype())
+    frame["timestamp"] = frame["timestamp"].astype("datetime64[ns]")
+    return frame
 
 
 def survey_answer(properties: Mapping[str, Any]) -> tuple[str, int]:
@@ -166,9 +196,7 @@ class InvalidEventError(InvalidRequestError):
         self.problem = problem
 
 
-def validate_batch(
-    raw: Sequence[object], max_events: int = DEFAULT_MAX_EVENTS
-) -> list[Event]:
+def validate_batch(raw: Sequence[object], max_events: int = DEFAULT_MAX_EVENTS) -> list[Event]:
     """All events of a request, validated, or :class:`InvalidEventError` for the first bad one."""
     if not raw:
         raise InvalidRequestError("events: at least one event is needed")

@@ -47,6 +47,7 @@ class LiveRecord:
     disliked: frozenset[str] = frozenset()
     features: Mapping[str, Any] = field(default_factory=dict)  # online feature values
     user_vector: np.ndarray | None = None  # folded-in vector, overrides the batch one
+    user_vector_version: str | None = None  # the model version it was folded against
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -94,11 +94,11 @@ def _client_host(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def require(*scopes: str) -> Callable[..., Principal]:
+def require(*scopes: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency granting access to keys holding any of ``scopes`` (admin holds all)."""
     wanted = scopes or ("read",)
 
-    def dependency(
+    async def dependency(  # async: no I/O, so no thread-pool hop
         request: Request, api_key: Annotated[str | None, Security(_header)]
     ) -> Principal:
         keyring: KeyRing = request.app.state.keyring
@@ -111,7 +111,7 @@ def require(*scopes: str) -> Callable[..., Principal]:
     return dependency
 
 
-def loopback_unless_keyed(request: Request) -> None:
+async def loopback_unless_keyed(request: Request) -> None:
     """For public routes (health, metrics): open with keys; loopback-only without them."""
     keyring: KeyRing = request.app.state.keyring
     if keyring.open and not is_loopback(_client_host(request)):

@@ -41,6 +41,7 @@ _MAPPING: tuple[tuple[type[RecsysError], int, str], ...] = (
     (UnavailableError, 503, "unavailable"),
     (InternalError, 500, "internal"),
 )
+_TITLES = {422: "Unprocessable Content", 413: "Content Too Large"}  # RFC 9110 names
 _HTTP_TYPES = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}
 
 
@@ -55,7 +56,7 @@ def problem_body(
 ) -> bytes:
     body: dict[str, Any] = {
         "type": _TYPE_BASE + problem_type if problem_type else "about:blank",
-        "title": HTTPStatus(status).phrase,
+        "title": _TITLES.get(status) or HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
     }

@@ -8,14 +8,17 @@ started for the session on a free port.
 from __future__ import annotations
 
 import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy/implicit load OpenBLAS
+
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import redis
+import pytest  # noqa: E402
+import redis  # noqa: E402
 
-from feature_store.embedded import EmbeddedRedis
+from feature_store.embedded import EmbeddedRedis  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,285 @@
+"""How a customer's records are laid out in Redis hash fields, both ways.
+
+Values are bytes (the client runs with ``decode_responses=False``). Vectors are raw
+little-endian bytes, decoded with :func:`numpy.frombuffer` (no copy: the decoded arrays are
+read-only views); everything else is compact JSON (``orjson``).
+
+Batch record, hash ``<p>:{c:<id>}:v:<version>`` (written once by a bulk load; every field is
+always written, so a reload overwrites all of them):
+
+===========  ==================  ==================================================
+field        encoding            holds
+===========  ==================  ==================================================
+``f``        JSON object         the customer's features (NaN written as ``null``)
+``u``        ``<f4`` bytes       the ALS factor vector; empty bytes for none
+``hi``       ``<i4`` bytes       purchase history: item rows of that version
+``hc``       ``<f4`` bytes       purchase history: counts, same order
+``hd``       ``<f4`` bytes       purchase history: days since last purchase, at as_of
+===========  ==================  ==================================================
+
+Live record, hash ``<p>:{c:<id>}:live`` (written by event ingestion, shared by every version;
+every field is optional, an absent or empty field reads as empty; unknown fields are ignored,
+so a writer may keep its own bookkeeping in the same hash, as ``feature_store.ingest`` does
+with ``rev`` and ``agg``):
+
+==============  ==================  ===============================================
+field           encoding            holds
+==============  ==================  ===============================================
+``views``       JSON array          item ids viewed, newest first, bounded by the writer
+``cart``        JSON array          item ids in the cart
+``purchased``   JSON object         item id -> units bought since training
+``disliked``    JSON array          item ids the customer said no to
+``features``    JSON object         online feature values (e.g. ``nps``, ``csat``)
+``u``           ``<f4`` bytes       folded-in factor vector (overrides the batch one);
+                                    empty bytes for none
+``uv``          text                the model version ``u`` was folded against (absent:
+                                    unknown; readers drop a ``u`` of another version)
+==============  ==================  ===============================================
+
+The contact history (sorted set ``<p>:{c:<id>}:contacts``, member: offer, score: Unix time)
+is read in the same round trip once ``LiveRecord`` has a ``contacts`` field (offer -> time) to
+carry it (:data:`LIVE_HAS_CONTACTS`); :func:`decode_live` fills it.
+
+A Lua script can maintain the JSON fields with the ``cjson`` library Redis embeds; because
+``cjson.encode`` writes an empty table as ``{}``, an empty object is accepted wherever an
+array is expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+
+from recsys.store import BatchRecord, LiveRecord
+
+F4 = np.dtype("<f4")
+I4 = np.dtype("<i4")
+
+# Batch record fields.
+FEATURES = "f"
+USER_VECTOR = "u"
+HISTORY_ITEMS = "hi"
+HISTORY_COUNTS = "hc"
+HISTORY_LAST_DAYS = "hd"
+
+# Live record fields.
+LIVE_VIEWS = "views"
+LIVE_CART = "cart"
+LIVE_PURCHASED = "purchased"
+LIVE_DISLIKED = "disliked"
+LIVE_FEATURES = "features"
+LIVE_USER_VECTOR = "u"
+LIVE_USER_VECTOR_VERSION = "uv"
+
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+_EMPTY_I4 = np.zeros(0, dtype=I4)
+_EMPTY_F4 = np.zeros(0, dtype=F4)
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON; numpy scalars and arrays allowed, NaN and infinities become ``null``."""
+    return orjson.dumps(value, option=_JSON_OPTIONS)
+
+
+def vector_bytes(vector: np.ndarray | None, dtype: np.dtype = F4) -> bytes:
+    if vector is None:
+        return b""
+    return np.ascontiguousarray(vector, dtype=dtype).tobytes()
+
+
+def _array(raw: bytes | None, dtype: np.dtype, empty: np.ndarray) -> np.ndarray:
+    if not raw:
+        return empty
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def _vector(raw: bytes | None) -> np.ndarray | None:
+    return np.frombuffer(raw, dtype=F4) if raw else None
+
+
+def _json(raw: bytes | None) -> Any:
+    return orjson.loads(raw) if raw else None
+
+
+def encode_batch(record: BatchRecord) -> dict[str, bytes]:
+    """The hash fields of a batch record (all five, always)."""
+    return {
+        FEATURES: dumps(dict(record.features)),
+        USER_VECTOR: vector_bytes(record.user_vector),
+        HISTORY_ITEMS: vector_bytes(record.history_items, I4),
+        HISTORY_COUNTS: vector_bytes(record.history_counts),
+        HISTORY_LAST_DAYS: vector_bytes(record.history_last_days),
+    }
+
+
+def encode_batch_flat(record: BatchRecord) -> list[str | bytes]:
+    """:func:`encode_batch` as ``HSET`` arguments: field, value, field, value..."""
+    return [part for pair in encode_batch(record).items() for part in pair]
+
+
+def decode_batch(fields: Mapping[bytes, bytes]) -> BatchRecord | None:
+    """The batch record in an ``HGETALL`` answer; ``None`` when the hash does not exist."""
+    if not fields:
+        return None
+    get = fields.get
+    return BatchRecord(
+        features=_json(get(b"f")) or {},
+        user_vector=_vector(get(b"u")),
+        history_items=_array(get(b"hi"), I4, _EMPTY_I4),
+        history_counts=_array(get(b"hc"), F4, _EMPTY_F4),
+        history_last_days=_array(get(b"hd"), F4, _EMPTY_F4),
+    )
+
+
+def encode_live(record: LiveRecord) -> dict[str, bytes]:
+    """The hash fields of a live record (for tests, tools and writers that replace it whole)."""
+    fields = {
+        LIVE_VIEWS: dumps(list(record.recent_views)),
+        LIVE_CART: dumps(list(record.cart)),
+        LIVE_PURCHASED: dumps({str(k): float(v) for k, v in record.purchased.items()}),
+        LIVE_DISLIKED: dumps(sorted(record.disliked)),
+        LIVE_FEATURES: dumps(dict(record.features)),
+    }
+    if record.user_vector is not None:
+        fields[LIVE_USER_VECTOR] = vector_bytes(record.user_vector)
+    if record.user_vector_version is not None:
+        fields[LIVE_USER_VECTOR_VERSION] = record.user_vector_version.encode()
+    return fields
+
+
+def _strings(value: Any) -> list[str]:
+    if not value:  # None, [] or cjson's {} for an empty table
+        return []
+    if isinstance(value, dict):
+        value = value.values()
+    return [str(item) for item in value]
+
+
+EMPTY_LIVE = LiveRecord()
+#: Whether ``LiveRecord`` can carry the contact history (readers skip reading it otherwise).
+LIVE_HAS_CONTACTS = "contacts" in {f.name for f in dataclasses.fields(LiveRecord)}
+
+
+def decode_contacts(pairs: Sequence[tuple[bytes, float]] | None) -> dict[str, float]:
+    """A ``ZRANGE ... WITHSCORES`` answer as offer -> Unix time."""
+    return {member.decode(): float(score) for member, score in pairs or ()}
+
+
+def decode_live(
+    fields: Mapping[bytes, bytes], contacts: Sequence[tuple[bytes, float]] | None = None
+) -> LiveRecord:
+    """The live record in an ``HGETALL`` answer (plus the contact history, when read)."""
+    extra: dict[str, Any] = {}
+    if contacts and LIVE_HAS_CONTACTS:
+        extra["contacts"] = decode_contacts(contacts)
+    if not fields and not extra:
+        return EMPTY_LIVE
+    get = fields.get
+    purchased = _json(get(b"purchased")) or {}
+    vector_version = get(b"uv")
+    return LiveRecord(
+        recent_views=tuple(_strings(_json(get(b"views")))),
+        cart=tuple(_strings(_json(get(b"cart")))),
+        purchased={str(k): float(v) for k, v in purchased.items()},
+        disliked=frozenset(_strings(_json(get(b"disliked")))),
+        features=_json(get(b"features")) or {},
+        user_vector=_vector(get(b"u")),
+        user_vector_version=None if vector_version is None else vector_version.decode(),
+        **extra,
+    )
+
+
+def _floats(values: np.ndarray) -> list[float | None]:
+    return [None if not math.isfinite(x) else x for x in values.astype(float).tolist()]
+
+
+def batch_to_json(record: BatchRecord) -> dict[str, Any]:
+    """A batch record as plain JSON-able values (for a customer's data export)."""
+    return {
+        "features": dict(record.features),
+        "user_vector": None if record.user_vector is None else _floats(record.user_vector),
+        "history_items": np.asarray(record.history_items).astype(int).tolist(),
+        "history_counts": _floats(np.asarray(record.history_counts)),
+        "history_last_days": _floats(np.asarray(record.history_last_days)),
+    }
+
+
+def live_to_json(record: LiveRecord) -> dict[str, Any]:
+    """A live record as plain JSON-able values (for a customer's data export)."""
+    return {
+        "recent_views": list(record.recent_views),
+        "cart": list(record.cart),
+        "purchased": dict(record.purchased),
+        "disliked": sorted(record.disliked),
+        "features": dict(record.features),
+        "user_vector": None if record.user_vector is None else _floats(record.user_vector),
+        "user_vector_version": record.user_vector_version,
+    }
+
+
+def decode_text(values: Iterable[bytes]) -> list[str]:
+    return [v.decode("utf-8", "replace") for v in values]
+
+
+def plain(value: Any) -> Any:
+    """A raw Redis reply as JSON-able values: JSON text decoded, other bytes as text."""
+    if isinstance(value, bytes):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {str(plain(k)): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [plain(v) for v in value]
+    return value
+
+
+_LIVE_KNOWN = {
+    LIVE_VIEWS,
+    LIVE_CART,
+    LIVE_PURCHASED,
+    LIVE_DISLIKED,
+    LIVE_FEATURES,
+    LIVE_USER_VECTOR_VERSION,
+}
+
+
+def export_form(entries: Iterable[tuple[str, str | None, Any]]) -> dict[str, Any]:
+    """A customer's keys, as ``(suffix after the hash tag, Redis type, raw value)``, for export.
+
+    ``batch`` maps each version holding a batch record to it; ``live`` is the live record with
+    any further field of its hash (a writer's bookkeeping) under ``other_fields``;
+    ``contacts`` is offer -> Unix time; ``event_ids`` the applied event ids; ``other`` any
+    further key by its suffix.
+    """
+    held: dict[str, Any] = {
+        "batch": {},
+        "live": None,
+        "contacts": {},
+        "event_ids": [],
+        "other": {},
+    }
+    for suffix, kind, value in entries:
+        if suffix.startswith("v:") and kind == "hash":
+            record = decode_batch(value)
+            if record is not None:
+                held["batch"][suffix[2:]] = batch_to_json(record)
+        elif suffix == "live" and kind == "hash":
+            live = live_to_json(decode_live(value))
+            extra = {k.decode(): v for k, v in value.items() if k.decode() not in _LIVE_KNOWN}
+            extra.pop(LIVE_USER_VECTOR, None)
+            live["other_fields"] = plain(extra)
+            held["live"] = live
+        elif suffix == "contacts" and kind == "zset":
+            held["contacts"] = decode_contacts(value)
+        elif suffix == "evt" and kind == "set":
+            held["event_ids"] = sorted(decode_text(value))
+        else:
+            held["other"][suffix] = plain(value)
+    return held

@@ -1,0 +1,325 @@
+"""The online feature store on Redis: ``FeatureReader`` and ``FeatureWriter`` of ``recsys.store``.
+
+* Reads are one pipelined round trip: a customer's batch hash of the asked version and their
+  live hash (and their newest contacts, once ``LiveRecord`` can carry them);
+  ``read_customers`` does the same for a whole list at once.
+* A model version is bulk-loaded into its own namespace (``<p>:{c:<id>}:v:<version>``) in
+  pipelined chunks; its loaded marker is written last, so ``has_version`` is true only for a
+  complete load. ``activate`` switches ``meta:active`` with one atomic ``SET ... GET`` and keeps
+  the version it replaced in ``meta:previous``; readers of the old version keep seeing it
+  whole until they switch, and the new one whole afterwards.
+* Catalogue overrides, customer export and erasure.
+
+Every Redis call runs inside :func:`feature_store.connection.store_errors`, so callers see
+``recsys.errors`` only. Keys come from :mod:`feature_store.keys`, encodings from
+:mod:`feature_store.codec`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import redis
+
+from feature_store import codec, keys, privacy
+from feature_store.connection import RedisClient, connect, store_errors
+from recsys.config import Settings
+from recsys.errors import InvalidRequestError, NotFoundError
+from recsys.store import BatchRecord, CustomerState
+
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+ITEM_ID_PATTERN = re.compile(r"^[^\s{}*?\[\]\\]{1,128}$")
+
+
+def check_customer_id(customer_id: str) -> str:
+    if not isinstance(customer_id, str) or not keys.CUSTOMER_ID_PATTERN.match(customer_id):
+        raise InvalidRequestError(
+            f"invalid customer id {customer_id!r}: expected 1-128 characters of "
+            "letters, digits and . _ : @ + -"
+        )
+    return customer_id
+
+
+def check_version(version: str) -> str:
+    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
+        raise InvalidRequestError(f"invalid model version {version!r}")
+    return version
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisFeatureStore:
+    """Per-customer features on Redis, under the key prefix ``prefix``.
+
+    ``client`` must return bytes (``decode_responses=False``); build it with
+    :func:`feature_store.connection.connect` to get bounded timeouts.
+    """
+
+    def __init__(
+        self,
+        client: RedisClient,
+        prefix: str,
+        *,
+        chunk_size: int = 1000,
+        contacts_read: int = 50,
+    ) -> None:
+        if chunk_size < 1:
+            raise InvalidRequestError(f"chunk_size must be positive, got {chunk_size}")
+        self.client = client
+        self.prefix = prefix
+        self.chunk_size = chunk_size
+        self.contacts_read = contacts_read
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, url: str | None = None, timeout_ms: float | None = None
+    ) -> RedisFeatureStore:
+        """A store on ``url`` (default ``settings.redis_url``) with the serving timeout.
+
+        Pass a longer ``timeout_ms`` for bulk loads and maintenance; with neither a URL nor
+        ``settings.redis_url``, start an :class:`~feature_store.embedded.EmbeddedRedis` first
+        and pass its ``url``.
+        """
+        url = url or settings.redis_url
+        if not url:
+            raise InvalidRequestError("no Redis URL: set RECSYS_REDIS_URL or start embedded Redis")
+        timeout = timeout_ms if timeout_ms is not None else settings.serving.redis_timeout_ms
+        return cls(connect(url, timeout_ms=timeout), settings.redis_prefix)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- reads (the hot path) ----------------------------------------------------------------
+
+    def read_customer(self, version: str, customer_id: str) -> CustomerState:
+        return self._read(version, [customer_id])[0][0]
+
+    def read_customers(self, version: str, customer_ids: Sequence[str]) -> list[CustomerState]:
+        """One pipelined round trip for the whole list; answers in the same order."""
+        return self._read(version, customer_ids)[0] if customer_ids else []
+
+    def read_customer_with_revision(
+        self, version: str, customer_id: str
+    ) -> tuple[CustomerState, int]:
+        """:meth:`read_customer` and :meth:`item_revision` in the same round trip."""
+        states, revision, _ = self._read(version, [customer_id], with_revision=True)
+        return states[0], revision
+
+    def read_customer_with_meta(
+        self, version: str, customer_id: str
+    ) -> tuple[CustomerState, int, str | None]:
+        """:meth:`read_customer`, :meth:`item_revision` and :meth:`active_version` in the
+        same round trip (the serving hot path: every process notices a switch of version)."""
+        states, revision, active = self._read(
+            version, [customer_id], with_revision=True, with_active=True
+        )
+        return states[0], revision, active
+
+    def _read(
+        self,
+        version: str,
+        customer_ids: Sequence[str],
+        *,
+        with_revision: bool = False,
+        with_active: bool = False,
+    ) -> tuple[list[CustomerState], int, str | None]:
+        p, n = self.prefix, self.contacts_read
+        step = 3 if codec.LIVE_HAS_CONTACTS else 2
+        pipe = self.client.pipeline(transaction=False)
+        for customer_id in customer_ids:
+            check_customer_id(customer_id)
+            pipe.hgetall(keys.customer_batch(p, customer_id, version))
+            pipe.hgetall(keys.customer_live(p, customer_id))
+            if step == 3:
+                pipe.zrange(keys.customer_contacts(p, customer_id), -n, -1, withscores=True)
+        if with_revision:
+            pipe.get(keys.item_revision(p))
+        if with_active:
+            pipe.get(keys.active_version(p))
+        with store_errors("read of customers"):
+            replies = pipe.execute()
+        meta = replies[step * len(customer_ids) :]
+        states = [
+            CustomerState(
+                customer_id=customer_id,
+                batch=codec.decode_batch(replies[step * i]),
+                live=codec.decode_live(
+                    replies[step * i + 1], replies[step * i + 2] if step == 3 else None
+                ),
+            )
+            for i, customer_id in enumerate(customer_ids)
+        ]
+        revision = int(meta[0] or 0) if with_revision else 0
+        active = _text(meta[-1]) if with_active else None
+        return states, revision, active
+
+    def ping(self) -> bool:
+        """True when Redis answers within the timeout (for readiness checks); never raises."""
+        try:
+            with store_errors("ping"):
+                return bool(self.client.ping())
+        except Exception:
+            return False
+
+    # -- model versions ----------------------------------------------------------------------
+
+    def load_version(self, version: str, records: Iterable[tuple[str, BatchRecord]]) -> int:
+        """Write every record under ``version`` in pipelined chunks, then its loaded marker.
+
+        A load that fails half-way leaves no marker, so ``has_version`` stays false and a
+        later load of the same version overwrites every record whole.
+        """
+        check_version(version)
+        p, chunk = self.prefix, self.chunk_size
+        marker = keys.loaded_marker(p, version)
+        written = 0
+        with store_errors(f"load of version {version!r}"):
+            self.client.delete(marker)
+            self.client.sadd(keys.model_versions(p), version)  # erase finds its records by name
+            pipe = self.client.pipeline(transaction=False)
+            for customer_id, record in records:
+                check_customer_id(customer_id)
+                key = keys.customer_batch(p, customer_id, version)
+                pipe.execute_command("HSET", key, *codec.encode_batch_flat(record))
+                written += 1
+                if written % chunk == 0:
+                    pipe.execute()
+            pipe.execute()
+        privacy.drop_erased_batches(self.client, p, version, chunk)  # erased during the load
+        with store_errors(f"load of version {version!r}"):
+            loaded_at = datetime.now(UTC).isoformat()
+            self.client.set(marker, orjson.dumps({"records": written, "loaded_at": loaded_at}))
+        return written
+
+    @contextlib.contextmanager
+    def load_lock(self, version: str, ttl_s: float = 900.0) -> Iterator[bool]:
+        """Try once to become the one process loading ``version``; yields whether it did.
+
+        The lock expires after ``ttl_s`` so a crashed loader does not block the version.
+        """
+        name = keys.load_lock(self.prefix, check_version(version))
+        lock = self.client.lock(name, timeout=ttl_s, blocking=False)
+        with store_errors("load lock"):
+            acquired = bool(lock.acquire())
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                with contextlib.suppress(redis.exceptions.RedisError):
+                    lock.release()  # lost or expired: it times out on its own
+
+    def has_version(self, version: str) -> bool:
+        with store_errors("has_version"):
+            return bool(self.client.exists(keys.loaded_marker(self.prefix, check_version(version))))
+
+    def version_info(self, version: str) -> dict[str, Any] | None:
+        """What the loaded marker says (``records``, ``loaded_at``), or None if not loaded."""
+        with store_errors("version_info"):
+            raw = self.client.get(keys.loaded_marker(self.prefix, check_version(version)))
+        return orjson.loads(raw) if raw else None
+
+    def activate(self, version: str) -> None:
+        """Make ``version`` the active one (one atomic ``SET``); it must be fully loaded."""
+        if not self.has_version(version):
+            raise NotFoundError("loaded model version", version)
+        with store_errors(f"activate {version!r}"):
+            reply = self.client.set(keys.active_version(self.prefix), version, get=True)
+            old = _text(reply) if isinstance(reply, bytes | str) else None
+            if old and old != version:
+                self.client.set(keys.previous_version(self.prefix), old)
+
+    def active_version(self) -> str | None:
+        with store_errors("active_version"):
+            return _text(self.client.get(keys.active_version(self.prefix)))
+
+    def previous_version(self) -> str | None:
+        with store_errors("previous_version"):
+            return _text(self.client.get(keys.previous_version(self.prefix)))
+
+    def delete_version(self, version: str) -> int:
+        """Drop an inactive version's namespace (marker first, then SCAN + UNLINK in chunks)."""
+        check_version(version)
+        if version == self.active_version():
+            raise InvalidRequestError(f"version {version!r} is active; activate another first")
+        with store_errors(f"delete of version {version!r}"):
+            self.client.delete(keys.loaded_marker(self.prefix, version))
+            removed = self._unlink_matching(keys.version_pattern(self.prefix, version))
+            self.client.srem(keys.model_versions(self.prefix), version)  # last: see privacy
+            return removed
+
+    def _scan(self, pattern: str) -> Iterator[bytes]:
+        return self.client.scan_iter(match=pattern, count=self.chunk_size)
+
+    def _unlink_matching(self, pattern: str) -> int:
+        removed, batch = 0, []
+        for key in self._scan(pattern):
+            batch.append(key)
+            if len(batch) >= self.chunk_size:
+                removed += int(self.client.unlink(*batch))
+                batch = []
+        if batch:
+            removed += int(self.client.unlink(*batch))
+        return removed
+
+    # -- catalogue overrides -----------------------------------------------------------------
+
+    def set_item_override(self, item_id: str, fields: dict[str, Any]) -> int:
+        """Replace ``item_id``'s override and bump the catalogue revision in one MULTI.
+
+        ``fields`` is the item's whole override (merge with :meth:`item_overrides` first to
+        change one field). Returns the new revision.
+        """
+        if not isinstance(item_id, str) or not ITEM_ID_PATTERN.match(item_id):
+            raise InvalidRequestError(f"invalid item id {item_id!r}")
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(keys.item_overrides(self.prefix), item_id, codec.dumps(fields))
+        pipe.incr(keys.item_revision(self.prefix))
+        with store_errors("set_item_override"):
+            return int(pipe.execute()[1])
+
+    def item_revision(self) -> int:
+        """The catalogue revision: poll it, and re-read the overrides when it changes."""
+        with store_errors("item_revision"):
+            return int(self.client.get(keys.item_revision(self.prefix)) or 0)
+
+    def item_overrides(self) -> dict[str, dict[str, Any]]:
+        with store_errors("item_overrides"):
+            raw = self.client.hgetall(keys.item_overrides(self.prefix))
+        return {str(_text(k)): orjson.loads(v) for k, v in raw.items()}
+
+    # -- customer privacy (feature_store.privacy: every key by name, no SCAN) ----------------
+
+    def export_customer(self, customer_id: str, *, events: bool = False) -> dict[str, Any]:
+        """Everything held about the customer, decoded and JSON-able (two round trips).
+
+        ``batch`` maps each version still holding a batch record to it, ``live`` is the live
+        record (or None), ``contacts`` offer -> Unix time, ``event_ids`` the applied event ids,
+        ``erased`` whether they are in the erased set. ``events=True`` adds their entries of
+        the event stream (reads the whole stream: see :mod:`feature_store.privacy`).
+        """
+        check_customer_id(customer_id)
+        return privacy.export_customer(self.client, self.prefix, customer_id, events=events)
+
+    def erase_customer(self, customer_id: str) -> int:
+        """Add the customer to the erased set, delete every key of theirs (by name) and their
+        entries of the event stream; how many keys and stream entries were removed.
+
+        Reads the whole event stream (see :mod:`feature_store.privacy` for the cost).
+        """
+        check_customer_id(customer_id)
+        erasure = privacy.erase_customer(self.client, self.prefix, customer_id)
+        return erasure.keys_removed + erasure.events_removed
+
+    def is_erased(self, customer_id: str) -> bool:
+        return privacy.is_erased(self.client, self.prefix, customer_id)
+
+    def erased_customers(self) -> set[str]:
+        """Every erased customer id (training and the events export leave them out)."""
+        return privacy.erased_customers(self.client, self.prefix)

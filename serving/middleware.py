@@ -1,0 +1,104 @@
+"""Request context: ``X-Request-ID``, timing into metrics, a redacted access log, last-resort 500.
+
+A plain ASGI middleware (cheaper than ``BaseHTTPMiddleware``). It
+
+* takes a well-formed incoming ``X-Request-ID`` or makes one, stores it in ``request.state`` and
+  puts it on every response, errors included;
+* observes the latency and status under the matched route *template*, so no customer id reaches
+  the metrics or the log (uvicorn's own access log, which prints raw paths, is switched off in
+  ``serving.server``);
+* turns an exception that escaped every handler into a 500 problem+json that leaks nothing,
+  logging the traceback with the request id.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.errors import internal_error_response
+from serving.metrics import UNMATCHED_ROUTE, Metrics
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_HEADER_BYTES = REQUEST_ID_HEADER.lower().encode("latin-1")
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+
+access_log = logging.getLogger("recsys.access")
+error_log = logging.getLogger("recsys.errors")
+
+
+def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+    """The caller's request id when it is well formed (<= 128 safe characters), else a new one."""
+    for name, value in headers:
+        if name == _HEADER_BYTES:
+            text = value.decode("latin-1")
+            if _VALID_REQUEST_ID.match(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+def route_template(scope: Scope) -> str:
+    """``/v1/customers/{customer_id}/recommendations``, never the raw path."""
+    route: Any = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return template if isinstance(template, str) else UNMATCHED_ROUTE
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = request_id_from(scope.get("headers", []))
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (_HEADER_BYTES, request_id.encode("latin-1"))
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = int(message["status"])
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            error_log.exception(
+                "unhandled error on %s %s (request %s)",
+                scope["method"],
+                route_template(scope),
+                request_id,
+            )
+            if response_started:
+                raise
+            status = 500
+            await internal_error_response(scope["path"], request_id)(scope, receive, send_with_id)
+        finally:
+            self._record(scope, status, time.perf_counter() - started, request_id)
+
+    def _record(self, scope: Scope, status: int, seconds: float, request_id: str) -> None:
+        route = route_template(scope)
+        self.metrics.observe_request(route, scope["method"], status, seconds)
+        access_log.info(
+            "%s %s %d %.2fms request_id=%s key=%s",
+            scope["method"],
+            route,
+            status,
+            seconds * 1000.0,
+            request_id,
+            scope.get("state", {}).get("key_id") or "-",
+        )

@@ -1,0 +1,155 @@
+"""Request and response bodies of the HTTP API (``docs/api.md`` is the contract).
+
+The hot paths serialize plain dicts with orjson and declare these models for the OpenAPI schema;
+the other routes return them directly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Strategy = Literal["personalized", "cold_start", "fallback"]
+Context = Literal["home", "product", "cart", "email"]
+
+ITEM_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"
+CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9._:@+\-]{1,128}$"  # as feature_store.keys.CUSTOMER_ID_PATTERN
+CATEGORY_PATTERN = r"^[^\x00-\x1f\x7f]{1,100}$"
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float
+    reason: str
+    title: str | None = None
+    category: str | None = None
+    price: float | None = None
+
+
+class Recommendations(BaseModel):
+    customer_id: str
+    items: list[RecommendedItem]
+    strategy: Strategy
+    model_version: str | None
+    context: Context
+
+
+class SimilarItems(BaseModel):
+    item_id: str
+    items: list[RecommendedItem]
+    model_version: str
+
+
+class PopularItems(BaseModel):
+    items: list[RecommendedItem]
+    category: str | None = None
+    model_version: str | None
+
+
+class ItemUpdate(BaseModel):
+    """A catalogue change; fields left out keep their current value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=500)
+    category: str | None = Field(default=None, min_length=1, max_length=100)
+    price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    in_stock: bool | None = None
+    hidden: bool | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ItemUpdate:
+        if not self.model_fields_set:
+            raise ValueError("name at least one of title, category, price, in_stock, hidden")
+        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null; leave a field out to keep it")
+        return self
+
+
+class Item(BaseModel):
+    item_id: str
+    title: str
+    category: str
+    price: float
+    in_stock: bool
+    hidden: bool
+    recommendable: bool
+    revision: int
+
+
+class CustomerFeatures(BaseModel):
+    """The features the contract names; any other feature the record holds is passed through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    recency_days: float | None = None
+    frequency: float | None = None
+    monetary: float | None = None
+    avg_order_value: float | None = None
+    tenure_days: float | None = None
+    clv: float | None = None
+    churn_risk: float | None = None
+    segment: str | None = None
+    journey_stage: str | None = None
+    nps: float | None = None
+    csat: float | None = None
+    last_purchase_at: str | None = None
+
+
+class CustomerProfile(BaseModel):
+    customer_id: str
+    features: CustomerFeatures
+    segment: str | None
+    journey_stage: str | None
+    churn_risk: float | None
+    recent_views: list[str]
+    cart: list[str]
+    in_model: bool
+    model_version: str | None
+
+
+class TrainingData(BaseModel):
+    source: str
+    format: str
+    start: datetime | None
+    end: datetime | None
+    as_of: datetime
+
+
+class ModelInfo(BaseModel):
+    version: str
+    created_at: datetime
+    loaded_at: datetime
+    trained_on: TrainingData
+    counts: dict[str, int]
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    training_seconds: float | None
+    n_items: int
+    n_customers: int
+
+
+class Reloaded(BaseModel):
+    previous_version: str | None
+    version: str
+    changed: bool
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    model_version: str | None = None
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[dict[str, Any]] | None = None

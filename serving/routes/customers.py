@@ -1,0 +1,94 @@
+"""A customer's profile, export and erasure (``/v1/customers/{customer_id}``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from starlette.responses import Response
+
+from recsys.errors import NotFoundError
+from recsys.store import CustomerState
+from serving.auth import Principal, require
+from serving.models import CustomerFeatures, CustomerProfile
+from serving.routes.common import CustomerId, ServingDep, json_response, problems, require_snapshot
+
+router = APIRouter(tags=["customers"])
+
+PROFILE_FEATURES = tuple(CustomerFeatures.model_fields)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become None (the record may hold them as floats)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def profile_body(customer: CustomerState, version: str) -> dict[str, Any]:
+    """The profile: every named feature (None where the record has none) and the rest."""
+    merged: dict[str, Any] = dict(customer.batch.features) if customer.batch else {}
+    merged.update(customer.live.features)
+    features = dict.fromkeys(PROFILE_FEATURES)
+    features.update({name: _clean(value) for name, value in merged.items()})
+    return {
+        "customer_id": customer.customer_id,
+        "features": features,
+        "segment": features["segment"],
+        "journey_stage": features["journey_stage"],
+        "churn_risk": features["churn_risk"],
+        "recent_views": list(customer.live.recent_views),
+        "cart": list(customer.live.cart),
+        "in_model": customer.batch is not None,
+        "model_version": version,
+    }
+
+
+@router.get(
+    "/v1/customers/{customer_id}",
+    response_model=CustomerProfile,
+    responses=problems(401, 403, 404, 422, 503),
+)
+def get_customer(
+    customer_id: CustomerId,
+    serving: ServingDep,
+    _: Annotated[Principal, Depends(require("read"))],
+) -> Response:
+    """Value, segment, journey stage, churn risk and satisfaction of one customer."""
+    snapshot = require_snapshot(serving.snapshot)
+    customer = serving.store.read_customer(snapshot.version, customer_id)
+    if not customer.known:
+        raise NotFoundError("customer", customer_id)
+    return json_response(profile_body(customer, snapshot.version))
+
+
+@router.get(
+    "/v1/customers/{customer_id}/export",
+    response_model=dict[str, Any],
+    responses=problems(401, 403, 422, 503),
+)
+def export_customer(
+    customer_id: CustomerId,
+    serving: ServingDep,
+    _: Annotated[Principal, Depends(require("admin"))],
+) -> Response:
+    """Everything the online store holds about the customer (a data subject access request);
+    an unknown customer gets the same shape, empty: nothing is held."""
+    return json_response(serving.store.export_customer(customer_id))
+
+
+@router.delete(
+    "/v1/customers/{customer_id}",
+    status_code=204,
+    responses=problems(401, 403, 422, 503),
+)
+def delete_customer(
+    customer_id: CustomerId,
+    serving: ServingDep,
+    _: Annotated[Principal, Depends(require("admin"))],
+) -> Response:
+    """Erase the customer from the online store and keep them out of future training; 204
+    also when nothing was held (erasure is idempotent)."""
+    serving.store.erase_customer(customer_id)
+    return Response(status_code=204)

@@ -1,0 +1,112 @@
+"""``POST /v1/events``: one event, or ``{"events": [...]}`` (at most ``serving.max_batch``).
+
+All or nothing: every event is validated first (``recsys.events``); one bad event rejects the
+request with 422 naming its index and problem, and nothing is written. Accepted events are
+applied to the customers' live records and appended to the durable stream in one Redis script
+(``feature_store.ingest``) before the 202 ``{accepted, duplicates, ignored}`` is answered; an
+event whose ``event_id`` was seen before counts as a duplicate and is not applied again; an
+event of an erased customer counts as ignored and nothing of it is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Request
+from starlette.responses import Response
+
+from feature_store.ingest import EventWriter
+from recsys.config import Settings
+from recsys.errors import InvalidRequestError
+from recsys.events import Event, InvalidEventError, utcnow, validate_batch
+from recsys.live_update import CustomerSnapshot, LiveUpdate, OnlineModel, plan_updates
+from serving.auth import Principal, require
+from serving.errors import problem_response
+from serving.routes.common import ServingDep, json_response, problems
+from serving.state import ServingState
+
+router = APIRouter(tags=["events"])
+
+_EVENT_EXAMPLE = {
+    "customer_id": "17850",
+    "event_type": "purchase",
+    "timestamp": "2011-09-01T10:00:00Z",
+    "item_id": "85123A",
+    "quantity": 2,
+    "price": 2.55,
+    "order_id": "581001",
+    "event_id": "web-2f6c1a",
+}
+_EVENT_SCHEMA = Event.model_json_schema()
+_BODY_SCHEMA = {
+    "oneOf": [
+        _EVENT_SCHEMA,
+        {
+            "type": "object",
+            "properties": {"events": {"type": "array", "items": _EVENT_SCHEMA, "maxItems": 1000}},
+            "required": ["events"],
+        },
+    ]
+}
+
+
+def _raw_events(payload: Any) -> Sequence[Any]:
+    if isinstance(payload, Mapping) and "events" in payload:
+        batch = payload["events"]
+        if not isinstance(batch, list):
+            raise InvalidRequestError("events: must be a list of event objects")
+        return batch
+    return [payload]
+
+
+def online_model(serving: ServingState) -> OnlineModel:
+    """The event path's view of the model now served (built with it, at load time)."""
+    snapshot = serving.snapshot
+    if snapshot is None:
+        return OnlineModel(version=None, as_of=None)  # events are still stored and applied
+    return snapshot.model.online
+
+
+def ingest(app: FastAPI, serving: ServingState, events: list[Event]) -> dict[str, int]:
+    model = online_model(serving)
+
+    def plan(
+        snapshots: Mapping[str, CustomerSnapshot], fresh: Sequence[Event]
+    ) -> dict[str, LiveUpdate]:
+        return plan_updates(model, snapshots, fresh, utcnow())
+
+    writer: EventWriter = app.state.event_writer  # made by the lifespan (serving.app)
+    result = writer.ingest(events, model.version, plan)
+    return {
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+        "ignored": result.ignored,  # events of erased customers: acknowledged, not stored
+    }
+
+
+@router.post(
+    "/v1/events",
+    status_code=202,
+    responses=problems(400, 401, 403, 422, 503),
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": _BODY_SCHEMA}}}},
+)
+def post_events(
+    request: Request,
+    serving: ServingDep,
+    _: Annotated[Principal, Depends(require("write"))],
+    payload: Annotated[Any, Body(examples=[_EVENT_EXAMPLE])],
+) -> Response:
+    """Record events (views, carts, purchases, returns, surveys, ...): 202 with the counts of
+    accepted, duplicate and ignored (erased customer) events; the customers' next answers
+    already reflect them."""
+    settings: Settings = request.app.state.settings
+    try:
+        events = validate_batch(_raw_events(payload), settings.serving.max_batch)
+    except InvalidEventError as exc:
+        return problem_response(
+            request, 422, str(exc), problem_type="invalid-event", extra={"index": exc.index}
+        )
+    except InvalidRequestError as exc:
+        return problem_response(request, 422, str(exc), problem_type="invalid-event")
+    return json_response(ingest(request.app, serving, events), status_code=202)

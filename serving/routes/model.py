@@ -1,0 +1,58 @@
+"""The served model: ``GET /v1/model`` and ``POST /v1/admin/reload``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends
+
+from serving.auth import Principal, require
+from serving.models import ModelInfo, Reloaded, TrainingData
+from serving.routes.common import MetricsDep, ServingDep, problems, require_snapshot
+
+router = APIRouter(tags=["model"])
+
+
+@router.get("/v1/model", response_model=ModelInfo, responses=problems(401, 403, 503))
+async def get_model(
+    serving: ServingDep, _: Annotated[Principal, Depends(require("read"))]
+) -> ModelInfo:
+    """The active version: when and on what data it was trained, and its offline metrics."""
+    model = require_snapshot(serving.snapshot).model
+    manifest = model.manifest
+    return ModelInfo(
+        version=manifest.version,
+        created_at=manifest.created_at,
+        loaded_at=model.loaded_at,
+        trained_on=TrainingData.model_validate(manifest.data, from_attributes=True),
+        counts=manifest.counts,
+        metrics=manifest.metrics,
+        params=manifest.params,
+        training_seconds=manifest.training_seconds,
+        n_items=model.n_items,
+        n_customers=model.n_customers,
+    )
+
+
+@router.post("/v1/admin/reload", response_model=Reloaded, responses=problems(401, 403, 503))
+async def reload_model(
+    serving: ServingDep,
+    metrics: MetricsDep,
+    _: Annotated[Principal, Depends(require("admin"))],
+) -> Reloaded:
+    """Switch to the newest version under the artifacts directory (its features are loaded
+    into the store first) and make it the store's active version; requests in flight finish on
+    the version they started with. Every other serving process switches to it on its next
+    page view."""
+    try:
+        previous, snapshot = await anyio.to_thread.run_sync(serving.load_latest)
+    except Exception:
+        metrics.reloads.labels("failed").inc()
+        raise
+    metrics.reloads.labels("ok").inc()  # the served-version gauge follows every swap
+    return Reloaded(
+        previous_version=previous,
+        version=snapshot.version,
+        changed=previous != snapshot.version,
+    )

@@ -1,0 +1,536 @@
+"""The loaded model and catalogue of one serving process, and how they are swapped.
+
+Everything a request needs is prepared here once, at load time: the ranking arrays, the item id
+-> row dict, the catalogue as Python lists (cheap to serialize), the popularity blend and the
+*base blocked mask* (non-product, out of stock, hidden). A request takes one immutable
+:class:`Snapshot` and uses it to the end, so a reload or a catalogue refresh in between never
+mixes two versions and never drops the request: swapping is one attribute assignment, done under
+a lock so that concurrent reloads and refreshes do not race each other.
+
+Catalogue changes (``PUT /v1/items/{id}``) live in the store with a revision counter; a request
+that finds the store's revision different from its snapshot's rebuilds the catalogue (one read of
+the overrides, only when they changed), so every process sees a change on its next request.
+
+Model versions, across processes: the store's ``meta:active`` is the version the fleet serves.
+Start and ``POST /v1/admin/reload`` load the newest version on disk and make it active (then drop
+the store namespaces of versions older than the previous one); every page view reads
+``meta:active`` in its one round trip, and a process that finds it different from its own
+version switches to it in a background thread when that bundle is on its disk (requests go on
+with the version they started with). So a reload sent to one worker reaches every worker on
+their next requests, and a switch back to an older version does too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from importlib import import_module
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from recsys.bundle import Manifest, ModelBundle, latest_version_dir, read_bundle
+from recsys.churn import ChurnScorer, calibration_from_dict
+from recsys.config import TrainingConfig
+from recsys.errors import (
+    InternalError,
+    ModelUnavailableError,
+    RecsysError,
+    StoreUnavailableError,
+)
+from recsys.foldin import FoldIn
+from recsys.live_update import OnlineModel
+from recsys.ranking import RankingModel, popularity_prior
+from recsys.store import CustomerState
+
+log = logging.getLogger("recsys.serving")
+
+#: Weight of the best-seller list against the trending list in ``/v1/popular`` and cold start.
+POPULAR_SHARE = 0.6
+#: After the store failed, requests skip it (answering the fallback) for this long.
+STORE_RETRY_AFTER_S = 0.5
+#: A process that could not switch to the store's active version tries again after this long.
+FOLLOW_RETRY_AFTER_S = 5.0
+
+
+class ServingStore(Protocol):
+    """What serving needs of the feature store (``feature_store.redis_store``)."""
+
+    def read_customer(self, version: str, customer_id: str) -> CustomerState: ...
+    def read_customer_with_meta(
+        self, version: str, customer_id: str
+    ) -> tuple[CustomerState, int, str | None]: ...
+    def item_revision(self) -> int: ...
+    def item_overrides(self) -> dict[str, dict[str, Any]]: ...
+    def set_item_override(self, item_id: str, fields: dict[str, Any]) -> int: ...
+    def export_customer(self, customer_id: str) -> dict[str, Any]: ...
+    def erase_customer(self, customer_id: str) -> int: ...
+    def ping(self) -> bool: ...
+    def has_version(self, version: str) -> bool: ...
+    def active_version(self) -> str | None: ...
+    def previous_version(self) -> str | None: ...
+    def activate(self, version: str) -> None: ...
+    def delete_version(self, version: str) -> int: ...
+
+
+Loader = Callable[[ModelBundle], object]  # loads a bundle's features into the store, activates
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def churn_scorer(bundle: ModelBundle) -> ChurnScorer | None:
+    """The bundle's ONNX churn model with its calibration, or None (no model, or no runtime)."""
+    if bundle.churn_onnx is None:
+        return None
+    try:
+        module = import_module("serving.churn_scorer")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("serving.churn_scorer", "onnxruntime"):
+            raise
+        log.warning("version %s has a churn model but no ONNX scorer: %s", bundle.version, exc)
+        return None
+    try:
+        calibration = calibration_from_dict(bundle.extra.get("churn", {}).get("calibration"))
+        scorer: ChurnScorer = module.OnnxChurnScorer(bundle.churn_onnx, calibration)
+    except (ModelUnavailableError, ValueError, KeyError):
+        # recommendations do not need it: serve the version, keep the batch churn_risk
+        log.exception("version %s: the churn model cannot be used", bundle.version)
+        return None
+    return scorer
+
+
+def _online_model(
+    bundle: ModelBundle, item_factors: np.ndarray, item_ids: list[str], row_of: dict[str, int]
+) -> OnlineModel:
+    """What event ingestion needs of this version, built once at load time."""
+    params = {**TrainingConfig().model_dump(), **bundle.manifest.params.get("training", {})}
+    prices = np.asarray(bundle.items.prices, dtype=np.float64)
+    products = np.asarray(bundle.items.is_product, dtype=bool)
+
+    def price_of(item_id: str) -> float | None:
+        row = row_of.get(item_id)
+        price = float(prices[row]) if row is not None else float("nan")
+        return price if np.isfinite(price) else None
+
+    def is_product(item_id: str) -> bool:
+        row = row_of.get(item_id)
+        return True if row is None else bool(products[row])
+
+    return OnlineModel(
+        version=bundle.version,
+        as_of=_naive_utc(bundle.manifest.data.as_of),
+        item_ids=item_ids,
+        row_of=row_of,
+        fold=FoldIn.from_factors(
+            item_factors, float(params["regularization"]), float(params["alpha"])
+        ),
+        churn=churn_scorer(bundle),
+        price_of=price_of,
+        is_product=is_product,
+    )
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """One model version, ready to answer (no per-customer data: that lives in the store)."""
+
+    manifest: Manifest
+    loaded_at: datetime
+    ranking: RankingModel
+    item_ids: list[str]
+    row_of: dict[str, int]
+    is_product: np.ndarray  # bool (n_items,)
+    base_titles: np.ndarray  # U, the bundle's catalogue before overrides
+    base_categories: np.ndarray
+    base_prices: np.ndarray
+    base_in_stock: np.ndarray
+    popular_score: np.ndarray  # f4 (n_items,): best sellers blended with trending, in [0, 1]
+    popular_is_trending: np.ndarray  # bool: the trending part dominates
+    n_customers: int
+    online: OnlineModel  # the event path's view: fold-in (YᵀY + λI once), churn scorer
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @classmethod
+    def from_bundle(cls, bundle: ModelBundle) -> ModelState:
+        items = bundle.items
+        n_items = len(items)
+        popular = popularity_prior(bundle.popular, bundle.popular_scores, n_items)
+        trending = popularity_prior(bundle.trending, bundle.trending_scores, n_items)
+        best, trend = POPULAR_SHARE * popular, (1.0 - POPULAR_SHARE) * trending
+        item_ids = items.item_ids.astype(str).tolist()
+        row_of = {item_id: row for row, item_id in enumerate(item_ids)}
+        ranking = RankingModel.from_bundle(bundle)
+        return cls(
+            manifest=bundle.manifest,
+            loaded_at=datetime.now(UTC),
+            ranking=ranking,
+            item_ids=item_ids,
+            row_of=row_of,
+            is_product=np.asarray(items.is_product, dtype=bool),
+            base_titles=items.titles.astype(str),
+            base_categories=items.categories.astype(str),
+            base_prices=np.asarray(items.prices, dtype=np.float64),
+            base_in_stock=np.asarray(items.in_stock, dtype=bool),
+            popular_score=(best + trend).astype(np.float32),
+            popular_is_trending=trend > best,
+            n_customers=len(bundle.customer_ids),
+            online=_online_model(bundle, ranking.item_factors, item_ids, row_of),
+        )
+
+    def rows_of(self, item_ids: Any) -> np.ndarray:
+        """Rows of the known ids among ``item_ids`` (a short list; unknown ids are dropped)."""
+        row_of = self.row_of
+        return np.fromiter((row_of[i] for i in item_ids if i in row_of), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The bundle's catalogue with the store's overrides applied, at one revision."""
+
+    revision: int
+    titles: list[str]
+    categories: list[str]
+    prices: list[float]
+    in_stock: np.ndarray
+    hidden: np.ndarray
+    blocked: np.ndarray  # never recommend: non-product, out of stock or hidden
+    category_codes: np.ndarray  # i4 per item
+    code_of_category: dict[str, int]  # casefolded category -> code
+
+    @classmethod
+    def build(
+        cls, model: ModelState, overrides: Mapping[str, Mapping[str, Any]], revision: int
+    ) -> Catalog:
+        titles = model.base_titles.astype(object)
+        categories = model.base_categories.astype(object)
+        prices = model.base_prices.copy()
+        in_stock = model.base_in_stock.copy()
+        hidden = np.zeros(model.n_items, dtype=bool)
+        for item_id, fields in overrides.items():  # load time: one entry per changed item
+            row = model.row_of.get(item_id)
+            if row is None:
+                continue
+            titles[row] = str(fields.get("title", titles[row]))
+            categories[row] = str(fields.get("category", categories[row]))
+            prices[row] = float(fields.get("price", prices[row]))
+            in_stock[row] = bool(fields.get("in_stock", in_stock[row]))
+            hidden[row] = bool(fields.get("hidden", False))
+        folded = np.char.lower(categories.astype(str))
+        names, codes = np.unique(folded, return_inverse=True)
+        return cls(
+            revision=revision,
+            titles=titles.tolist(),
+            categories=categories.tolist(),
+            prices=prices.tolist(),
+            in_stock=in_stock,
+            hidden=hidden,
+            blocked=~model.is_product | ~in_stock | hidden,
+            category_codes=codes.astype(np.int32).ravel(),
+            code_of_category={str(name): code for code, name in enumerate(names.tolist())},
+        )
+
+    def outside_category(self, category: str) -> np.ndarray:
+        """True for every item not in ``category`` (case-insensitive; unknown: all True)."""
+        code = self.code_of_category.get(category.lower())
+        if code is None:
+            return np.ones(self.category_codes.shape[0], dtype=bool)
+        return self.category_codes != code
+
+    def describe(self, row: int) -> dict[str, Any]:
+        return {
+            "title": self.titles[row],
+            "category": self.categories[row],
+            "price": self.prices[row],
+            "in_stock": bool(self.in_stock[row]),
+            "hidden": bool(self.hidden[row]),
+            "recommendable": not bool(self.blocked[row]),
+        }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    model: ModelState
+    catalog: Catalog
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+
+@dataclass(frozen=True)
+class CustomerRead:
+    """The outcome of the hot path's store read."""
+
+    snapshot: Snapshot | None
+    customer: CustomerState | None
+    fallback_reason: str | None  # "model_unavailable", "store_unavailable" or "store_error"
+
+
+class ServingState:
+    """The current :class:`Snapshot` of this process, the store, reload and following."""
+
+    def __init__(
+        self,
+        artifacts: Path,
+        store: ServingStore,
+        loader: Loader,
+        *,
+        on_swap: Callable[[str], None] | None = None,
+    ) -> None:
+        self.artifacts = artifacts
+        self.store = store
+        self._loader = loader
+        self._on_swap = on_swap
+        self._snapshot: Snapshot | None = None
+        self._swap_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._store_down_until = 0.0
+        self._noticed: tuple[str, str | None] | None = None  # (served, active) last acted on
+        self._notice_until = 0.0
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self._snapshot
+
+    def load_latest(self) -> tuple[str | None, Snapshot]:
+        """Load the newest version under ``artifacts`` and make it the store's active one.
+
+        Its features are loaded into the store when missing. Returns the previous version and
+        the new snapshot; raises ``ModelUnavailableError`` when there is no readable version.
+        When the store is down, the first load still serves the model (per-customer answers
+        fall back; :meth:`ready` loads the features once the store is back) and re-raises; a
+        reload keeps the old version and re-raises. After this process switched the active
+        version, the namespaces of versions older than the previous one are dropped.
+        """
+        with self._reload_lock:
+            previous = self._snapshot
+            version_dir = latest_version_dir(self.artifacts)
+            if previous is not None and previous.version == version_dir.name:
+                snapshot = self._ensure_features(None, previous)
+                if self._activate(snapshot.version):
+                    self._prune(snapshot.version)
+                return previous.version, snapshot
+            bundle = read_bundle(version_dir)
+            snapshot = self._prepare(version_dir, bundle)
+            try:
+                active_before = self.store.active_version()
+                snapshot = self._ensure_features(bundle, snapshot)
+            except StoreUnavailableError:
+                if previous is None:
+                    self._swap(snapshot)
+                raise
+            finally:
+                del bundle
+            self._swap(snapshot)
+            if active_before != snapshot.version:
+                self._prune(snapshot.version)
+            return (previous.version if previous else None), snapshot
+
+    def _prepare(self, version_dir: Path, bundle: ModelBundle | None = None) -> Snapshot:
+        """The snapshot of the bundle in ``version_dir``, its catalogue not yet synced."""
+        model = ModelState.from_bundle(bundle if bundle is not None else read_bundle(version_dir))
+        return Snapshot(model, Catalog.build(model, {}, revision=-1))
+
+    def _swap(self, snapshot: Snapshot) -> None:
+        with self._swap_lock:
+            self._snapshot = snapshot
+        log.info("serving model version %s", snapshot.version)
+        if self._on_swap is not None:
+            self._on_swap(snapshot.version)
+
+    def _ensure_features(self, bundle: ModelBundle | None, snapshot: Snapshot) -> Snapshot:
+        """Load ``snapshot``'s features into the store if missing; its catalogue, synced."""
+        if bundle is None and not self.store.has_version(snapshot.version):
+            bundle = read_bundle(self.artifacts / snapshot.version)
+        if bundle is not None:
+            self._loader(bundle)
+        return self.sync_catalog(snapshot, self.store.item_revision())
+
+    def _activate(self, version: str) -> bool:
+        """Make ``version`` the store's active one; True when that changed it."""
+        if self.store.active_version() == version:
+            return False
+        self.store.activate(version)
+        log.info("model version %s is now the active one in the store", version)
+        return True
+
+    def _prune(self, served: str) -> None:
+        """Drop the store namespaces of versions (on disk) older than the previous active one.
+
+        The active version and the one before it stay, so a process that has not switched yet
+        keeps its features. Failures are logged: the switch itself has succeeded.
+        """
+        try:
+            previous = self.store.previous_version()
+            if previous is None:
+                return
+            active = self.store.active_version()
+            for version_dir in sorted(self.artifacts.iterdir()):
+                version = version_dir.name
+                if version >= previous or version in (served, active):
+                    continue
+                if (version_dir / "manifest.json").is_file() and self.store.has_version(version):
+                    removed = self.store.delete_version(version)
+                    log.info("dropped model version %s from the store (%d keys)", version, removed)
+        except (RecsysError, OSError):
+            log.exception("dropping old model versions from the store failed")
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness: a model is loaded, the store answers and holds this version's features.
+
+        Features missing from a reachable store (it restarted empty, or was down at start) are
+        loaded again in a background thread; readiness stays false until that is done.
+        """
+        snapshot = self._snapshot
+        if snapshot is None:
+            return False, "no model version is loaded"
+        if not self.store.ping():
+            return False, "the feature store does not answer"
+        try:
+            if self.store.has_version(snapshot.version):
+                return True, "ok"
+        except StoreUnavailableError as exc:
+            return False, f"the feature store is unavailable: {exc}"
+        if not self._reload_lock.locked():
+            threading.Thread(
+                target=self._reload_features, args=(snapshot,), name="feature-load", daemon=True
+            ).start()
+        return False, f"features of model version {snapshot.version} are being loaded"
+
+    def _reload_features(self, snapshot: Snapshot) -> None:
+        if not self._reload_lock.acquire(blocking=False):
+            return  # a reload or another load is already at work
+        try:
+            self._ensure_features(None, snapshot)
+            log.info("features of model version %s loaded into the store", snapshot.version)
+        except Exception:
+            log.exception("loading the features of model version %s failed", snapshot.version)
+        finally:
+            self._reload_lock.release()
+
+    # -- following the store's active version ------------------------------------------------
+
+    def _notice_active(self, served: str, active: str | None) -> None:
+        """The hot path saw ``active`` != ``served``: act on it once, in the background."""
+        now = time.monotonic()
+        if (served, active) == self._noticed and now < self._notice_until:
+            return
+        if self._reload_lock.locked():
+            return  # a reload is at work; look again on a later request
+        self._noticed, self._notice_until = (served, active), now + FOLLOW_RETRY_AFTER_S
+        threading.Thread(
+            target=self.follow_active, args=(active,), name="model-follow", daemon=True
+        ).start()
+
+    def follow_active(self, active: str | None) -> str | None:
+        """Serve the store's ``active`` version when it differs from ours; the version served.
+
+        * another version is active, its bundle is on our disk and its features are loaded:
+          switch to it (loading and activating nothing: that was done by the process that
+          activated it), whether it is newer than ours or older (a rollback);
+        * otherwise, when our version's features are not in the store (it was down at our
+          start, or restarted empty): load them, which makes ours the active version;
+        * no active version at all, our features there: make ours the active one;
+        * an active version we cannot serve (not on our disk, say): keep ours, and warn.
+        """
+        if not self._reload_lock.acquire(blocking=False):
+            return None
+        try:
+            snapshot = self._snapshot
+            if snapshot is None or snapshot.version == active:
+                return active
+            version_dir = self.artifacts / active if active is not None else None
+            if (
+                version_dir is not None
+                and (version_dir / "manifest.json").is_file()
+                and self.store.has_version(version_dir.name)
+            ):
+                revision = self.store.item_revision()
+                followed = self.sync_catalog(self._prepare(version_dir), revision)
+                self._swap(followed)
+                return followed.version
+            if not self.store.has_version(snapshot.version):
+                self._ensure_features(None, snapshot)
+                return snapshot.version
+            if active is None:
+                self._activate(snapshot.version)
+            else:
+                log.warning(
+                    "model version %s is active, but its bundle is not under %s or its features "
+                    "are not loaded; serving %s",
+                    active,
+                    self.artifacts,
+                    snapshot.version,
+                )
+            return snapshot.version
+        except Exception:
+            log.exception("switching to the active model version %s failed", active)
+            return None
+        finally:
+            self._reload_lock.release()
+
+    # -- catalogue and the hot path ----------------------------------------------------------
+
+    def sync_catalog(self, snapshot: Snapshot, revision: int) -> Snapshot:
+        """``snapshot`` with the catalogue at ``revision`` (rebuilt only when it changed)."""
+        if snapshot.catalog.revision == revision:
+            return snapshot
+        with self._swap_lock:
+            current = self._snapshot
+            if current is not None and current.model is snapshot.model:
+                if current.catalog.revision == revision:
+                    return current
+                snapshot = current
+            catalog = Catalog.build(snapshot.model, self.store.item_overrides(), revision)
+            refreshed = replace(snapshot, catalog=catalog)
+            if current is not None and current.model is snapshot.model:
+                self._snapshot = refreshed
+            return refreshed
+
+    def read_customer(self, customer_id: str) -> CustomerRead:
+        """The hot path's store read: the customer's state, the catalogue revision and the
+        store's active version, in one round trip."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            return CustomerRead(None, None, "model_unavailable")
+        if time.monotonic() < self._store_down_until:
+            return CustomerRead(snapshot, None, "store_unavailable")
+        try:
+            customer, revision, active = self.store.read_customer_with_meta(
+                snapshot.version, customer_id
+            )
+            snapshot = self.sync_catalog(snapshot, revision)
+        except StoreUnavailableError:
+            self._store_down_until = time.monotonic() + STORE_RETRY_AFTER_S
+            return CustomerRead(snapshot, None, "store_unavailable")
+        except InternalError:  # a bug on our side: logged, but the page still gets an answer
+            log.exception("reading a customer's state failed; answering the fallback")
+            return CustomerRead(snapshot, None, "store_error")
+        if active != snapshot.version:
+            self._notice_active(snapshot.version, active)
+        return CustomerRead(snapshot, customer, None)
+
+    def current(self) -> Snapshot | None:
+        """The snapshot with an up-to-date catalogue, or the cached one if the store is down."""
+        snapshot = self._snapshot
+        if snapshot is None or time.monotonic() < self._store_down_until:
+            return snapshot
+        try:
+            return self.sync_catalog(snapshot, self.store.item_revision())
+        except StoreUnavailableError:
+            self._store_down_until = time.monotonic() + STORE_RETRY_AFTER_S
+            return snapshot

@@ -1,0 +1,182 @@
+"""From a bundle to the store: records built right, loaded once, activated, erased left out."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from feature_store.bulk_load import ensure_loaded, records_from_bundle
+from feature_store.connection import connect
+from feature_store.redis_store import RedisFeatureStore
+from recsys.bundle import DataWindow, ItemTable, Manifest, ModelBundle
+from recsys.errors import ModelUnavailableError, StoreUnavailableError
+
+
+def make_bundle(version: str = "20261122T000000Z-abc123", n: int = 4) -> ModelBundle:
+    """``n`` customers a0..; customer i bought items 0..i-1, i+1 units each, i days ago."""
+    n_items = 6
+    rows, cols, counts, days = [], [], [], []
+    for i in range(n):
+        for item in range(i):
+            rows.append(i)
+            cols.append(item)
+            counts.append(float(i + 1))
+            days.append(float(i))
+    shape = (n, n_items)
+    history = sp.csr_matrix((np.array(counts, np.float32), (rows, cols)), shape=shape)
+    last_days = sp.csr_matrix((np.array(days, np.float32), (rows, cols)), shape=shape)
+    ids = np.array([f"a{i}" for i in range(n)])
+    features = pd.DataFrame(
+        {
+            "customer_id": list(reversed(ids.tolist())) + ["features-only"],  # any order
+            "frequency": np.arange(n + 1)[::-1],
+            "monetary": [10.25, np.nan, 3.5, 0.1, 7.0][: n + 1][::-1],
+            "segment": pd.Series(["loyal", None, "new", "lost", "x"][: n + 1], dtype="string"),
+            "last_purchase_at": pd.to_datetime(
+                ["2011-08-01 10:30:00", None, "2011-01-02 00:00:00", "2011-05-05 00:00:00", None]
+            )[: n + 1],
+            "promoter": [True, False, True, False, True][: n + 1],
+        }
+    )
+    return ModelBundle(
+        manifest=Manifest(
+            version=version,
+            created_at=datetime(2026, 11, 22, tzinfo=UTC),
+            data=DataWindow(source="test", format="events", as_of=datetime(2011, 9, 1)),
+        ),
+        items=ItemTable(
+            item_ids=np.array([f"i{k}" for k in range(n_items)]),
+            titles=np.array([""] * n_items),
+            categories=np.array([""] * n_items),
+            prices=np.ones(n_items, np.float32),
+            in_stock=np.ones(n_items, bool),
+            is_product=np.ones(n_items, bool),
+        ),
+        customer_ids=ids,
+        user_factors=np.arange(n * 3, dtype=np.float32).reshape(n, 3),
+        item_factors=np.zeros((n_items, 3), np.float32),
+        neighbour_indices=np.zeros((n_items, 0), np.int32),
+        neighbour_scores=np.zeros((n_items, 0), np.float32),
+        popular=np.zeros(0, np.int32),
+        popular_scores=np.zeros(0, np.float32),
+        trending=np.zeros(0, np.int32),
+        trending_scores=np.zeros(0, np.float32),
+        history=history,
+        history_last_days=last_days,
+        features=features,
+    )
+
+
+def test_records_carry_each_customers_row_of_every_array() -> None:
+    records = dict(records_from_bundle(make_bundle()))
+    assert list(records) == ["a0", "a1", "a2", "a3", "features-only"]
+    a2 = records["a2"]
+    assert a2.user_vector is not None and a2.user_vector.tolist() == [6.0, 7.0, 8.0]
+    assert a2.history_items.tolist() == [0, 1]
+    assert a2.history_counts.tolist() == [3.0, 3.0]
+    assert a2.history_last_days.tolist() == [2.0, 2.0]
+    assert records["a0"].history_items.size == 0
+
+
+def test_features_become_plain_json_values() -> None:
+    records = dict(records_from_bundle(make_bundle()))
+    # The feature table is in reverse order: a3 is its first row.
+    assert records["a3"].features == {
+        "frequency": 4,
+        "monetary": 7.0,
+        "segment": "loyal",
+        "last_purchase_at": "2011-08-01T10:30:00",
+        "promoter": True,
+    }
+    assert records["a2"].features == {
+        "frequency": 3,
+        "monetary": 0.1,
+        "segment": None,  # <NA>
+        "last_purchase_at": None,  # NaT
+        "promoter": False,
+    }
+    assert records["a0"].features["monetary"] is None  # NaN
+    only = records["features-only"]
+    assert only.features["frequency"] == 0 and only.user_vector is None
+
+
+def test_excluded_customers_are_skipped() -> None:
+    ids = [cid for cid, _ in records_from_bundle(make_bundle(), exclude={"a1", "features-only"})]
+    assert ids == ["a0", "a2", "a3"]
+
+
+def test_an_inconsistent_bundle_is_refused() -> None:
+    bundle = make_bundle()
+    bundle.user_factors = bundle.user_factors[:2]
+    with pytest.raises(ModelUnavailableError, match="inconsistent"):
+        next(records_from_bundle(bundle))
+
+
+@pytest.fixture
+def store(redis_url: str, redis_prefix: str) -> Iterator[RedisFeatureStore]:
+    the_store = RedisFeatureStore(connect(redis_url, timeout_ms=2000), redis_prefix, chunk_size=2)
+    yield the_store
+    the_store.close()
+
+
+def test_ensure_loaded_loads_once_and_activates(store: RedisFeatureStore) -> None:
+    bundle = make_bundle()
+    assert ensure_loaded(store, bundle) is True
+    assert store.has_version(bundle.version)
+    assert store.active_version() == bundle.version
+    assert store.version_info(bundle.version)["records"] == 5  # type: ignore[index]
+    state = store.read_customer(bundle.version, "a3")
+    assert state.batch is not None and state.batch.features["segment"] == "loyal"
+    assert state.batch.history_items.tolist() == [0, 1, 2]
+    assert ensure_loaded(store, bundle) is False  # already there: nothing written
+
+
+def test_ensure_loaded_activates_an_already_loaded_version(store: RedisFeatureStore) -> None:
+    old, new = make_bundle("v-old"), make_bundle("v-new")
+    ensure_loaded(store, new)
+    ensure_loaded(store, old)
+    assert store.active_version() == "v-old"
+    assert ensure_loaded(store, new) is False
+    assert store.active_version() == "v-new"
+    assert store.previous_version() == "v-old"
+
+
+def test_erased_customers_are_not_loaded_again(store: RedisFeatureStore) -> None:
+    store.erase_customer("a2")
+    bundle = make_bundle()
+    ensure_loaded(store, bundle)
+    assert store.read_customer(bundle.version, "a2").batch is None
+    assert store.read_customer(bundle.version, "a3").batch is not None
+
+
+def test_ensure_loaded_waits_for_another_loader(store: RedisFeatureStore) -> None:
+    bundle = make_bundle()
+    with store.load_lock(bundle.version) as acquired:
+        assert acquired
+        with pytest.raises(StoreUnavailableError, match="waiting for another process"):
+            ensure_loaded(store, bundle, wait_s=0.3)
+
+        def other_process_finishes() -> None:
+            time.sleep(0.3)
+            store.load_version(bundle.version, records_from_bundle(bundle))
+
+        thread = threading.Thread(target=other_process_finishes)
+        thread.start()
+        assert ensure_loaded(store, bundle, wait_s=10) is False  # it waited, did not load
+        thread.join()
+    assert store.active_version() == bundle.version
+
+
+def test_a_crashed_loaders_lock_expires(store: RedisFeatureStore) -> None:
+    bundle = make_bundle()
+    with store.load_lock(bundle.version, ttl_s=0.2) as acquired:
+        assert acquired
+        time.sleep(0.3)  # the lock expired: another process may load
+        assert ensure_loaded(store, bundle, wait_s=5) is True

@@ -1,0 +1,40 @@
+"""Fixtures of the serving tests: the known-answer bundle on disk, settings, app, client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from servingkit import API_KEYS, VERSION_1, TestClient, make_bundle
+
+from recsys.bundle import write_bundle
+from recsys.config import Settings
+from serving.app import create_app
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An artifacts root holding one version of the known-answer bundle (read-only!)."""
+    root = tmp_path_factory.mktemp("artifacts")
+    write_bundle(make_bundle(VERSION_1), root)
+    return root
+
+
+@pytest.fixture
+def settings(redis_url: str, redis_prefix: str, artifacts: Path) -> Settings:
+    return Settings(
+        redis_url=redis_url, redis_prefix=redis_prefix, artifacts=artifacts, api_keys=API_KEYS
+    )
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client

@@ -1,0 +1,224 @@
+"""The serving tests' known-answer model bundle and HTTP helpers (imported by the tests).
+
+The bundle (:func:`make_bundle`) has two categories whose right answers are obvious:
+
+* kitchen items ``K0..K5`` with factors along axis 0, garden items ``G0..G5`` along axis 1, each
+  weaker than the one before (so K0 > K1 > ... for a kitchen lover);
+* neighbours within a category only (``K3``'s best neighbours are ``K2`` and ``K4``...), except
+  that ``G3``'s best neighbour is ``OOS``, which is out of stock and must never be shown;
+* popularity: ``POST`` (a non-product code) and ``OOS`` (out of stock) are the best sellers,
+  then the garden items, then the kitchen items: a cold-start answer is garden first and never
+  holds ``POST`` or ``OOS``;
+* customers ``kitchen-1`` (vector along axis 0, bought ``K0`` three times) and ``garden-1``
+  (axis 1, bought ``G0``), with a few features each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import httpx
+import numpy as np
+import onnx
+import onnx.numpy_helper
+import pandas as pd
+import redis
+import scipy.sparse as sp
+import uvicorn
+from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
+
+from feature_store import codec, keys
+from feature_store.embedded import free_port
+from recsys.bundle import DataWindow, ItemTable, Manifest, ModelBundle
+from recsys.churn import CHURN_FEATURES
+from recsys.store import LiveRecord
+
+with warnings.catch_warnings():
+    # Starlette 1.10 prefers httpx2 for its TestClient and warns once, on import, with httpx.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from fastapi.testclient import TestClient  # noqa: F401 (re-exported for the tests)
+
+KITCHEN = [f"K{i}" for i in range(6)]
+GARDEN = [f"G{i}" for i in range(6)]
+ITEM_IDS = [*KITCHEN, *GARDEN, "POST", "OOS"]
+ROW = {item_id: row for row, item_id in enumerate(ITEM_IDS)}
+VERSION_1 = "20260101T000000Z-aaaaaa"
+VERSION_2 = "20260201T000000Z-bbbbbb"
+
+READ_KEY = "read-key-0123456789"
+WRITE_KEY = "write-key-0123456789"
+ADMIN_KEY = "admin-key-0123456789"
+API_KEYS = {
+    READ_KEY: frozenset({"read"}),
+    WRITE_KEY: frozenset({"write"}),
+    ADMIN_KEY: frozenset({"admin"}),
+}
+READ = {"X-API-Key": READ_KEY}
+WRITE = {"X-API-Key": WRITE_KEY}
+ADMIN = {"X-API-Key": ADMIN_KEY}
+
+
+def _items() -> ItemTable:
+    n = len(ITEM_IDS)
+    categories = ["kitchen"] * 6 + ["garden"] * 6 + ["fees", "garden"]
+    return ItemTable(
+        item_ids=np.array(ITEM_IDS),
+        titles=np.array([f"Item {item_id}" for item_id in ITEM_IDS]),
+        categories=np.array(categories),
+        prices=np.linspace(1.0, 14.0, n).astype(np.float32),
+        in_stock=np.array([item_id != "OOS" for item_id in ITEM_IDS]),
+        is_product=np.array([item_id != "POST" for item_id in ITEM_IDS]),
+    )
+
+
+def _item_factors() -> np.ndarray:
+    factors = np.zeros((len(ITEM_IDS), 2), dtype=np.float32)
+    for i in range(6):
+        factors[ROW[f"K{i}"], 0] = 1.0 - 0.1 * i
+        factors[ROW[f"G{i}"], 1] = 1.0 - 0.1 * i
+    factors[ROW["POST"]] = [2.0, 2.0]  # would win every ranking if it were not blocked
+    factors[ROW["OOS"]] = [0.0, 2.0]
+    return factors
+
+
+def _neighbours() -> tuple[np.ndarray, np.ndarray]:
+    """Each item's neighbours: the others of its category, nearer index = more similar."""
+    k = 5
+    indices = np.full((len(ITEM_IDS), k), -1, dtype=np.int32)
+    scores = np.zeros((len(ITEM_IDS), k), dtype=np.float32)
+    for group in (KITCHEN, GARDEN):
+        for i, item_id in enumerate(group):
+            others = sorted((j for j in range(6) if j != i), key=lambda j: (abs(j - i), j))
+            indices[ROW[item_id]] = [ROW[group[j]] for j in others]
+            scores[ROW[item_id]] = [1.0 / (1 + abs(j - i)) for j in others]
+    indices[ROW["G3"], 0] = ROW["OOS"]  # an out-of-stock neighbour must never be shown
+    return indices, scores
+
+
+def make_bundle(version: str = VERSION_1) -> ModelBundle:
+    n_items = len(ITEM_IDS)
+    popular_order = ["POST", "OOS", *GARDEN, *KITCHEN]
+    popular = np.array([ROW[i] for i in popular_order], dtype=np.int32)
+    history = sp.csr_matrix(
+        (np.array([3.0, 2.0], np.float32), (np.array([0, 1]), np.array([ROW["K0"], ROW["G0"]]))),
+        shape=(2, n_items),
+    )
+    last_days = sp.csr_matrix(
+        (np.array([5.0, 9.0], np.float32), (np.array([0, 1]), np.array([ROW["K0"], ROW["G0"]]))),
+        shape=(2, n_items),
+    )
+    indices, scores = _neighbours()
+    as_of = datetime(2026, 1, 1, tzinfo=UTC)
+    return ModelBundle(
+        manifest=Manifest(
+            version=version,
+            created_at=as_of,
+            data=DataWindow(source="synthetic", format="events", as_of=as_of),
+            counts={"customers": 2, "items": n_items},
+            metrics={"recall@10": 0.5},
+        ),
+        items=_items(),
+        customer_ids=np.array(["kitchen-1", "garden-1"]),
+        user_factors=np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32),
+        item_factors=_item_factors(),
+        neighbour_indices=indices,
+        neighbour_scores=scores,
+        popular=popular,
+        popular_scores=np.array(
+            [100, 90, 50, 45, 40, 35, 30, 25, 5, 4, 3, 2, 1, 0.5], dtype=np.float32
+        ),
+        trending=np.array([ROW["G5"]], dtype=np.int32),
+        trending_scores=np.array([1.0], dtype=np.float32),
+        history=history,
+        history_last_days=last_days,
+        features=pd.DataFrame(
+            {
+                "customer_id": ["kitchen-1", "garden-1"],
+                "recency_days": [5.0, 9.0],
+                "frequency": [3, 1],
+                "monetary": [42.5, 7.0],
+                "nps": [9.0, np.nan],
+                "segment": ["champions", "new"],
+                "last_purchase_at": pd.to_datetime(["2025-12-27", "2025-12-23"]),
+            }
+        ),
+    )
+
+
+def churn_onnx(raw_probability: float) -> bytes:
+    """A churn model in the exported layout (``float32 (n, features)`` in, ``probabilities (n,
+    2)`` out) whose raw churn probability is ``raw_probability`` for everyone."""
+    width = len(CHURN_FEATURES)
+    bias = float(np.log(raw_probability) - np.log1p(-raw_probability))
+    graph = onnx.helper.make_graph(
+        [
+            onnx.helper.make_node("MatMul", ["input", "weights"], ["margin0"]),
+            onnx.helper.make_node("Add", ["margin0", "bias"], ["margin"]),
+            onnx.helper.make_node("Sigmoid", ["margin"], ["churn"]),
+            onnx.helper.make_node("Sub", ["one", "churn"], ["stay"]),
+            onnx.helper.make_node("Concat", ["stay", "churn"], ["probabilities"], axis=1),
+        ],
+        "constant_churn",
+        [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [None, width])],
+        [onnx.helper.make_tensor_value_info("probabilities", onnx.TensorProto.FLOAT, [None, 2])],
+        initializer=[
+            onnx.numpy_helper.from_array(np.zeros((width, 1), np.float32), "weights"),
+            onnx.numpy_helper.from_array(np.array([bias], np.float32), "bias"),
+            onnx.numpy_helper.from_array(np.array([1.0], np.float32), "one"),
+        ],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())
+
+
+@contextlib.contextmanager
+def serve(app: FastAPI, host: str = "127.0.0.1") -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free port in a thread; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, ws="none", http="h11"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def get_json(response: httpx.Response) -> dict:
+    assert response.headers["content-type"].startswith("application/json"), response.text
+    body: dict = response.json()
+    return body
+
+
+def item_ids(body: dict) -> list[str]:
+    return [item["item_id"] for item in body["items"]]
+
+
+def write_live(client: redis.Redis, prefix: str, customer_id: str, record: LiveRecord) -> None:
+    """Put a live record in the store, as event ingestion would."""
+    client.hset(keys.customer_live(prefix, customer_id), mapping=codec.encode_live(record))
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of the sample ``name`` with exactly ``labels`` in a Prometheus exposition."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None

@@ -1,0 +1,111 @@
+"""The ``recsys`` command line, run as a user runs it: a separate process, exit status, stderr."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from recsys.bundle import LATEST_FILE
+from recsys.loaders import load_interactions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """The caller's environment without any ``RECSYS_`` setting, the checkout importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    env.update(extra)
+    return env
+
+
+def recsys(*args: str | Path, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pelanggan.cli", *map(str, args)],
+        cwd=cwd,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,  # a command that should refuse must not hang the suite by serving
+        check=False,
+    )
+
+
+@dataclass(frozen=True)
+class Generated:
+    events: Path
+    catalog: Path
+    run: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Generated:
+    where = tmp_path_factory.mktemp("generate")
+    run = recsys(
+        "generate", "--customers", "200", "--items", "60", "--days", "90", "--out", "X.csv.gz",
+        cwd=where,
+    )  # fmt: skip
+    return Generated(where / "X.csv.gz", where / "X_catalog.csv", run)
+
+
+def test_generate_writes_a_loadable_events_file_and_its_catalogue(generated: Generated) -> None:
+    assert generated.run.returncode == 0, generated.run.stderr
+    assert generated.events.read_bytes()[:2] == b"\x1f\x8b"  # gzip, as the name says
+    result = load_interactions(generated.events, catalog_path=generated.catalog)
+    assert result.format == "events"
+    assert 0 < result.interactions["customer_id"].nunique() <= 200
+    assert len(result.catalog) == 60
+    assert result.report.counts["catalog_items_derived"] == 0  # every item is listed
+    assert f"{result.report.rows_read:,} events" in generated.run.stdout
+
+
+def test_train_on_a_malformed_file_fails_naming_file_row_and_problem_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    events = tmp_path / "bad events.csv"
+    events.write_text(
+        "customer_id,event_type,timestamp,item_id,price\n"
+        "C1,view,2025-01-02 10:00:00,I1,\n"
+        "C1,purchase,2025-01-02 10:05:00,I1,2.5\n"
+        "C2,view,yesterday,I2,\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "artifacts"
+    run = recsys("train", "--events", events, "--out", out, cwd=tmp_path)
+    assert run.returncode != 0
+    assert f"{events}, row 4: timestamp 'yesterday' is not a valid date and time" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (out / LATEST_FILE).exists()
+    assert not out.exists() or list(out.iterdir()) == []  # no version, no temporary directory
+
+
+def test_train_on_a_small_synthetic_file_writes_a_version_and_latest(
+    generated: Generated, tmp_path: Path
+) -> None:
+    out = tmp_path / "artifacts"
+    run = recsys(
+        "train", "--events", generated.events, "--catalog", generated.catalog, "--out", out,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    version = (out / LATEST_FILE).read_text().strip()
+    assert (out / version / "manifest.json").is_file()
+    assert [p.name for p in out.iterdir() if p.is_dir()] == [version]
+    assert f"wrote model version {version}" in run.stdout
+
+
+def test_serve_on_all_interfaces_without_api_keys_refuses(tmp_path: Path) -> None:
+    run = recsys(
+        "serve", "--host", "0.0.0.0", "--port", "0", "--artifacts", tmp_path / "artifacts",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert "refusing to serve on '0.0.0.0' without API keys" in run.stderr
+    assert "RECSYS_API_KEYS" in run.stderr
+    assert not (tmp_path / "artifacts").exists()  # refused before starting anything

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from recsys.clv import CLVModel
+from recsys.offers import parse_catalogue
+from recsys.segments import JOURNEY_STAGES, SEGMENTS, RFMScorer, describe_one
+from training.customers import build_customer_intelligence
+
+
+def test_customer_table_has_the_profile_columns_and_json_extras(clustered):
+    as_of = clustered["timestamp"].max() + pd.Timedelta(days=1)
+    intel = build_customer_intelligence(clustered, as_of, with_churn=False)
+    table = intel.features
+    for name in ("clv", "churn_risk", "segment", "journey_stage", "r_score", "p_alive"):
+        assert name in table.columns
+    assert set(table["segment"]) <= set(SEGMENTS)
+    assert set(table["journey_stage"]) <= set(JOURNEY_STAGES)
+    assert table["churn_risk"].isna().all()  # no churn model asked for
+    assert (table["clv"] >= 0).all()
+    extra = json.loads(json.dumps(intel.extra))
+    assert parse_catalogue(extra["offers"]).offers
+    clv = CLVModel.from_dict(extra["clv"]).predict(table)
+    np.testing.assert_allclose(clv["clv"], table["clv"])
+    rfm = RFMScorer.from_dict(extra["rfm"])
+    row = table.iloc[0].to_dict()
+    assert describe_one(row, rfm)["segment"] == table["segment"].iloc[0]

@@ -1,0 +1,101 @@
+"""Customer intelligence for a bundle: features, churn model, CLV, RFM segments, journey stages.
+
+:func:`build_customer_intelligence` is the one call the training pipeline needs. It returns the
+customer feature table with the profile columns added (``churn_risk, clv,
+expected_purchases_365d, p_alive, r_score, f_score, m_score, segment, journey_stage``), the
+churn artifacts (ONNX bytes and calibration) and the JSON-able extras serving needs to redo the
+same computations online (``extra["churn"]``, ``extra["clv"]``, ``extra["rfm"]``,
+``extra["offers"]``). Only events before ``as_of`` are used.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.churn import calibration_from_dict, churn_matrix
+from recsys.clv import CLVModel
+from recsys.customer_features import compute_customer_features
+from recsys.offers import DEFAULT_CATALOGUE, load_catalogue
+from recsys.segments import JourneyRules, RFMScorer, SegmentRules, describe_customers
+from training.churn import ChurnArtifacts, raw_probabilities, train_churn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CustomerIntelligence:
+    features: pd.DataFrame
+    churn: ChurnArtifacts | None
+    extra: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def build_customer_intelligence(
+    interactions: pd.DataFrame,
+    as_of: pd.Timestamp | str,
+    catalog: pd.DataFrame | None = None,
+    *,
+    horizon_days: int = 90,
+    offers_path: Path | str | None = None,
+    with_churn: bool = True,
+    segment_rules: SegmentRules | None = None,
+    journey_rules: JourneyRules | None = None,
+) -> CustomerIntelligence:
+    """Everything about customers a bundle holds (module docstring)."""
+    as_of = pd.Timestamp(as_of)
+    events = interactions.loc[interactions["timestamp"].lt(as_of)]
+    features = compute_customer_features(events, as_of, catalog)
+    extra: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+
+    churn: ChurnArtifacts | None = None
+    risk = np.full(len(features), np.nan)
+    if with_churn:
+        try:
+            churn = train_churn(events, as_of, horizon_days, catalog)
+        except ValueError as exc:  # too little history or a single class
+            log.warning("no churn model: %s", exc)
+            metrics["churn"] = {"skipped": str(exc)}
+    if churn is not None:
+        raw = raw_probabilities(churn.model, churn_matrix(features))
+        risk = calibration_from_dict(churn.calibration).apply(raw)
+        extra["churn"] = {
+            "calibration": churn.calibration,
+            "feature_names": churn.feature_names,
+            "horizon_days": horizon_days,
+        }
+        metrics["churn"] = churn.metrics
+
+    clv = pd.DataFrame(index=features.index)
+    try:
+        clv_model = CLVModel(horizon_days=365).fit(features)
+        clv = clv_model.predict(features).set_index(features.index)
+        extra["clv"] = clv_model.to_dict()
+    except ValueError as exc:
+        log.warning("no CLV model: %s", exc)
+        metrics["clv"] = {"skipped": str(exc)}
+
+    rfm = RFMScorer().fit(features)
+    extra["rfm"] = rfm.to_dict()
+    described = describe_customers(
+        features,
+        rfm,
+        churn_risk=risk,
+        clv=clv["clv"].to_numpy() if "clv" in clv else np.full(len(features), np.nan),
+        segment_rules=segment_rules,
+        journey_rules=journey_rules,
+    )
+    if "expected_purchases" in clv:
+        described["expected_purchases_365d"] = clv["expected_purchases"].to_numpy()
+        described["p_alive"] = clv["p_alive"].to_numpy()
+    extra["segment_rules"] = (segment_rules or SegmentRules()).model_dump(mode="json")
+    extra["journey_rules"] = (journey_rules or JourneyRules()).model_dump(mode="json")
+    catalogue = load_catalogue(offers_path or DEFAULT_CATALOGUE)
+    extra["offers"] = catalogue.model_dump(mode="json")
+    return CustomerIntelligence(features=described, churn=churn, extra=extra, metrics=metrics)

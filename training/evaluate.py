@@ -1,0 +1,379 @@
+"""Time-split offline evaluation: train before a date, score the purchases after it.
+
+Who and what is scored: customers known to the model (seen before the split) who buy at least
+one product after it; the relevant items are the distinct products they buy after the split
+that the model knows (products first sold after the split cannot be ranked by any method and
+are counted in ``counts["unknown_item_purchases"]``). Two tasks:
+
+* ``all``: every such item, re-orders included; rankings may return bought items;
+* ``discovery``: only items the customer never bought before the split; every method's ranking
+  excludes the customer's bought items (the served ranking with ``exclude_purchased=true``).
+
+Methods: ``served`` (``recsys.ranking``, exactly what the API serves), ``als`` (user x item
+factor scores alone), ``item_knn`` (sum of the stored neighbour similarities of bought items),
+``popularity`` (the best-seller prior) and ``buy_again`` (the customer's own items by number
+of orders, most recent first on ties; ``all`` only). Non-product codes are never ranked.
+Metrics are in ``recsys.metrics``.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys.bundle import ModelBundle
+from recsys.config import TrainingConfig
+from recsys.errors import InvalidRequestError
+from recsys.metrics import summarize
+from recsys.ranking import RankingModel, RankingParams, score_items, top_k
+from training.interactions import index_of
+from training.pipeline import BuildOptions, build_bundle
+
+METHODS: tuple[str, ...] = ("served", "als", "item_knn", "popularity", "buy_again")
+TASKS: tuple[str, ...] = ("discovery", "all")
+HEADLINE = ("ndcg", "recall")
+_BATCH = 1024
+_TIE_BREAK = 1e-6  # popularity breaks ties of baselines whose scores are often equal (0)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """The users of each task (customer rows of the bundle) and their relevant items."""
+
+    users: dict[str, np.ndarray]  # task -> i8 customer rows
+    relevant: dict[str, sp.csr_matrix]  # task -> (len(users[task]), n_items) binary
+    counts: dict[str, float]
+
+
+def ground_truth(bundle: ModelBundle, test: pd.DataFrame) -> EvalSet:
+    """Relevant items per task from the purchase rows of ``test`` (see the module docstring)."""
+    n_items = len(bundle.items)
+    buys = test.loc[
+        (test["event_type"] == "purchase")
+        & test["customer_id"].notna()
+        & test["item_id"].notna()
+        & test["is_product"].astype(bool)
+    ]
+    cust = index_of(bundle.customer_ids, buys["customer_id"])
+    item = index_of(bundle.items.item_ids, buys["item_id"])
+    known_item = item >= 0
+    known_item[known_item] &= bundle.items.is_product[item[known_item]]
+    keep = (cust >= 0) & known_item
+    pairs = np.unique(np.stack([cust[keep], item[keep]], axis=1), axis=0).reshape(-1, 2)
+    users_all = np.unique(pairs[:, 0])
+    rows = np.searchsorted(users_all, pairs[:, 0])
+    shape = (len(users_all), n_items)
+    rel_all = sp.csr_matrix((np.ones(len(pairs), np.float32), (rows, pairs[:, 1])), shape=shape)
+
+    history = bundle.history.tocsr()
+    seen = history[users_all].astype(bool).astype(np.float32)
+    rel_new = (rel_all - rel_all.multiply(seen)).tocsr()
+    rel_new.eliminate_zeros()
+    has_new = np.diff(rel_new.indptr) > 0
+    counts: dict[str, float] = {
+        "test_purchase_rows": int(len(buys)),
+        "test_customers": int(buys["customer_id"].nunique()),
+        "new_customers_not_evaluated": int(buys.loc[cust < 0, "customer_id"].nunique()),
+        "unknown_item_purchases": int(np.count_nonzero((cust >= 0) & ~known_item)),
+        "customers_all": int(len(users_all)),
+        "customers_discovery": int(has_new.sum()),
+        "relevant_pairs_all": int(rel_all.nnz),
+        "relevant_pairs_discovery": int(rel_new.nnz),
+        "repeat_share_all": float(1.0 - rel_new.nnz / rel_all.nnz) if rel_all.nnz else 0.0,
+    }
+    return EvalSet(
+        users={"all": users_all, "discovery": users_all[has_new]},
+        relevant={"all": rel_all, "discovery": rel_new[has_new]},
+        counts=counts,
+    )
+
+
+def _top_k_batch(scores: np.ndarray, k: int) -> np.ndarray:
+    """Row-wise top k columns of a dense block, best first; -inf entries become -1 pads."""
+    n, m = scores.shape
+    k_eff = min(k, m)
+    part = (
+        np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+        if k_eff < m
+        else (np.tile(np.arange(m), (n, 1)))
+    )
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)
+    part = np.take_along_axis(part, order, axis=1)
+    vals = np.take_along_axis(vals, order, axis=1)
+    out = np.full((n, k), -1, dtype=np.int32)
+    out[:, :k_eff] = np.where(np.isneginf(vals), -1, part)
+    return out
+
+
+def _neighbour_matrix(bundle: ModelBundle) -> sp.csr_matrix:
+    idx, sims = bundle.neighbour_indices, bundle.neighbour_scores
+    n = idx.shape[0]
+    rows = np.repeat(np.arange(n), idx.shape[1])
+    valid = idx.ravel() >= 0
+    return sp.csr_matrix(
+        (sims.ravel()[valid], (rows[valid], idx.ravel()[valid])), shape=(n, n), dtype=np.float32
+    )
+
+
+def rank_users(
+    method: str,
+    bundle: ModelBundle,
+    model: RankingModel,
+    users: np.ndarray,
+    k: int,
+    exclude_history: bool,
+) -> np.ndarray:
+    """``(len(users), k)`` item rows ranked by ``method`` (-1 pads)."""
+    history = bundle.history.tocsr()
+    ages = bundle.history_last_days.tocsr()
+    not_product = ~bundle.items.is_product.astype(bool)
+    if method == "served":
+        return _rank_served(bundle, model, users, k, exclude_history, not_product)
+    out = np.full((len(users), k), -1, dtype=np.int32)
+    knn = _neighbour_matrix(bundle) if method == "item_knn" else None
+    for start in range(0, len(users), _BATCH):
+        batch = users[start : start + _BATCH]
+        hist = history[batch]
+        if method == "als":
+            scores = bundle.user_factors[batch] @ bundle.item_factors.T
+        elif method == "popularity":
+            scores = np.tile(model.popularity, (len(batch), 1))
+        elif method == "item_knn":
+            scores = (hist.astype(bool).astype(np.float32) @ knn).toarray()
+            scores += _TIE_BREAK * model.popularity
+        elif method == "buy_again":
+            scores = np.full(hist.shape, -np.inf, dtype=np.float64)
+            age = ages[batch]
+            r, c = hist.nonzero()
+            # more orders first; among equals the most recent (ages < 1e5 days)
+            scores[r, c] = np.asarray(hist[r, c]).ravel() - 1e-6 * np.asarray(age[r, c]).ravel()
+        else:
+            raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+        scores = np.asarray(scores, dtype=np.float64)
+        scores[:, not_product] = -np.inf
+        if exclude_history:
+            r, c = hist.nonzero()
+            scores[r, c] = -np.inf
+        out[start : start + len(batch)] = _top_k_batch(scores, k)
+    return out
+
+
+def _rank_served(
+    bundle: ModelBundle,
+    model: RankingModel,
+    users: np.ndarray,
+    k: int,
+    exclude_history: bool,
+    not_product: np.ndarray,
+) -> np.ndarray:
+    history = bundle.history.tocsr()
+    ages = bundle.history_last_days.tocsr()
+    out = np.full((len(users), k), -1, dtype=np.int32)
+    for n, u in enumerate(users.tolist()):  # one request per customer, as serving does
+        lo, hi = history.indptr[u], history.indptr[u + 1]
+        items = history.indices[lo:hi]
+        vector = bundle.user_factors[u]
+        scores = score_items(
+            model,
+            vector if np.any(vector) else None,
+            items,
+            history.data[lo:hi],
+            ages.data[lo:hi],
+        )
+        blocked = not_product
+        if exclude_history:
+            blocked = not_product.copy()
+            blocked[items] = True
+        rows, _ = top_k(scores.total, k, blocked)
+        out[n, : len(rows)] = rows
+    return out
+
+
+def evaluate_bundle(
+    bundle: ModelBundle,
+    test: pd.DataFrame,
+    k_values: tuple[int, ...] = (10, 20),
+    ranking: RankingParams | None = None,
+    methods: tuple[str, ...] = METHODS,
+    eval_set: EvalSet | None = None,
+) -> dict[str, Any]:
+    """Metrics per task per method (``{"tasks": {task: {method: {...}}}, "counts", "timing"}``)."""
+    eval_set = eval_set or ground_truth(bundle, test)
+    model = RankingModel.from_bundle(bundle)
+    if ranking is not None:
+        model = replace(model, params=ranking)
+    n_candidates = int(bundle.items.is_product.sum())
+    k_max = max(k_values)
+    tasks: dict[str, dict[str, Any]] = {}
+    timing: dict[str, float] = {}
+    for task in TASKS:
+        users = eval_set.users[task]
+        if len(users) == 0:
+            continue
+        tasks[task] = {}
+        for method in methods:
+            if method == "buy_again" and task == "discovery":
+                continue  # nothing of one's own is new
+            t = time.perf_counter()
+            ranked = rank_users(method, bundle, model, users, k_max, task == "discovery")
+            timing[f"{task}/{method}"] = time.perf_counter() - t
+            tasks[task][method] = summarize(ranked, eval_set.relevant[task], k_values, n_candidates)
+    return {
+        "tasks": tasks,
+        "counts": {**eval_set.counts, "items": len(bundle.items), "products": n_candidates},
+        "timing": {"scoring_seconds": {key: round(v, 4) for key, v in timing.items()}},
+        "ranking": model.params.to_dict(),
+    }
+
+
+def summary(tasks: dict[str, dict[str, Any]], k: int) -> dict[str, Any]:
+    """Headline figures at ``k`` and the served ranking's relative lift over each baseline."""
+    out: dict[str, Any] = {}
+    for task, by_method in tasks.items():
+        served = by_method.get("served")
+        rows: dict[str, Any] = {}
+        for method, m in by_method.items():
+            row = {name: round(m[f"{name}@{k}"], 4) for name in HEADLINE}
+            if served is not None and method != "served":
+                for name in HEADLINE:
+                    base = m[f"{name}@{k}"]
+                    lift = (served[f"{name}@{k}"] / base - 1.0) if base > 0 else float("inf")
+                    row[f"served_lift_{name}"] = round(lift, 4)
+            rows[method] = row
+        out[task] = rows
+    return out
+
+
+def evaluate_split(
+    interactions: pd.DataFrame,
+    catalog: pd.DataFrame | None,
+    split: Any,
+    config: TrainingConfig | None = None,
+    *,
+    ranking: RankingParams | None = None,
+    k_values: tuple[int, ...] = (10, 20),
+    methods: tuple[str, ...] = METHODS,
+    end: Any = None,
+    catalog_is_derived: bool = True,
+) -> dict[str, Any]:
+    """Train on events before ``split`` and score purchases in ``[split, end)``.
+
+    ``catalog_is_derived``: the catalogue was derived from the whole events file (no catalogue
+    file), so it lists items first sold after the split; they are dropped to keep the future
+    out of the model (their later purchases count as ``unknown_item_purchases``).
+    """
+    split = pd.Timestamp(split)
+    if catalog is not None and catalog_is_derived:
+        before = interactions.loc[interactions["timestamp"].lt(split), "item_id"].dropna()
+        catalog = catalog.loc[catalog["item_id"].isin(before.unique())]
+    t = time.perf_counter()
+    options = BuildOptions(with_features=False, with_churn=False)
+    bundle = build_bundle(interactions, catalog, split, config, ranking=ranking, options=options)
+    train_seconds = time.perf_counter() - t
+    test = interactions.loc[interactions["timestamp"].ge(split)]
+    if end is not None:
+        test = test.loc[test["timestamp"].lt(pd.Timestamp(end))]
+    eval_set = ground_truth(bundle, test)
+    if eval_set.counts["customers_all"] == 0:
+        raise InvalidRequestError(
+            f"no purchases after {split:%Y-%m-%d} by customers seen before it: nothing to score"
+        )
+    result = evaluate_bundle(bundle, test, k_values, ranking, methods, eval_set)
+    result["split_date"] = f"{split:%Y-%m-%d %H:%M:%S}"
+    result["timing"]["train_seconds"] = round(train_seconds, 3)
+    result["summary"] = summary(result["tasks"], max(k_values))
+    return result
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (``ru_maxrss`` is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def evaluate(
+    events_path: Path | str,
+    split_date: Any,
+    out_dir: Path | str | None = None,
+    fmt: str = "auto",
+    config: TrainingConfig | None = None,
+    k_values: tuple[int, ...] = (10, 20),
+    *,
+    catalog_path: Path | str | None = None,
+    ranking: RankingParams | None = None,
+) -> dict[str, Any]:
+    """Load, train before ``split_date``, score after it; write report.json and plots."""
+    from recsys.loaders import load_interactions
+
+    started = time.perf_counter()
+    config = config or TrainingConfig()
+    loaded = load_interactions(Path(events_path), fmt=fmt, catalog_path=catalog_path)
+    load_seconds = time.perf_counter() - started
+    report = evaluate_split(
+        loaded.interactions,
+        loaded.catalog,
+        split_date,
+        config,
+        ranking=ranking,
+        k_values=k_values,
+        catalog_is_derived=catalog_path is None,
+    )
+    report = {
+        "events": str(events_path),
+        "format": loaded.format,
+        "k_values": list(k_values),
+        "config": config.model_dump(),
+        **report,
+    }
+    report["timing"]["load_seconds"] = round(load_seconds, 3)
+    report["timing"]["total_seconds"] = round(time.perf_counter() - started, 3)
+    report["peak_memory_mb"] = round(peak_memory_mb(), 1)
+    if out_dir is not None:
+        write_report(report, Path(out_dir))
+    return report
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    """``report.json`` and one bar chart per headline metric and k; returns the files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = [
+        plot_metric(report["tasks"], name, k, out_dir / f"{name}_at_{k}.png")
+        for k in report["k_values"]
+        for name in HEADLINE
+    ]
+    report["plots"] = [p.name for p in files]
+    path = out_dir / "report.json"
+    path.write_text(json.dumps(report, indent=2, default=str))
+    return [path, *files]
+
+
+def plot_metric(tasks: dict[str, dict[str, Any]], name: str, k: int, path: Path) -> Path:
+    """Grouped bars of ``name@k``: one group per task, one bar per method (Agg, no pyplot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    methods = [m for m in METHODS if any(m in by_method for by_method in tasks.values())]
+    width = 0.8 / max(len(methods), 1)
+    task_names = list(tasks)
+    for j, method in enumerate(methods):
+        values = [tasks[t].get(method, {}).get(f"{name}@{k}", np.nan) for t in task_names]
+        x = np.arange(len(task_names)) + (j - (len(methods) - 1) / 2) * width
+        bars = ax.bar(x, values, width, label=method)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.set_xticks(np.arange(len(task_names)), task_names)
+    ax.set_ylabel(f"{name.upper() if name == 'ndcg' else name.capitalize()}@{k}")
+    ax.set_title(f"{name}@{k} per method and task")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+    return path
