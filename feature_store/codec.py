@@ -36,9 +36,11 @@ field           encoding            holds
                                     unknown; readers drop a ``u`` of another version)
 ==============  ==================  ===============================================
 
-The contact history (sorted set ``<p>:{c:<id>}:contacts``, member: offer, score: Unix time)
-is read in the same round trip once ``LiveRecord`` has a ``contacts`` field (offer -> time) to
-carry it (:data:`LIVE_HAS_CONTACTS`); :func:`decode_live` fills it.
+The contact history (sorted set ``<p>:{c:<id>}:contacts``, member ``<offer_id>|<channel>``
+(:func:`contact_member`), score: Unix time of the send) is read in the same round trip as the
+live hash and decoded into ``LiveRecord.contacts`` (:func:`decode_live`, :func:`parse_contacts`);
+one member per offer and channel, so a repeated send of the same offer on the same channel
+keeps only its latest time. A member written without a ``|`` reads as an offer on no channel.
 
 A Lua script can maintain the JSON fields with the ``cjson`` library Redis embeds; because
 ``cjson.encode`` writes an empty table as ``{}``, an empty object is accepted wherever an
@@ -49,12 +51,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from datetime import UTC, datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import orjson
 
+from recsys.offers import Contact
 from recsys.store import BatchRecord, LiveRecord
 
 F4 = np.dtype("<f4")
@@ -166,8 +170,23 @@ LIVE_HAS_CONTACTS = "contacts" in {f.name for f in dataclasses.fields(LiveRecord
 
 
 def decode_contacts(pairs: Sequence[tuple[bytes, float]] | None) -> dict[str, float]:
-    """A ``ZRANGE ... WITHSCORES`` answer as offer -> Unix time."""
+    """A ``ZRANGE ... WITHSCORES`` answer as member (``offer|channel``) -> Unix time (export)."""
     return {member.decode(): float(score) for member, score in pairs or ()}
+
+
+def contact_member(offer_id: str, channel: str) -> str:
+    """The contacts sorted-set member of one offer sent on one channel: ``offer_id|channel``."""
+    return f"{offer_id}|{channel}"
+
+
+def parse_contacts(pairs: Sequence[tuple[bytes, float]] | None) -> tuple[Contact, ...]:
+    """A ``ZRANGE ... WITHSCORES`` answer as contacts (send time naive UTC, oldest first)."""
+    out = []
+    for member, score in pairs or ():
+        offer_id, _, channel = member.decode("utf-8", "replace").partition("|")
+        sent_at = datetime.fromtimestamp(float(score), UTC).replace(tzinfo=None)
+        out.append(Contact(offer_id, channel, sent_at))
+    return tuple(out)
 
 
 def decode_live(
@@ -176,7 +195,7 @@ def decode_live(
     """The live record in an ``HGETALL`` answer (plus the contact history, when read)."""
     extra: dict[str, Any] = {}
     if contacts and LIVE_HAS_CONTACTS:
-        extra["contacts"] = decode_contacts(contacts)
+        extra["contacts"] = parse_contacts(contacts)
     if not fields and not extra:
         return EMPTY_LIVE
     get = fields.get

@@ -62,11 +62,13 @@ LIVE_VECTOR_VERSION = "uv"
 _WRITE = """
 local maxlen = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
-local pos = 3
+local cutoff = ARGV[3]
+local horizon = tonumber(ARGV[4])
+local pos = 5
 local plans = {}
 for i = 1, n do
-  local live, evt = KEYS[2 * i], KEYS[2 * i + 1]
-  if redis.call('SISMEMBER', KEYS[2 * n + 2], ARGV[pos]) == 1 then return -1 end
+  local live, evt, contacts = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
+  if redis.call('SISMEMBER', KEYS[3 * n + 2], ARGV[pos]) == 1 then return -1 end
   pos = pos + 1
   local rev = redis.call('HGET', live, 'rev')
   if not rev then rev = '0' end
@@ -86,13 +88,28 @@ for i = 1, n do
     fields[j] = ARGV[pos]
     pos = pos + 1
   end
-  plans[i] = {live, evt, ids, fields}
+  local ncontacts = tonumber(ARGV[pos])
+  pos = pos + 1
+  local sent = {}
+  for j = 1, ncontacts do
+    sent[j] = ARGV[pos]
+    pos = pos + 1
+  end
+  plans[i] = {live, evt, ids, fields, contacts, sent}
 end
 for i = 1, n do
   local plan = plans[i]
   if #plan[3] > 0 then redis.call('SADD', plan[2], unpack(plan[3])) end
   if #plan[4] > 0 then redis.call('HSET', plan[1], unpack(plan[4])) end
   redis.call('HINCRBY', plan[1], 'rev', 1)
+  if #plan[6] > 0 then
+    redis.call('ZADD', plan[5], unpack(plan[6]))
+    redis.call('ZREMRANGEBYSCORE', plan[5], '-inf', '(' .. cutoff)
+    local newest = redis.call('ZRANGE', plan[5], -1, -1, 'WITHSCORES')
+    if #newest > 0 then
+      redis.call('EXPIREAT', plan[5], math.ceil(tonumber(newest[2]) + horizon))
+    end
+  end
 end
 local nevents = tonumber(ARGV[pos])
 pos = pos + 1
@@ -113,7 +130,6 @@ for j = 1, nevents do
 end
 return nevents
 """
-
 Plan = Callable[[Mapping[str, CustomerSnapshot], Sequence[Event]], Mapping[str, LiveUpdate]]
 
 

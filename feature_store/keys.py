@@ -8,7 +8,11 @@ key                                    type         holds
 =====================================  ===========  =====================================
 ``<p>:{c:<id>}:v:<version>``           hash         batch record of one model version
 ``<p>:{c:<id>}:live``                  hash         live record (online state)
-``<p>:{c:<id>}:contacts``              sorted set   offers sent (member: offer, score: ts)
+``<p>:{c:<id>}:contacts``              sorted set   offers sent: member ``offer_id|channel``,
+                                                    score the send time (Unix s); entries
+                                                    older than the longest contact-policy
+                                                    window are trimmed on write, and the key
+                                                    expires that long after its newest entry
 ``<p>:{c:<id>}:evt``                   set          event ids already applied (idempotency)
 ``<p>:meta:active``                    string       the active model version
 ``<p>:meta:previous``                  string       the version active before the last switch
@@ -71,6 +75,21 @@ def customer_pattern(prefix: str, customer_id: str) -> str:
     """A SCAN pattern over every key of one customer (to verify an erasure; not a hot path)."""
     escaped = re.sub(r"([*?\[\]\\])", r"\\\1", customer_id)
     return f"{prefix}:{{c:{escaped}}}:*"
+
+
+def live_pattern(prefix: str) -> str:
+    """A SCAN pattern over every customer's live record (to enumerate customers known only
+    from events, for the offers export; not a hot path)."""
+    return f"{prefix}:{{c:*}}:live"
+
+
+def customer_of_live_key(prefix: str, key: str) -> str | None:
+    """The customer id in a live-record key of ``prefix``, or None for any other key."""
+    head, tail = f"{prefix}:{{c:", "}:live"
+    if not (key.startswith(head) and key.endswith(tail)):
+        return None
+    customer_id = key[len(head) : -len(tail)]
+    return customer_id if CUSTOMER_ID_PATTERN.match(customer_id) else None
 
 
 def version_pattern(prefix: str, version: str) -> str:

@@ -9,7 +9,8 @@ A customer's online state has two parts:
   vector, the purchase history as item rows of that version), written by a bulk load into that
   version's namespace and never changed afterwards, and
 * the **live record**, shared by all versions: what happened since training (recent views,
-  cart, purchases, dislikes, survey answers, a folded-in factor vector, online feature values).
+  cart, purchases, dislikes, survey answers, a folded-in factor vector, online feature values,
+  the offers sent to them: ``contacts``).
 
 :class:`CustomerState` is both, read in one round trip.
 """
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
+from recsys.offers import Contact
 
 _EMPTY_I4 = np.zeros(0, dtype=np.int32)
 _EMPTY_F4 = np.zeros(0, dtype=np.float32)
@@ -48,6 +51,7 @@ class LiveRecord:
     features: Mapping[str, Any] = field(default_factory=dict)  # online feature values
     user_vector: np.ndarray | None = None  # folded-in vector, overrides the batch one
     user_vector_version: str | None = None  # the model version it was folded against
+    contacts: tuple[Contact, ...] = ()  # offers sent (newest last, bounded by the reader)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from recsys.config import TrainingConfig
 from recsys.errors import InvalidRequestError
 from recsys.ranking import RankingParams
 from training.als import fit_als
+from training.customers import CustomerIntelligence, build_customer_intelligence
 from training.interactions import (
     build_purchase_matrices,
     buyer_keys,
@@ -131,18 +132,15 @@ def build_bundle(
     )
 
     features = pd.DataFrame({"customer_id": pd.Series(customer_ids, dtype=object)})
-    if options.with_features:
-        from recsys.customer_features import compute_customer_features
-
-        t = time.perf_counter()
-        features = compute_customer_features(events, as_of, catalog)
-        timings["features_seconds"] = time.perf_counter() - t
-
     churn_onnx: bytes | None = None
     extra: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
-    if options.with_churn:
-        churn_onnx, extra, metrics = _train_churn(events, as_of, config, catalog, timings)
+    if options.with_features:
+        t = time.perf_counter()
+        intelligence = _customer_intelligence(events, as_of, config, catalog, options.with_churn)
+        features, extra, metrics = intelligence.features, intelligence.extra, intelligence.metrics
+        churn_onnx = intelligence.churn.onnx_bytes if intelligence.churn else None
+        timings["customer_intelligence_seconds"] = time.perf_counter() - t
 
     manifest = Manifest(
         version=new_version(),
@@ -212,37 +210,31 @@ def build_bundle(
     )
 
 
-def _train_churn(
+def _customer_intelligence(
     events: pd.DataFrame,
     as_of: pd.Timestamp,
     config: TrainingConfig,
     catalog: pd.DataFrame | None,
-    timings: dict[str, float],
-) -> tuple[bytes | None, dict[str, Any], dict[str, Any]]:
-    """The churn model when there is enough history for it; otherwise none (logged)."""
-    from training.churn import train_churn
-
+    with_churn: bool,
+) -> CustomerIntelligence:
+    """Features, churn model, CLV, segments and journey stages (``training.customers``); the
+    churn model only when there is enough history for it (else logged and recorded)."""
     first = pd.Timestamp(events["timestamp"].min())
     needed = pd.Timedelta(days=2 * config.churn_horizon_days)
-    if as_of - first < needed:  # a labelled window and a held-out one need two horizons
-        reason = f"{(as_of - first).days} days of history; churn needs at least {needed.days}"
-        log.warning("no churn model in this version: %s", reason)
-        return None, {}, {"churn": {"skipped": reason}}
-    t = time.perf_counter()
-    try:
-        churn = train_churn(events, as_of, config.churn_horizon_days, catalog)
-    except ValueError as exc:
-        log.warning("no churn model in this version: %s", exc)
-        return None, {}, {"churn": {"skipped": str(exc)}}
-    timings["churn_seconds"] = time.perf_counter() - t
-    extra = {
-        "churn": {
-            "calibration": churn.calibration,
-            "feature_names": churn.feature_names,
-            "horizon_days": config.churn_horizon_days,
-        }
-    }
-    return churn.onnx_bytes, extra, {"churn": churn.metrics}
+    enough = as_of - first >= needed  # a labelled window and a held-out one need two horizons
+    if with_churn and not enough:
+        log.warning(
+            "no churn model in this version: %d days of history; churn needs at least %d",
+            (as_of - first).days,
+            needed.days,
+        )
+    return build_customer_intelligence(
+        events,
+        as_of,
+        catalog,
+        horizon_days=config.churn_horizon_days,
+        with_churn=with_churn and enough,
+    )
 
 
 def train_bundle(
