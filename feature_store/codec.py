@@ -51,8 +51,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from datetime import UTC, datetime
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np

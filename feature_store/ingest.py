@@ -13,8 +13,11 @@
 4. writes in **one** Lua script (``EVALSHA``): it first checks that no customer was erased
    meanwhile, every customer's ``rev`` is still the one read and no event id has been applied
    meanwhile, and only then adds the event
-   ids to the ``evt`` sets, replaces the live-record fields, bumps ``rev`` and appends every
-   accepted event to the stream (``XADD MAXLEN ~ event_stream_maxlen``). A check that fails
+   ids to the ``evt`` sets, replaces the live-record fields, bumps ``rev``, adds every
+   ``offer_sent`` to the customer's contacts (``ZADD`` member ``offer_id|channel``, score the
+   event time; entries older than the contact horizon -- the longest window of the contact
+   policy -- are trimmed, and the key expires a horizon after its newest entry) and appends
+   every accepted event to the stream (``XADD MAXLEN ~ event_stream_maxlen``). A check that fails
    writes nothing and the whole request is re-read and re-planned (optimistic concurrency, as
    ``WATCH`` would do, without its round trips), so two writers of one customer never lose an
    update and an event is never applied twice.
@@ -39,6 +42,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import math
 import random
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -53,11 +57,15 @@ from feature_store.connection import RedisClient, store_errors
 from recsys.errors import StoreUnavailableError
 from recsys.events import EVENT_COLUMNS, Event
 from recsys.live_update import CustomerSnapshot, LiveUpdate
+from recsys.offers import ContactPolicy
+from recsys.online_features import to_seconds
 from recsys.store import LiveRecord
 
 LIVE_ONLINE = "agg"
 LIVE_REVISION = "rev"
 LIVE_VECTOR_VERSION = "uv"
+#: How long contacts are kept when the caller names no horizon: the default policy's.
+DEFAULT_CONTACT_HORIZON_S = ContactPolicy().horizon_days * 86_400.0
 
 _WRITE = """
 local maxlen = tonumber(ARGV[1])
@@ -183,15 +191,28 @@ class EventWriter:
         stream_maxlen: int,
         *,
         max_attempts: int = 20,
+        contact_horizon_s: float = DEFAULT_CONTACT_HORIZON_S,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.stream_maxlen = max(int(stream_maxlen), 0)
         self.max_attempts = max_attempts
+        self.contact_horizon_s = contact_horizon_s
         self._script = client.register_script(_WRITE)
 
-    def ingest(self, events: Sequence[Event], version: str | None, plan: Plan) -> IngestResult:
-        """Apply and store ``events`` (validated); ``version`` is the serving model's."""
+    def ingest(
+        self,
+        events: Sequence[Event],
+        version: str | None,
+        plan: Plan,
+        *,
+        contact_horizon_s: float | None = None,
+    ) -> IngestResult:
+        """Apply and store ``events`` (validated); ``version`` is the serving model's.
+
+        ``contact_horizon_s``: how long sent offers are kept (the serving catalogue's longest
+        contact-policy window; default the writer's)."""
+        horizon = self.contact_horizon_s if contact_horizon_s is None else contact_horizon_s
         unique, _ = _unique(events)
         customers = list(dict.fromkeys(e.customer_id for e in unique))
         for attempt in range(self.max_attempts):
@@ -206,7 +227,7 @@ class EventWriter:
                 return IngestResult(0, len(events) - ignored, ignored)
             live = {c: s for c, s in snapshots.items() if c not in erased}
             updates = plan(live, fresh)
-            if self._write(fresh, updates, revisions, version):
+            if self._write(fresh, updates, revisions, version, horizon):
                 return IngestResult(len(fresh), len(events) - ignored - len(fresh), ignored)
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # jitter
         raise StoreUnavailableError(
@@ -270,18 +291,29 @@ class EventWriter:
         updates: Mapping[str, LiveUpdate],
         revisions: Mapping[str, bytes],
         version: str | None,
+        horizon_s: float,
     ) -> bool:
         p = self.prefix
         customers = list(dict.fromkeys(e.customer_id for e in events))
         script_keys: list[str] = [keys.event_stream(p)]
-        args: list[Any] = [self.stream_maxlen, len(customers)]
+        cutoff = repr(time.time() - horizon_s)
+        args: list[Any] = [self.stream_maxlen, len(customers), cutoff, repr(float(horizon_s))]
         for customer in customers:
-            script_keys += [keys.customer_live(p, customer), keys.customer_event_ids(p, customer)]
-            ids = [e.event_id for e in events if e.customer_id == customer and e.event_id]
+            script_keys += [
+                keys.customer_live(p, customer),
+                keys.customer_event_ids(p, customer),
+                keys.customer_contacts(p, customer),
+            ]
+            mine = [e for e in events if e.customer_id == customer]
+            ids = [e.event_id for e in mine if e.event_id]
             fields = encode_update(updates[customer], version)
             args += [customer, revisions[customer], len(ids), *ids, 2 * len(fields)]
             for name, value in fields.items():
                 args += [name, value]
+            sent = _contacts(mine)
+            args.append(2 * len(sent))
+            for member, score in sent.items():
+                args += [repr(score), member]
         script_keys.append(keys.erased_customers(p))
         args.append(len(events))
         for event in events:
@@ -292,6 +324,17 @@ class EventWriter:
         with store_errors("event write"):
             written = self._script(keys=script_keys, args=args)
         return int(written) >= 0
+
+
+def _contacts(events: Sequence[Event]) -> dict[str, float]:
+    """The contacts members of a customer's ``offer_sent`` events -> latest send (Unix s)."""
+    sent: dict[str, float] = {}
+    for event in events:
+        contact = event.contact
+        if contact is not None:
+            member = codec.contact_member(*contact)
+            sent[member] = max(sent.get(member, -math.inf), to_seconds(event.timestamp))
+    return sent
 
 
 def _without_vector(record: LiveRecord) -> LiveRecord:

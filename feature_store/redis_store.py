@@ -1,8 +1,8 @@
 """The online feature store on Redis: ``FeatureReader`` and ``FeatureWriter`` of ``recsys.store``.
 
-* Reads are one pipelined round trip: a customer's batch hash of the asked version and their
-  live hash (and their newest contacts, once ``LiveRecord`` can carry them);
-  ``read_customers`` does the same for a whole list at once.
+* Reads are one pipelined round trip: a customer's batch hash of the asked version, their
+  live hash and their newest ``contacts_read`` contacts (offers sent); ``read_customers`` does
+  the same for a whole list at once.
 * A model version is bulk-loaded into its own namespace (``<p>:{c:<id>}:v:<version>``) in
   pipelined chunks; its loaded marker is written last, so ``has_version`` is true only for a
   complete load. ``activate`` switches ``meta:active`` with one atomic ``SET ... GET`` and keeps
@@ -18,6 +18,7 @@ Every Redis call runs inside :func:`feature_store.connection.store_errors`, so c
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -121,6 +122,28 @@ class RedisFeatureStore:
             version, [customer_id], with_revision=True, with_active=True
         )
         return states[0], revision, active
+
+    def read_customers_with_meta(
+        self, version: str, customer_ids: Sequence[str]
+    ) -> tuple[list[CustomerState], int, str | None]:
+        """:meth:`read_customers`, :meth:`item_revision` and :meth:`active_version` in the same
+        round trip (the offers batch and export chunks)."""
+        return self._read(version, customer_ids, with_revision=True, with_active=True)
+
+    def live_customer_ids(self, count: int = 1000) -> Iterator[list[str]]:
+        """Ids of customers with a live record, about ``count`` at a time (``SCAN``: a customer
+        may come twice). For enumerating customers known only from events; not a hot path."""
+        prefix = self.prefix
+        found = self.client.scan_iter(match=keys.live_pattern(prefix), count=count)
+        while True:
+            with store_errors("scan of live records"):
+                page = list(itertools.islice(found, count))
+            ids = [keys.customer_of_live_key(prefix, _text(key) or "") for key in page]
+            known = [customer_id for customer_id in ids if customer_id is not None]
+            if known:
+                yield known
+            if len(page) < count:
+                return
 
     def _read(
         self,

@@ -55,7 +55,7 @@ Try:
   curl '{base}/v1/popular?k=5'
   curl -X POST '{base}/v1/events' -H 'content-type: application/json' \\
        -d '{{"customer_id": "{customer}", "event_type": "purchase", "item_id": "{item}", \
-"timestamp": "2026-01-01T12:00:00Z", "quantity": 1, "price": 2.5}}'
+"quantity": 1, "price": 2.5}}'
   open {base}/docs
 Load test: make loadtest   (Ctrl-C stops the server)
 """

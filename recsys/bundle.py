@@ -13,7 +13,7 @@ follow ``customer_ids``):
 file                contents
 ==================  ========================================================================
 manifest.json       :class:`Manifest`
-items.npz           item_ids (U), titles (U), categories (U), prices (f4), in_stock (bool),
+items.npz           item_ids (U), titles (U), categories (U), prices (f8), in_stock (bool),
                     is_product (bool)
 customers.npz       customer_ids (U)
 factors.npz         user_factors (f4, n_customers x f), item_factors (f4, n_items x f)
@@ -146,7 +146,7 @@ def write_bundle(bundle: ModelBundle, root: Path) -> Path:
             item_ids=items.item_ids.astype(str),
             titles=items.titles.astype(str),
             categories=items.categories.astype(str),
-            prices=items.prices.astype(np.float32),
+            prices=items.prices.astype(np.float64),
             in_stock=items.in_stock.astype(bool),
             is_product=items.is_product.astype(bool),
         )

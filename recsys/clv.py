@@ -170,20 +170,41 @@ class GammaGammaModel:
         return np.where(usable, cond, self.population_mean_)
 
 
+def _days(value: Any) -> float:
+    """A time (ISO text, datetime, Timestamp) in days since the epoch; NaN when missing."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return np.nan
+    stamp = pd.Timestamp(value)
+    return np.nan if stamp is pd.NaT else stamp.value / 86_400e9
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value) if value is not None else np.nan
+    except (TypeError, ValueError):
+        return np.nan
+
+
 def clv_inputs(features: pd.DataFrame | Mapping[str, Any]) -> dict[str, np.ndarray]:
     """``x, t_x, T, m`` (days, currency) from feature rows (a table or one feature dict).
 
     ``t_x`` and ``T`` come from ``first_purchase_at``/``recency_days`` and
     ``last_purchase_at``; ``T = t_x + recency_days``, so no ``as_of`` is needed.
     """
-    if isinstance(features, Mapping):
-        features = pd.DataFrame([dict(features)])
-    first = pd.to_datetime(features["first_purchase_at"])
-    last = pd.to_datetime(features["last_purchase_at"])
-    t_x = ((last - first) / DAY).to_numpy(np.float64)
-    recency = pd.to_numeric(features["recency_days"], errors="coerce").to_numpy(np.float64)
-    freq = pd.to_numeric(features["frequency"], errors="coerce").to_numpy(np.float64)
-    m = pd.to_numeric(features["avg_repeat_order_value"], errors="coerce").to_numpy(np.float64)
+    if isinstance(features, Mapping):  # the online path: no DataFrame (milliseconds) for a row
+        span = _days(features.get("last_purchase_at")) - _days(features.get("first_purchase_at"))
+        t_x = np.array([span])
+        recency, freq, m = (
+            np.array([_number(features.get(name))])
+            for name in ("recency_days", "frequency", "avg_repeat_order_value")
+        )
+    else:
+        first = pd.to_datetime(features["first_purchase_at"])
+        last = pd.to_datetime(features["last_purchase_at"])
+        t_x = ((last - first) / DAY).to_numpy(np.float64)
+        recency = pd.to_numeric(features["recency_days"], errors="coerce").to_numpy(np.float64)
+        freq = pd.to_numeric(features["frequency"], errors="coerce").to_numpy(np.float64)
+        m = pd.to_numeric(features["avg_repeat_order_value"], errors="coerce").to_numpy(np.float64)
     bought = (freq > 0) & np.isfinite(t_x) & np.isfinite(recency)
     x = np.where(bought, np.maximum(freq - 1.0, 0.0), 0.0)
     t_x = np.where(bought, t_x, 0.0)
@@ -211,22 +232,24 @@ class CLVModel:
         self, features: pd.DataFrame | Mapping[str, Any], horizon_days: float | None = None
     ) -> pd.DataFrame:
         """Columns ``clv``, ``expected_purchases``, ``p_alive``, ``expected_order_value``."""
+        return pd.DataFrame(self.predict_arrays(features, horizon_days))
+
+    def predict_arrays(
+        self, features: pd.DataFrame | Mapping[str, Any], horizon_days: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """:meth:`predict`'s columns as arrays (no DataFrame: the online path's one row)."""
         t = float(self.horizon_days if horizon_days is None else horizon_days)
         inp = clv_inputs(features)
         bought = inp["bought"]
         purchases = self.bgnbd_.expected_purchases(t, inp["x"], inp["t_x"], inp["T"])
         value = self.gamma_gamma_.expected_order_value(inp["x"], inp["m"])
         purchases = np.where(bought, purchases, 0.0)
-        return pd.DataFrame(
-            {
-                "clv": purchases * value,
-                "expected_purchases": purchases,
-                "p_alive": np.where(
-                    bought, self.bgnbd_.p_alive(inp["x"], inp["t_x"], inp["T"]), 0.0
-                ),
-                "expected_order_value": value,
-            }
-        )
+        return {
+            "clv": purchases * value,
+            "expected_purchases": purchases,
+            "p_alive": np.where(bought, self.bgnbd_.p_alive(inp["x"], inp["t_x"], inp["T"]), 0.0),
+            "expected_order_value": value,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {

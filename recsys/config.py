@@ -35,6 +35,7 @@ class ServingConfig(BaseModel):
     default_k: int = 10
     max_k: int = 100
     max_batch: int = 1000
+    export_chunk: int = Field(default=1000, ge=1)  # customers per store read of the offers export
 
 
 class Settings(BaseSettings):

@@ -15,6 +15,9 @@ Rules (each broken rule is reported with the event's index and the field):
   price, when given, positive: training drops zero-price purchases).
 * a ``survey`` carries ``properties = {"metric": m, "score": s}`` with ``m`` one of
   :data:`recsys.schema.SURVEY_METRICS` and ``s`` an integer in that metric's range.
+* an ``offer_sent`` names the offer and channel in ``properties = {"offer_id": o, "channel":
+  c}`` (each 1-128 characters without ``|``; the channel is case-folded): the contact policy
+  counts it (:func:`offer_contact`). Either may be left out (older feeds know only the offer).
 * ``event_id`` (optional, up to 128 characters) makes the event idempotent.
 * unknown fields are rejected (a misspelt ``item`` must not pass as an event without item).
 
@@ -109,9 +112,16 @@ class Event(BaseModel):
             raise ValueError(f"a {self.event_type} event needs item_id")
         if self.event_type == "survey":
             survey_answer(self.properties)
+        if self.event_type == "offer_sent":
+            offer_contact(self.properties)
         if self.event_type == "purchase" and self.price == 0:
             raise ValueError("a purchase's price must be positive when given (training drops 0)")
         return self
+
+    @property
+    def contact(self) -> tuple[str, str] | None:
+        """``(offer_id, channel)`` of an ``offer_sent`` event ("" for a part not given)."""
+        return offer_contact(self.properties) if self.event_type == "offer_sent" else None
 
     @property
     def survey(self) -> tuple[str, int] | None:
@@ -178,6 +188,26 @@ def survey_answer(properties: Mapping[str, Any]) -> tuple[str, int]:
     if score != int(score) or not low <= score <= high:
         raise ValueError(f"{metric} score must be an integer from {low} to {high}, got {score!r}")
     return str(metric), int(score)
+
+
+def offer_contact(properties: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(offer_id, channel)`` from offer_sent properties ("" for a part not given; None when
+    neither is), or ValueError saying what is wrong."""
+    parts: list[str] = []
+    for name in ("offer_id", "channel"):
+        value = properties.get(name)
+        if value is None:
+            parts.append("")
+            continue
+        text = value.strip() if isinstance(value, str) else ""
+        if not 1 <= len(text) <= 128 or "|" in text:
+            raise ValueError(
+                f"an offer_sent needs properties.{name} of 1-128 characters without '|', "
+                f"got {value!r}"
+            )
+        parts.append(text)
+    offer_id, channel = parts[0], parts[1].casefold()
+    return (offer_id, channel) if offer_id or channel else None
 
 
 def _problem(error: ValidationError) -> str:

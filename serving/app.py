@@ -30,7 +30,17 @@ from serving.auth import KeyRing
 from serving.errors import install_error_handlers
 from serving.metrics import Metrics
 from serving.middleware import RequestContextMiddleware
-from serving.routes import customers, events, health, items, model, popular, recommendations
+from serving.routes import (
+    customers,
+    events,
+    health,
+    items,
+    model,
+    nba,
+    offers,
+    popular,
+    recommendations,
+)
 from serving.state import ServingState, ServingStore
 
 log = logging.getLogger("recsys.serving")
@@ -125,6 +135,7 @@ def create_app(
     app.state.metrics = Metrics()
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
-    for module in (recommendations, popular, items, customers, events, model, health):
+    routers = (recommendations, popular, items, customers, offers, nba, events, model, health)
+    for module in routers:
         app.include_router(module.router)
     return app

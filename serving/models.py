@@ -6,6 +6,7 @@ the other routes return them directly.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -153,3 +154,76 @@ class Problem(BaseModel):
     instance: str | None = None
     request_id: str | None = None
     errors: list[dict[str, Any]] | None = None
+
+
+# -- offers and the next best action --------------------------------------------------------
+
+CHANNEL_PATTERN = r"^[a-z_]{1,32}$"
+_CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN)
+MAX_OFFERS = 20
+
+
+class OfferOut(BaseModel):
+    offer_id: str
+    type: str
+    title: str
+    discount_pct: float | None
+    items: list[str]
+    reason: str
+    score: float
+    expires_at: datetime | None
+
+
+class CustomerOffers(BaseModel):
+    customer_id: str
+    known: bool
+    offers: list[OfferOut]
+
+
+class Offers(CustomerOffers):
+    channel: str | None
+    model_version: str
+
+
+class OffersBatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_ids: list[str] = Field(min_length=1, max_length=1000)
+    k: int = Field(default=3, ge=1, le=MAX_OFFERS)
+    channel: str | None = Field(default=None, pattern=CHANNEL_PATTERN)
+
+    @model_validator(mode="after")
+    def _ids(self) -> OffersBatchRequest:
+        match = _CUSTOMER_ID.match
+        bad = next((i for i, c in enumerate(self.customer_ids) if not match(c)), None)
+        if bad is not None:
+            raise ValueError(
+                f"customer_ids[{bad}] {self.customer_ids[bad][:140]!r} is not a customer id "
+                "(1-128 characters of A-Z a-z 0-9 . _ : @ + -)"
+            )
+        return self
+
+
+class OffersBatch(BaseModel):
+    channel: str | None
+    model_version: str
+    results: list[CustomerOffers]
+
+
+class ActionOut(BaseModel):
+    action_id: str
+    type: str
+    title: str
+    reason: str
+    expected_value: float
+    items: list[str] = Field(default_factory=list)
+
+
+class NextBestAction(BaseModel):
+    customer_id: str
+    action: ActionOut
+    alternatives: list[ActionOut]
+    journey_stage: str
+    churn_risk: float | None
+    channel: str | None
+    model_version: str

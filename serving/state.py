@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import import_module
@@ -47,6 +47,7 @@ from recsys.foldin import FoldIn
 from recsys.live_update import OnlineModel
 from recsys.ranking import RankingModel, popularity_prior
 from recsys.store import CustomerState
+from serving.intelligence import CustomerIntelligence
 
 log = logging.getLogger("recsys.serving")
 
@@ -65,6 +66,10 @@ class ServingStore(Protocol):
     def read_customer_with_meta(
         self, version: str, customer_id: str
     ) -> tuple[CustomerState, int, str | None]: ...
+    def read_customers_with_meta(
+        self, version: str, customer_ids: Sequence[str]
+    ) -> tuple[list[CustomerState], int, str | None]: ...
+    def live_customer_ids(self, count: int = 1000) -> Iterator[list[str]]: ...
     def item_revision(self) -> int: ...
     def item_overrides(self) -> dict[str, dict[str, Any]]: ...
     def set_item_override(self, item_id: str, fields: dict[str, Any]) -> int: ...
@@ -155,6 +160,8 @@ class ModelState:
     popular_is_trending: np.ndarray  # bool: the trending part dominates
     n_customers: int
     online: OnlineModel  # the event path's view: fold-in (YᵀY + λI once), churn scorer
+    intel: CustomerIntelligence  # offer catalogue, RFM, CLV, rules (serving.intelligence)
+    customer_ids: np.ndarray  # U, sorted and unique: the customers the bundle was trained on
 
     @property
     def version(self) -> str:
@@ -183,12 +190,14 @@ class ModelState:
             is_product=np.asarray(items.is_product, dtype=bool),
             base_titles=items.titles.astype(str),
             base_categories=items.categories.astype(str),
-            base_prices=np.asarray(items.prices, dtype=np.float64),
+            base_prices=np.round(np.asarray(items.prices, dtype=np.float64), 2),  # f4 -> cents
             base_in_stock=np.asarray(items.in_stock, dtype=bool),
             popular_score=(best + trend).astype(np.float32),
             popular_is_trending=trend > best,
             n_customers=len(bundle.customer_ids),
             online=_online_model(bundle, ranking.item_factors, item_ids, row_of),
+            intel=CustomerIntelligence.from_extra(bundle.extra, bundle.version),
+            customer_ids=np.unique(np.asarray(bundle.customer_ids).astype(str)),
         )
 
     def rows_of(self, item_ids: Any) -> np.ndarray:
@@ -523,6 +532,23 @@ class ServingState:
         if active != snapshot.version:
             self._notice_active(snapshot.version, active)
         return CustomerRead(snapshot, customer, None)
+
+    def read_customers(
+        self, customer_ids: Sequence[str], snapshot: Snapshot | None = None
+    ) -> tuple[Snapshot, list[CustomerState]]:
+        """Many customers' states with the catalogue revision and the active version, in one
+        round trip (the offers batch and export); ``snapshot``: the one to stay on (an
+        export), else the current one. No fallback: ``StoreUnavailableError`` and
+        ``ModelUnavailableError`` reach the caller (offers must not ignore the contacts)."""
+        snapshot = snapshot or self._snapshot
+        if snapshot is None:
+            raise ModelUnavailableError("no model version is loaded")
+        states, revision, active = self.store.read_customers_with_meta(
+            snapshot.version, customer_ids
+        )
+        if active != snapshot.version and snapshot is self._snapshot:
+            self._notice_active(snapshot.version, active)
+        return self.sync_catalog(snapshot, revision), states
 
     def current(self) -> Snapshot | None:
         """The snapshot with an up-to-date catalogue, or the cached one if the store is down."""

@@ -12,7 +12,9 @@ from recsys.errors import NotFoundError
 from recsys.store import CustomerState
 from serving.auth import Principal, require
 from serving.models import CustomerFeatures, CustomerProfile
+from serving.offers import customer_features
 from serving.routes.common import CustomerId, ServingDep, json_response, problems, require_snapshot
+from serving.state import Snapshot
 
 router = APIRouter(tags=["customers"])
 
@@ -26,10 +28,11 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def profile_body(customer: CustomerState, version: str) -> dict[str, Any]:
-    """The profile: every named feature (None where the record has none) and the rest."""
-    merged: dict[str, Any] = dict(customer.batch.features) if customer.batch else {}
-    merged.update(customer.live.features)
+def profile_body(customer: CustomerState, snapshot: Snapshot) -> dict[str, Any]:
+    """The profile: every named feature (None where the record has none) and the rest; the
+    segment, journey stage and CLV recomputed from the merged features when events changed
+    them (``serving.intelligence``)."""
+    merged = customer_features(snapshot, customer)
     features = dict.fromkeys(PROFILE_FEATURES)
     features.update({name: _clean(value) for name, value in merged.items()})
     return {
@@ -41,7 +44,7 @@ def profile_body(customer: CustomerState, version: str) -> dict[str, Any]:
         "recent_views": list(customer.live.recent_views),
         "cart": list(customer.live.cart),
         "in_model": customer.batch is not None,
-        "model_version": version,
+        "model_version": snapshot.version,
     }
 
 
@@ -60,7 +63,7 @@ def get_customer(
     customer = serving.store.read_customer(snapshot.version, customer_id)
     if not customer.known:
         raise NotFoundError("customer", customer_id)
-    return json_response(profile_body(customer, snapshot.version))
+    return json_response(profile_body(customer, snapshot))
 
 
 @router.get(

@@ -77,7 +77,9 @@ def ingest(app: FastAPI, serving: ServingState, events: list[Event]) -> dict[str
         return plan_updates(model, snapshots, fresh, utcnow())
 
     writer: EventWriter = app.state.event_writer  # made by the lifespan (serving.app)
-    result = writer.ingest(events, model.version, plan)
+    snapshot = serving.snapshot
+    horizon = snapshot.model.intel.contact_horizon_s if snapshot is not None else None
+    result = writer.ingest(events, model.version, plan, contact_horizon_s=horizon)
     return {
         "accepted": result.accepted,
         "duplicates": result.duplicates,

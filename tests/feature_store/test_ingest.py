@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from feature_store.ingest import EventWriter, IngestResult, export_stream
 from feature_store.redis_store import RedisFeatureStore
 from recsys.config import Settings
 from recsys.errors import StoreUnavailableError
-from recsys.events import Event, utcnow, validate_batch
+from recsys.events import Event, InvalidEventError, utcnow, validate_batch
 from recsys.foldin import FoldIn
 from recsys.live_update import OnlineModel, plan_updates
 from recsys.loaders import load_interactions
@@ -170,6 +171,55 @@ def test_a_purchase_folds_in_a_vector_towards_what_was_bought(
     vector = codec.decode_live(raw).user_vector
     assert vector is not None and vector[1] > abs(vector[0])
     assert raw[b"uv"] == VERSION.encode()
+
+
+def offer_sent(offer_id: str, channel: str, days_ago: float) -> dict:
+    when = utcnow() - timedelta(days=days_ago)
+    props = {"offer_id": offer_id, "channel": channel}
+    return {"event_type": "offer_sent", "timestamp": when.isoformat(), "properties": props}
+
+
+def test_an_offer_sent_is_stored_as_a_contact_expiring_after_the_horizon(
+    writer: EventWriter, redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    day = 86_400.0
+    writer.ingest(
+        events(offer_sent("welcome-5", "Email", 1), offer_sent("winback", "sms", 3)),
+        VERSION,
+        planner(model()),
+        contact_horizon_s=10 * day,
+    )
+    key = keys.customer_contacts(redis_prefix, "c1")
+    held = dict(redis_client.zrange(key, 0, -1, withscores=True))
+    assert set(held) == {b"welcome-5|email", b"winback|sms"}  # the channel is case-folded
+    assert abs(held[b"welcome-5|email"] - (time.time() - day)) < 60
+    ttl = redis_client.ttl(key)
+    assert 9 * day - 60 < ttl <= 9 * day + 1  # the horizon after the newest contact
+    state = RedisFeatureStore(redis_client, redis_prefix).read_customer(VERSION, "c1")
+    assert [(c.offer_id, c.channel) for c in state.live.contacts] == [
+        ("winback", "sms"),
+        ("welcome-5", "email"),
+    ]
+
+
+def test_contacts_older_than_the_horizon_are_trimmed_on_write(
+    writer: EventWriter, redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    key = keys.customer_contacts(redis_prefix, "c1")
+    writer.ingest(events(offer_sent("old", "email", 20)), VERSION, planner(model()))
+    assert redis_client.exists(key) == 0  # beyond the default horizon (14 days): not kept
+    writer.ingest(events(offer_sent("a", "email", 13)), VERSION, planner(model()))
+    writer.ingest(
+        events(offer_sent("b", "app", 1)), VERSION, planner(model()), contact_horizon_s=86_400 * 5
+    )
+    assert redis_client.zrange(key, 0, -1) == [b"b|app"]  # "a" left the shorter horizon
+
+
+def test_an_offer_sent_with_a_malformed_offer_id_is_rejected() -> None:
+    with pytest.raises(InvalidEventError, match="offer_id"):
+        events({"event_type": "offer_sent", "properties": {"offer_id": "a|b", "channel": "x"}})
+    with pytest.raises(InvalidEventError, match="channel"):
+        events({"event_type": "offer_sent", "properties": {"offer_id": "a", "channel": 3}})
 
 
 def test_a_dead_store_is_unavailable_not_a_redis_error(redis_prefix: str) -> None:

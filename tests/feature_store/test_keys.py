@@ -45,6 +45,13 @@ def test_scan_patterns_are_pinned_and_escape_glob_characters() -> None:
     assert keys.customer_pattern("pl", "a*b?[c]") == r"pl:{c:a\*b\?\[c\]}:*"
     assert keys.version_pattern("pl", "v1") == "pl:{c:*}:v:v1"
     assert keys.version_pattern("pl", "v[1]*") == r"pl:{c:*}:v:v\[1\]\*"
+    assert keys.live_pattern("pl") == "pl:{c:*}:live"
+
+
+def test_the_customer_of_a_live_key_is_read_back_and_other_keys_are_not_live() -> None:
+    assert keys.customer_of_live_key("pl", keys.customer_live("pl", "a.b:17850")) == "a.b:17850"
+    assert keys.customer_of_live_key("pl", keys.customer_contacts("pl", "17850")) is None
+    assert keys.customer_of_live_key("pl", keys.customer_live("other", "17850")) is None
 
 
 def _slot(key: str) -> int:

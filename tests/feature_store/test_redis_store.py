@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from recsys.errors import (
     NotFoundError,
     StoreUnavailableError,
 )
+from recsys.offers import Contact
 from recsys.store import BatchRecord, LiveRecord
 
 
@@ -128,24 +129,45 @@ def test_read_customer_with_revision_returns_the_catalogue_revision(
     assert state.batch is not None and revision == 1
 
 
-@dataclasses.dataclass(frozen=True)
-class LiveWithContacts(LiveRecord):
-    contacts: Mapping[str, float] = dataclasses.field(default_factory=dict)
-
-
-def test_contacts_are_read_once_the_live_record_can_carry_them(
-    store: RedisFeatureStore, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+def test_the_newest_contacts_are_read_with_the_customer(
+    store: RedisFeatureStore, redis_client: redis.Redis
 ) -> None:
-    monkeypatch.setattr(codec, "LiveRecord", LiveWithContacts)
-    monkeypatch.setattr(codec, "LIVE_HAS_CONTACTS", True)
     store.contacts_read = 2
     store.load_version("v1", records(3))
     contacts = keys.customer_contacts(store.prefix, "c1")
-    redis_client.zadd(contacts, {"old": 1.0, "winback": 3.0, "cart-reminder": 2.0})
+    redis_client.zadd(
+        contacts, {"old|email": 1.0, "winback|sms": 86_400.0 * 3, "cart-reminder|app": 86_400.0}
+    )
     states = store.read_customers("v1", ["c1", "c2"])
-    assert states[0].live.contacts == {"cart-reminder": 2.0, "winback": 3.0}  # type: ignore[attr-defined]
+    assert states[0].live.contacts == (
+        Contact("cart-reminder", "app", datetime(1970, 1, 2)),
+        Contact("winback", "sms", datetime(1970, 1, 4)),
+    )
     assert states[0].batch is not None and states[1].batch is not None
     assert states[1].live == LiveRecord()
+
+
+def test_the_offers_batch_read_carries_the_revision_and_active_version(
+    store: RedisFeatureStore,
+) -> None:
+    store.load_version("v1", records(3))
+    store.activate("v1")
+    store.set_item_override("85123A", {"hidden": True})
+    states, revision, active = store.read_customers_with_meta("v1", ["c2", "nobody", "c0"])
+    assert [s.customer_id for s in states] == ["c2", "nobody", "c0"]
+    assert states[1].batch is None and states[2].batch is not None
+    assert (revision, active) == (1, "v1")
+
+
+def test_live_customer_ids_finds_every_customer_with_a_live_record(
+    store: RedisFeatureStore, redis_client: redis.Redis
+) -> None:
+    store.load_version("v1", records(5))  # batch records only: not listed
+    for i in range(25):
+        redis_client.hset(keys.customer_live(store.prefix, f"new-{i}"), "views", b"[]")
+    pages = list(store.live_customer_ids(count=7))
+    assert all(pages)
+    assert {c for page in pages for c in page} == {f"new-{i}" for i in range(25)}
 
 
 class CountingConnection(redis.Connection):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
-from servingkit import API_KEYS, VERSION_1, TestClient, make_bundle
+from servingkit import API_KEYS, VERSION_1, TestClient, make_bundle, make_offers_bundle
 
 from recsys.bundle import write_bundle
 from recsys.config import Settings
@@ -37,4 +37,23 @@ def app(settings: Settings) -> FastAPI:
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def offers_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An artifacts root holding the offers bundle (customer intelligence in ``extra``)."""
+    root = tmp_path_factory.mktemp("offers-artifacts")
+    write_bundle(make_offers_bundle(), root)
+    return root
+
+
+@pytest.fixture
+def offers_settings(settings: Settings, offers_artifacts: Path) -> Settings:
+    return settings.model_copy(update={"artifacts": offers_artifacts})
+
+
+@pytest.fixture
+def offers_client(offers_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(offers_settings)) as test_client:
         yield test_client

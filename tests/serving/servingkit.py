@@ -222,3 +222,208 @@ def metric(text: str, name: str, **labels: str) -> float | None:
             if sample.name == name and sample.labels == labels:
                 return float(sample.value)
     return None
+
+
+# -- customer intelligence: offers, CLV, RFM (issue 3) --------------------------------------
+
+OFFERS_VERSION = "20260301T000000Z-cccccc"
+
+#: The offers bundle's catalogue: every expected value below follows from recsys.offers.
+OFFER_CATALOGUE: dict = {
+    "contact_policy": {
+        "caps": {
+            "email": {"max_contacts": 1, "window_days": 7},
+            "app": {"max_contacts": 2, "window_days": 7},
+        },
+        "cooldown_days": 14,
+    },
+    "offers": [
+        {
+            "offer_id": "favourites-10",
+            "type": "discount",
+            "title": "10% off your favourites",
+            "discount_pct": 10,
+            "conditions": [{"feature": "frequency", "op": ">=", "value": 2}],
+            "value": 0.25,
+            "value_basis": "avg_order_value",
+            "cost": 0.2,
+            "channels": ["email", "web", "app"],
+            "needs_items": True,
+            "max_items": 3,
+        },
+        {
+            "offer_id": "cart-reminder",
+            "type": "cart_reminder",
+            "title": "Your cart is waiting",
+            "value": 0.3,
+            "value_basis": "avg_order_value",
+            "cost": 0.05,
+            "channels": ["email", "web", "app"],
+            "needs_items": True,
+        },
+        {
+            "offer_id": "loyalty-reward",
+            "type": "loyalty_reward",
+            "title": "A thank-you gift",
+            "conditions": [
+                {"feature": "frequency", "op": ">=", "value": 5},
+                {"feature": "segment", "op": "in", "value": ["champions", "loyal"]},
+            ],
+            "value": 0.1,
+            "value_basis": "clv",
+            "cost": 5.0,
+            "channels": ["email", "app"],
+        },
+        {
+            "offer_id": "win-back-15",
+            "type": "win_back",
+            "title": "We miss you",
+            "discount_pct": 15,
+            "conditions": [{"feature": "churn_risk", "op": ">=", "value": 0.5}],
+            "value": 0.3,
+            "value_basis": "clv",
+            "cost": 2.0,
+            "channels": ["email", "sms"],
+        },
+        {
+            "offer_id": "welcome-5",
+            "type": "welcome",
+            "title": "Welcome!",
+            "discount_pct": 5,
+            "conditions": [{"feature": "frequency", "op": "<=", "value": 1}],
+            "value": 20.0,
+            "cost": 1.0,
+        },
+        {
+            "offer_id": "refer-a-friend",
+            "type": "referral_invitation",
+            "title": "Invite a friend",
+            "conditions": [{"feature": "nps", "op": ">=", "value": 9}],
+            "value": 60.0,
+            "cost": 1.0,
+            "channels": ["email", "app"],
+        },
+        {
+            "offer_id": "review-request",
+            "type": "review_request",
+            "title": "Tell us in a review",
+            "conditions": [{"feature": "orders_30d", "op": ">=", "value": 1}],
+            "value": 5.0,
+            "cost": 0.1,
+            "marketing": False,
+        },
+        {
+            "offer_id": "service-recovery",
+            "type": "service_recovery",
+            "title": "Let us make it right",
+            "value": 40.0,
+            "cost": 10.0,
+            "channels": ["email", "web", "app", "call_centre"],
+            "marketing": False,
+        },
+    ],
+}
+CLV_PARAMS = {
+    "horizon_days": 365,
+    "bgnbd": {"r": 0.8, "alpha": 40.0, "a": 0.3, "b": 3.0},
+    "gamma_gamma": {"p": 6.0, "q": 4.0, "gamma": 15.0},
+}
+#: Quintile edges: recency under 10 days scores R=5, six orders or more F=5.
+RFM_EDGES = {
+    "n_bins": 5,
+    "edges": {
+        "recency_days": [10.0, 30.0, 60.0, 120.0],
+        "frequency": [1.0, 2.0, 3.0, 5.0],
+        "monetary": [20.0, 50.0, 100.0, 200.0],
+    },
+}
+
+#: name: (factor vector, bought item, features); expected offers on email (k=3), best first:
+#: loyal-1 refer-a-friend 8.0, favourites-10 1.7 (kitchen items), loyalty-reward 1.6;
+#: detractor-1 service-recovery only; no-consent-1 review-request only; at-risk-1
+#: win-back-15 3.4; cart-1 welcome-5 3.0 (and cart-reminder once a cart is open).
+OFFER_CUSTOMERS: dict[str, tuple[list[float], str, dict]] = {
+    "loyal-1": (
+        [1.0, 0.0],
+        "K0",
+        {"frequency": 6, "avg_order_value": 50.0, "monetary": 300.0, "churn_risk": 0.1,
+         "clv": 300.0, "nps": 10.0, "orders_90d": 2, "orders_30d": 0, "recency_days": 5.0,
+         "segment": "champions", "journey_stage": "advocacy"},
+    ),
+    "detractor-1": (
+        [0.0, 1.0],
+        "G0",
+        {"frequency": 4, "avg_order_value": 40.0, "monetary": 160.0, "churn_risk": 0.3,
+         "clv": 200.0, "nps": 3.0, "orders_90d": 1, "orders_30d": 0, "recency_days": 20.0,
+         "segment": "loyal", "journey_stage": "retention"},
+    ),
+    "no-consent-1": (
+        [1.0, 0.0],
+        "K1",
+        {"frequency": 3, "avg_order_value": 30.0, "monetary": 90.0, "churn_risk": 0.2,
+         "clv": 120.0, "orders_90d": 1, "orders_30d": 1, "recency_days": 3.0,
+         "marketing_consent": False, "segment": "potential_loyalist",
+         "journey_stage": "retention"},
+    ),
+    "at-risk-1": (
+        [0.0, 1.0],
+        "G1",
+        {"frequency": 3, "avg_order_value": 20.0, "monetary": 60.0, "churn_risk": 0.8,
+         "clv": 100.0, "orders_90d": 0, "orders_30d": 0, "recency_days": 80.0,
+         "segment": "at_risk", "journey_stage": "at_risk"},
+    ),
+    "cart-1": (
+        [0.0, 1.0],
+        "G2",
+        {"frequency": 1, "avg_order_value": 10.0, "monetary": 10.0, "churn_risk": 0.4,
+         "clv": 30.0, "orders_90d": 1, "orders_30d": 0, "recency_days": 40.0,
+         "segment": "about_to_sleep", "journey_stage": "purchase"},
+    ),
+}  # fmt: skip
+
+
+def make_offers_bundle(version: str = OFFERS_VERSION) -> ModelBundle:
+    """:func:`make_bundle`'s catalogue and item model with the :data:`OFFER_CUSTOMERS`, trained
+    yesterday, and the customer intelligence of ``training/customers.py`` in ``extra``."""
+    bundle = make_bundle(version)
+    as_of = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    as_of -= pd.Timedelta(days=1)
+    names = list(OFFER_CUSTOMERS)
+    rows = []
+    for name in names:
+        features = dict(OFFER_CUSTOMERS[name][2])
+        last = as_of.replace(tzinfo=None) - pd.Timedelta(days=features["recency_days"])
+        features.update(
+            customer_id=name,
+            first_purchase_at=last - pd.Timedelta(days=300),
+            last_purchase_at=last,
+            first_seen_at=last - pd.Timedelta(days=320),
+            days_since_last_event=features["recency_days"],
+            tenure_days=features["recency_days"] + 320,
+            inter_purchase_mean_days=300 / max(features["frequency"] - 1, 1),
+            inter_purchase_std_days=5.0,
+            avg_repeat_order_value=features["avg_order_value"],
+            marketing_consent=features.get("marketing_consent", True),
+        )
+        rows.append(features)
+    n, n_items = len(names), len(ITEM_IDS)
+    bought = [ROW[OFFER_CUSTOMERS[name][1]] for name in names]
+    history = sp.csr_matrix(
+        (np.full(n, 2.0, np.float32), (np.arange(n), np.array(bought))), shape=(n, n_items)
+    )
+    bundle.manifest = bundle.manifest.model_copy(
+        update={"data": DataWindow(source="synthetic", format="events", as_of=as_of)}
+    )
+    bundle.customer_ids = np.array(names)
+    bundle.user_factors = np.array([OFFER_CUSTOMERS[c][0] for c in names], dtype=np.float32)
+    bundle.history = history
+    bundle.history_last_days = history.copy()
+    bundle.features = pd.DataFrame(rows)
+    bundle.extra = {
+        "offers": OFFER_CATALOGUE,
+        "clv": CLV_PARAMS,
+        "rfm": RFM_EDGES,
+        "segment_rules": {},
+        "journey_rules": {},
+    }
+    return bundle

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
-from servingkit import ADMIN, READ, VERSION_1, TestClient, write_live
+from servingkit import ADMIN, CLV_PARAMS, READ, VERSION_1, WRITE, TestClient, write_live
 
+from recsys.clv import CLVModel
 from recsys.store import LiveRecord
 
 CONTRACT_FEATURES = {
@@ -77,3 +79,29 @@ def test_delete_erases_the_customer_and_is_idempotent(client: TestClient) -> Non
     url = "/v1/customers/kitchen-1/recommendations"
     assert client.get(url, headers=READ).json()["strategy"] == "cold_start"
     assert client.delete("/v1/customers/kitchen-1", headers=ADMIN).status_code == 204
+
+
+def test_the_profile_is_redescribed_after_events_change_the_features(
+    offers_client: TestClient,
+) -> None:
+    before = offers_client.get("/v1/customers/detractor-1", headers=READ).json()
+    assert (before["segment"], before["features"]["clv"]) == ("loyal", 200.0)  # the batch's
+    purchase = {"customer_id": "detractor-1", "event_type": "purchase", "item_id": "K3",
+                "quantity": 1, "price": 40.0, "order_id": "o-1"}  # fmt: skip
+    assert offers_client.post("/v1/events", json=purchase, headers=WRITE).status_code == 202
+    after = offers_client.get("/v1/customers/detractor-1", headers=READ).json()
+    features = after["features"]
+    assert features["frequency"] == 5 and features["recency_days"] == pytest.approx(0, abs=1e-3)
+    # R: bought today -> 5; F: 5 orders -> 4 (edges 1, 2, 3, 5): champions
+    assert (features["r_score"], features["f_score"], after["segment"]) == (5, 4, "champions")
+    assert after["journey_stage"] == "retention"  # a detractor is no advocate
+    expected = CLVModel.from_dict(CLV_PARAMS).predict(features)
+    assert features["clv"] == pytest.approx(float(expected["clv"][0]))
+    assert features["clv"] != 200.0 and features["p_alive"] > 0.5
+    assert features["nps"] == 3 and features["last_purchase_at"] is not None
+
+
+def test_a_profile_without_a_batch_journey_stage_gets_one_computed(client: TestClient) -> None:
+    profile = client.get("/v1/customers/garden-1", headers=READ).json()
+    assert profile["journey_stage"] == "purchase"  # one order, and no RFM in the bundle
+    assert profile["segment"] == "new"

@@ -1,0 +1,42 @@
+"""``GET /v1/customers/{customer_id}/next-best-action``: the one thing to do now (``recsys.nba``).
+
+Read the customer once (features, contacts, cart), take their offers and recommended items and
+let ``recsys.nba.next_best_action`` arbitrate: service recovery before any sales action for a
+detractor, then the highest expected value, ``do_nothing`` when nothing is worth its cost.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from starlette.responses import Response
+
+from recsys.events import utcnow
+from serving.auth import Principal, require
+from serving.models import NextBestAction
+from serving.offers import decide
+from serving.routes.common import CustomerId, ServingDep, json_response, problems
+from serving.routes.offers import Channel, customer_read
+
+router = APIRouter(tags=["offers"])
+
+
+@router.get(
+    "/v1/customers/{customer_id}/next-best-action",
+    response_model=NextBestAction,
+    responses=problems(401, 403, 422, 503),
+)
+def get_next_best_action(
+    customer_id: CustomerId,
+    serving: ServingDep,
+    _: Annotated[Principal, Depends(require("read"))],
+    channel: Channel = None,
+) -> Response:
+    """The best action with a reason a person can read, the other eligible ones best first,
+    the journey stage and the churn risk; an unknown customer is treated as a new one."""
+    snapshot, customer = customer_read(serving.read_customer(customer_id))
+    decision = decide(snapshot, customer, now=utcnow(), channel=channel)
+    body = {"customer_id": customer_id, **decision.to_dict()}
+    body.update(channel=channel, model_version=snapshot.version)
+    return json_response(body)

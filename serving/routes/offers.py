@@ -1,0 +1,191 @@
+"""Offers: one customer's, a batch's, and the whole base's as an NDJSON export.
+
+Offers obey consent and the contact policy, so they are never guessed: when the store cannot be
+read the answer is 503, not a fallback (a fallback would not know who opted out or was mailed
+yesterday). Every answer reads the store once per customer list: one round trip for one
+customer or a batch, one per chunk of the export.
+
+The export needs the **admin** scope: it is the whole customer base's personal data in one
+response (who is at risk, who is unhappy, what they buy), which a page-view ``read`` key has no
+business pulling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Annotated
+
+import numpy as np
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response, StreamingResponse
+
+from recsys.errors import ModelUnavailableError, StoreUnavailableError
+from recsys.events import utcnow
+from recsys.store import CustomerState
+from serving.auth import Principal, require
+from serving.models import (
+    CHANNEL_PATTERN,
+    MAX_OFFERS,
+    Offers,
+    OffersBatch,
+    OffersBatchRequest,
+)
+from serving.offers import offers_for, offers_for_many
+from serving.routes.common import CustomerId, ServingDep, json_response, problems
+from serving.state import CustomerRead, ServingState, Snapshot
+
+router = APIRouter(tags=["offers"])
+
+OffersK = Annotated[int, Query(ge=1, le=MAX_OFFERS, description="how many offers, best first")]
+Channel = Annotated[
+    str | None,
+    Query(
+        pattern=CHANNEL_PATTERN,
+        description="the channel the offers go out on (`email`, `web`, `app`, `sms`, ...): "
+        "only offers for it, under its frequency cap; none: every channel, no cap",
+    ),
+]
+
+
+def customer_read(read: CustomerRead) -> tuple[Snapshot, CustomerState]:
+    """The snapshot and state of a hot-path read, or the error that stopped it."""
+    if read.snapshot is None:
+        raise ModelUnavailableError("no model version is loaded")
+    if read.customer is None:
+        raise StoreUnavailableError(
+            "the feature store cannot be read now; offers need the customer's consent and "
+            "contact history"
+        )
+    return read.snapshot, read.customer
+
+
+@router.get(
+    "/v1/customers/{customer_id}/offers",
+    response_model=Offers,
+    responses=problems(401, 403, 422, 503),
+)
+def get_offers(
+    customer_id: CustomerId,
+    serving: ServingDep,
+    _: Annotated[Principal, Depends(require("read"))],
+    channel: Channel = None,
+    k: OffersK = 3,
+) -> Response:
+    """The customer's best offers by expected value, after consent, the detractor rule and the
+    contact policy; an unknown customer gets what a new customer is eligible for."""
+    snapshot, customer = customer_read(serving.read_customer(customer_id))
+    chosen = offers_for(snapshot, customer, now=utcnow(), channel=channel, k=k)
+    body = chosen.to_dict()
+    body.update(channel=channel, model_version=snapshot.version)
+    return json_response(body)
+
+
+@router.post(
+    "/v1/offers/batch",
+    response_model=OffersBatch,
+    responses=problems(401, 403, 422, 503),
+)
+def post_offers_batch(
+    request: OffersBatchRequest,
+    serving: ServingDep,
+    _: Annotated[Principal, Depends(require("read"))],
+) -> Response:
+    """Offers for up to 1,000 customers: every id answered, in order (unknown ones as new
+    customers), from one store read."""
+    snapshot, states = serving.read_customers(request.customer_ids)
+    chosen = offers_for_many(snapshot, states, now=utcnow(), channel=request.channel, k=request.k)
+    return json_response(
+        {
+            "channel": request.channel,
+            "model_version": snapshot.version,
+            "results": [c.to_dict() for c in chosen],
+        }
+    )
+
+
+@router.get(
+    "/v1/offers/export",
+    responses={
+        200: {"content": {"application/x-ndjson": {}}, "description": "one JSON line a customer"},
+        **problems(401, 403, 422, 503),
+    },
+)
+def export_offers(
+    request: Request,
+    serving: ServingDep,
+    _: Annotated[Principal, Depends(require("admin"))],
+    channel: Annotated[str, Query(pattern=CHANNEL_PATTERN)] = "email",
+    k: OffersK = 3,
+) -> Response:
+    """Every customer with marketing consent and at least one offer on ``channel``, exactly
+    once, as NDJSON lines ``{customer_id, known, offers}``: the bundle's customers in id order,
+    then those known only from events. Streamed a chunk of customers at a time (1,000 unless
+    ``serving.export_chunk`` says otherwise), one store read each. Needs the **admin** scope:
+    it is the whole base's personal data."""
+    snapshot = serving.snapshot
+    if snapshot is None:
+        raise ModelUnavailableError("no model version is loaded")
+    chunk = int(request.app.state.settings.serving.export_chunk)
+    export = OffersExport(serving, snapshot, channel, k, chunk)
+    first = export.first_block()  # a dead store is a 503 here, before the stream starts
+    return StreamingResponse(export.blocks(first), media_type="application/x-ndjson")
+
+
+class OffersExport:
+    """The export's chunks (see :func:`export_offers`), on one model version throughout."""
+
+    def __init__(
+        self, serving: ServingState, snapshot: Snapshot, channel: str, k: int, chunk: int
+    ) -> None:
+        self.serving, self.snapshot, self.channel, self.k = serving, snapshot, channel, k
+        self.chunk = chunk
+        self.now = utcnow()
+        self.trained = snapshot.model.customer_ids  # sorted, unique
+        self._ids = self._chunks()
+
+    def _chunks(self) -> Iterator[list[str]]:
+        trained = self.trained
+        for start in range(0, len(trained), self.chunk):
+            yield trained[start : start + self.chunk].tolist()
+        seen: set[str] = set()  # customers known only from events (SCAN may repeat one)
+        for page in self.serving.store.live_customer_ids(self.chunk):
+            fresh = [c for c in dict.fromkeys(page) if c not in seen]
+            fresh = [c for c, held in zip(fresh, self._in_bundle(fresh), strict=True) if not held]
+            seen.update(fresh)
+            if fresh:
+                yield fresh
+
+    def _in_bundle(self, ids: Sequence[str]) -> np.ndarray:
+        if not len(self.trained) or not ids:
+            return np.zeros(len(ids), dtype=bool)
+        wanted = np.asarray(ids, dtype=str)
+        pos = np.minimum(np.searchsorted(self.trained, wanted), len(self.trained) - 1)
+        return np.asarray(self.trained[pos] == wanted, dtype=bool)
+
+    def _block(self, ids: list[str]) -> bytes:
+        snapshot, states = self.serving.read_customers(ids, self.snapshot)
+        self.snapshot = snapshot
+        known = [s for s in states if s.known]
+        chosen = offers_for_many(snapshot, known, now=self.now, channel=self.channel, k=self.k)
+        return b"".join(
+            orjson.dumps(c.to_dict(), option=orjson.OPT_APPEND_NEWLINE)
+            for c in chosen
+            if c.consent and c.offers
+        )
+
+    def first_block(self) -> bytes:
+        return b"".join(self._block(ids) for ids in _take_one(self._ids))
+
+    def blocks(self, first: bytes) -> Iterator[bytes]:
+        if first:
+            yield first
+        for ids in self._ids:
+            block = self._block(ids)
+            if block:
+                yield block
+
+
+def _take_one(chunks: Iterator[list[str]]) -> list[list[str]]:
+    first = next(chunks, None)
+    return [] if first is None else [first]
