@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks.http_load import run_load  # noqa: E402
+from benchmarks.server import serving  # noqa: E402
 from recsys.bundle import ModelBundle, latest_version_dir, read_bundle  # noqa: E402
 from recsys.foldin import FoldIn  # noqa: E402
 from recsys.metrics import hit_rate_at_k, ndcg_at_k  # noqa: E402
@@ -50,18 +50,6 @@ DATA_FILE = DATA / "online_retail_2010-12_2011-08.csv.gz"
 SPLIT = "2011-06-01"
 K = 20
 STEPS = (1, 3, 5)
-
-
-def app_factory() -> Any:
-    """The service, with the events router whether or not ``serving/app.py`` includes it."""
-    from recsys.config import get_settings
-    from serving.app import create_app
-    from serving.routes import events
-
-    app = create_app(get_settings())
-    if not any(getattr(r, "path", None) == "/v1/events" for r in app.routes):
-        app.include_router(events.router)
-    return app
 
 
 # -- 1. fold-in quality -----------------------------------------------------------------------
@@ -147,45 +135,6 @@ def redis_url(work: Path) -> Iterator[str]:
 
     with EmbeddedRedis(work / "redis", persist=True) as server:
         yield server.url
-
-
-@contextlib.contextmanager
-def server(artifacts: Path, url: str, prefix: str) -> Iterator[str]:
-    from feature_store.embedded import free_port
-
-    port = free_port()
-    env = {
-        **os.environ,
-        "RECSYS_ARTIFACTS": str(artifacts),
-        "RECSYS_REDIS_URL": url,
-        "RECSYS_REDIS_PREFIX": prefix,
-        "RECSYS_API_KEYS": "",
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-    }
-    command = [
-        sys.executable, "-m", "uvicorn", "benchmarks.events_bench:app_factory", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300  # the first start bulk-loads the features
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with code {process.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not become ready")
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _event_bodies(interactions: pd.DataFrame) -> list[dict[str, Any]]:
@@ -292,7 +241,15 @@ def main() -> int:
             probes = rng.choice(bundle.customer_ids.astype(str), args.customers, replace=False)
             with (
                 redis_url(work) as url,
-                server(artifacts, url, f"bench{uuid.uuid4().hex[:6]}") as base,
+                serving(
+                    artifacts,
+                    env={
+                        "RECSYS_REDIS_URL": url,
+                        "RECSYS_REDIS_PREFIX": f"bench{uuid.uuid4().hex[:6]}",
+                        "RECSYS_API_KEYS": "",
+                    },
+                    timeout_s=300,  # the first start bulk-loads the features
+                ) as base,
             ):
                 report["throughput_batch_100"] = throughput(base, events, 100, args)
                 print(json.dumps(report["throughput_batch_100"]), flush=True)

@@ -55,10 +55,11 @@ import orjson
 from feature_store import codec, keys
 from feature_store.connection import RedisClient, store_errors
 from recsys.errors import StoreUnavailableError
-from recsys.events import EVENT_COLUMNS, Event
+from recsys.events import Event
 from recsys.live_update import CustomerSnapshot, LiveUpdate
 from recsys.offers import ContactPolicy
 from recsys.online_features import to_seconds
+from recsys.schema import EVENT_COLUMNS
 from recsys.store import LiveRecord
 
 LIVE_ONLINE = "agg"

@@ -34,7 +34,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-CUSTOMER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@+\-]{1,128}$")
+from recsys import schema
+
+CUSTOMER_ID_PATTERN = schema.CUSTOMER_ID_PATTERN  # the one alphabet, re-exported
 
 
 def _tag(customer_id: str) -> str:

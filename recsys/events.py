@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -38,26 +37,17 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from recsys.errors import InvalidRequestError
-from recsys.schema import INTERACTION_COLUMNS, ITEM_EVENT_TYPES, SURVEY_METRICS, EventType
+from recsys.schema import (
+    CUSTOMER_ID_PATTERN,
+    INTERACTION_COLUMNS,
+    ITEM_EVENT_TYPES,
+    SURVEY_METRICS,
+    EventType,
+)
 
-#: Same alphabet as ``feature_store.keys.CUSTOMER_ID_PATTERN`` (a test keeps them equal).
-CUSTOMER_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9._:@+\-]{1,128}$")
 MAX_FUTURE_SKEW: Final = timedelta(days=1)
 MAX_PROPERTIES_BYTES: Final = 4096
 DEFAULT_MAX_EVENTS: Final = 1000
-
-#: Columns of the events format, in file order (what the stream export writes).
-EVENT_COLUMNS: Final[tuple[str, ...]] = (
-    "customer_id",
-    "event_type",
-    "timestamp",
-    "item_id",
-    "quantity",
-    "price",
-    "order_id",
-    "properties",
-    "event_id",
-)
 
 
 def utcnow() -> datetime:

@@ -21,7 +21,13 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from recsys.schema import EVENT_TYPES, ITEM_EVENT_TYPES, SURVEY_METRICS
+from recsys.schema import (
+    EVENT_COLUMNS,
+    EVENT_TYPES,
+    ITEM_EVENT_TYPES,
+    REQUIRED_EVENT_COLUMNS,
+    SURVEY_METRICS,
+)
 from recsys.tabular import (
     Normalized,
     RawTable,
@@ -34,15 +40,8 @@ from recsys.tabular import (
 )
 
 FORMAT: Final[str] = "events"
-REQUIRED: Final[tuple[str, ...]] = ("customer_id", "event_type", "timestamp")
-OPTIONAL: Final[tuple[str, ...]] = (
-    "item_id",
-    "quantity",
-    "price",
-    "order_id",
-    "properties",
-    "event_id",
-)
+REQUIRED: Final[tuple[str, ...]] = REQUIRED_EVENT_COLUMNS
+OPTIONAL: Final[tuple[str, ...]] = EVENT_COLUMNS[len(REQUIRED_EVENT_COLUMNS) :]
 
 _INVALID = object()
 

@@ -23,7 +23,8 @@ The derived item catalogue has the columns of :data:`CATALOG_COLUMNS`.
 
 from __future__ import annotations
 
-from typing import Final, Literal
+import re
+from typing import Final, Literal, get_args
 
 EventType = Literal[
     "view",
@@ -39,19 +40,24 @@ EventType = Literal[
     "dislike",
 ]
 
-EVENT_TYPES: Final[tuple[str, ...]] = (
-    "view",
-    "add_to_cart",
-    "remove_from_cart",
-    "purchase",
-    "return",
-    "search",
-    "email_open",
-    "email_click",
-    "survey",
-    "offer_sent",
-    "dislike",
+EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
+
+#: Customer ids: what the Redis key schema's hash tag (``{c:<id>}``) and the URL paths accept.
+CUSTOMER_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9._:@+\-]{1,128}$")
+
+#: Columns of an ``events`` file, in file order: three required, the rest where they apply.
+EVENT_COLUMNS: Final[tuple[str, ...]] = (
+    "customer_id",
+    "event_type",
+    "timestamp",
+    "item_id",
+    "quantity",
+    "price",
+    "order_id",
+    "properties",
+    "event_id",
 )
+REQUIRED_EVENT_COLUMNS: Final[tuple[str, ...]] = EVENT_COLUMNS[:3]
 
 #: Event types that must name an item.
 ITEM_EVENT_TYPES: Final[frozenset[str]] = frozenset(

@@ -34,19 +34,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys.schema import CATALOG_COLUMNS
+from recsys.schema import CATALOG_COLUMNS, EVENT_TYPES
 
-EVENT_COLUMNS: Final[tuple[str, ...]] = (
-    "customer_id",
-    "event_type",
-    "timestamp",
-    "item_id",
-    "quantity",
-    "price",
-    "order_id",
-    "properties",
-    "event_id",
-)
 #: category -> (price level, product nouns).
 CATEGORY_NOUNS: Final[dict[str, tuple[float, tuple[str, ...]]]] = {
     "kitchen & dining": (4.0, ("MUG", "TEAPOT", "CAKE STAND", "BOWL", "PLATE", "JUG")),
@@ -74,20 +63,7 @@ STYLES: Final[tuple[str, ...]] = (
 )
 COLOURS: Final[tuple[str, ...]] = ("RED", "BLUE", "PINK", "GREEN", "IVORY", "WHITE", "BLACK")
 OFFERS: Final[tuple[str, ...]] = ("WELCOME10", "WINBACK15", "LOYALTY5", "CART10")
-TYPES: Final[tuple[str, ...]] = (
-    "view",
-    "add_to_cart",
-    "remove_from_cart",
-    "purchase",
-    "return",
-    "search",
-    "email_open",
-    "email_click",
-    "survey",
-    "offer_sent",
-    "dislike",
-)
-_T = {name: code for code, name in enumerate(TYPES)}
+_T = {name: code for code, name in enumerate(EVENT_TYPES)}
 MINUTE: Final[float] = 1.0 / 1440.0
 
 
@@ -413,7 +389,7 @@ def _assemble(w: _World, blocks: list[_Block], catalog: pd.DataFrame, start: str
     events = pd.DataFrame(
         {
             "customer_id": _labels("C", b.customer[idx] + 1, 5),
-            "event_type": _take(np.array(TYPES), b.kind[idx].astype(np.int64)),
+            "event_type": _take(np.array(EVENT_TYPES), b.kind[idx].astype(np.int64)),
             "timestamp": pd.Timestamp(start) + pd.to_timedelta(seconds[sort], unit="s"),
             "item_id": _take(catalog["item_id"].to_numpy(dtype=object), item),
             "quantity": b.quantity[idx],

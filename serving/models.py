@@ -12,11 +12,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from recsys import schema
+
 Strategy = Literal["personalized", "cold_start", "fallback"]
 Context = Literal["home", "product", "cart", "email"]
 
 ITEM_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"
-CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9._:@+\-]{1,128}$"  # as feature_store.keys.CUSTOMER_ID_PATTERN
+CUSTOMER_ID_PATTERN = schema.CUSTOMER_ID_PATTERN.pattern
 CATEGORY_PATTERN = r"^[^\x00-\x1f\x7f]{1,100}$"
 
 

@@ -8,15 +8,14 @@ import pytest
 
 from feature_store.keys import CUSTOMER_ID_PATTERN as KEY_PATTERN
 from recsys.errors import InvalidRequestError
-from recsys.events import (
+from recsys.events import Event, InvalidEventError, utcnow, validate_batch
+from recsys.schema import (
     CUSTOMER_ID_PATTERN,
     EVENT_COLUMNS,
-    Event,
-    InvalidEventError,
-    utcnow,
-    validate_batch,
+    EVENT_TYPES,
+    INTERACTION_COLUMNS,
+    ITEM_EVENT_TYPES,
 )
-from recsys.schema import EVENT_TYPES, INTERACTION_COLUMNS, ITEM_EVENT_TYPES
 
 
 def valid(event_type: str) -> dict[str, object]:
@@ -142,5 +141,9 @@ def test_to_row_gives_the_events_format_columns_and_round_trips() -> None:
     assert Event.model_validate({**row, "properties": raw["properties"]}) == event
 
 
-def test_customer_id_alphabet_matches_the_key_schema() -> None:
-    assert CUSTOMER_ID_PATTERN.pattern == KEY_PATTERN.pattern
+def test_customer_ids_the_key_schema_cannot_hash_tag_are_rejected() -> None:
+    # one alphabet: what events accept is what the Redis keys can carry
+    assert CUSTOMER_ID_PATTERN is KEY_PATTERN
+    for bad in ("a{b", "a}b", "a b", "x" * 129, ""):
+        with pytest.raises(InvalidRequestError):
+            validate_batch([{"customer_id": bad, "event_type": "search"}])

@@ -10,8 +10,8 @@ import pytest
 
 from recsys.catalog import categorize
 from recsys.loaders import load_interactions
-from recsys.schema import CATALOG_COLUMNS, EVENT_TYPES, SURVEY_METRICS
-from recsys.synthetic import EVENT_COLUMNS, generate_events, write_events
+from recsys.schema import CATALOG_COLUMNS, EVENT_COLUMNS, EVENT_TYPES, SURVEY_METRICS
+from recsys.synthetic import generate_events, write_events
 
 
 @pytest.fixture(scope="module")
