@@ -119,7 +119,7 @@ def new_version(now: datetime | None = None) -> str:
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
     with path.open("wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, allow_pickle=False, **arrays)
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
