@@ -11,8 +11,9 @@ unless ``--artifacts`` names a trained root, starts ``recsys serve`` on a free l
 2. ``GET /v1/offers/export`` streamed to the end (every customer of the base is read and
    decided; the lines are those with consent and an offer);
 3. in process, what the batch's costly step costs: recommended items for the customers whose
-   offers need items, per customer through the hot path's ``recommend`` against one BLAS
-   matrix product for the whole batch (which would skip the blend with history and context).
+   offers need items, one by one through the hot path's ``recommend``, all together through
+   ``recommended_items_many`` (what the batch and the export use: the same items), and, as a
+   floor, one BLAS matrix product for the whole batch (cf only, no blend, no top k).
 """
 
 from __future__ import annotations
@@ -85,9 +86,10 @@ def run_export(base: str, channel: str) -> tuple[int, int, float]:
     return lines, size, time.perf_counter() - started
 
 
-def item_costs(root: Path, n: int = 1000) -> tuple[float, float]:
-    """Microseconds per customer: the hot path's ``recommend`` vs one BLAS product."""
-    from serving.offers import recommended_items
+def item_costs(root: Path, n: int = 1000) -> tuple[float, float, float]:
+    """Microseconds per customer: the hot path's ``recommend`` one by one, the batch's
+    ``recommended_items_many``, one BLAS product."""
+    from serving.offers import recommended_items, recommended_items_many
     from serving.state import Catalog, ModelState, Snapshot
 
     bundle = read_bundle(latest_version_dir(root))
@@ -112,12 +114,24 @@ def item_costs(root: Path, n: int = 1000) -> tuple[float, float]:
         for state in states:
             recommended_items(snapshot, state, "email", slots)
 
+    def together() -> None:
+        recommended_items_many(snapshot, states, "email", slots)
+
     def one_product() -> None:
         scores = users @ model.ranking.item_factors.T
         scores[:, snapshot.catalog.blocked] = -np.inf
         np.argpartition(-scores, slots, axis=1)[:, :slots]
 
-    return best_us(per_customer, len(states)), best_us(one_product, len(states))
+    same = recommended_items_many(snapshot, states, "email", slots) == [
+        recommended_items(snapshot, state, "email", slots) for state in states
+    ]
+    if not same:
+        raise AssertionError("recommended_items_many differs from recommended_items")
+    return (
+        best_us(per_customer, len(states)),
+        best_us(together, len(states)),
+        best_us(one_product, len(states)),
+    )
 
 
 def best_us(work: Callable[[], None], n: int, repeats: int = 3) -> float:
@@ -167,9 +181,10 @@ def main() -> None:
             f"{lines:,} lines ({size / 1e6:.1f} MB) of eligible customers",
             flush=True,
         )
-    per_customer, blas = item_costs(root)
+    per_customer, together, blas = item_costs(root)
     print(
         f"recommended items for offers: hot-path recommend {per_customer:7.1f} us/customer; "
+        f"recommended_items_many {together:6.1f} us/customer (the same items); "
         f"one BLAS product for the batch {blas:6.1f} us/customer (cf only, no blend)"
     )
 

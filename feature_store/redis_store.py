@@ -56,6 +56,68 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
+# -- the customer read, shared by this store and feature_store.async_store -------------------
+
+#: What :func:`~feature_store.connection.store_errors` names when a customer read fails.
+READ_OPERATION = "read of customers"
+_STEP = 3 if codec.LIVE_HAS_CONTACTS else 2  # commands queued per customer
+
+
+def queue_customer_reads(
+    pipe: Any,
+    prefix: str,
+    version: str,
+    customer_ids: Sequence[str],
+    *,
+    contacts_read: int,
+    with_revision: bool = False,
+    with_active: bool = False,
+) -> None:
+    """Queue, on a non-transactional pipeline (of redis-py or redis.asyncio: queueing is the
+    same, only ``execute`` differs), the commands of one customer read: per customer the batch
+    hash of ``version``, the live hash and the newest ``contacts_read`` contacts; then the
+    catalogue revision and the active version when asked. Decode the replies with
+    :func:`decode_customer_reads`. Ids are checked before anything is queued."""
+    for customer_id in customer_ids:
+        check_customer_id(customer_id)
+    for customer_id in customer_ids:
+        pipe.hgetall(keys.customer_batch(prefix, customer_id, version))
+        pipe.hgetall(keys.customer_live(prefix, customer_id))
+        if _STEP == 3:
+            contacts = keys.customer_contacts(prefix, customer_id)
+            pipe.zrange(contacts, -contacts_read, -1, withscores=True)
+    if with_revision:
+        pipe.get(keys.item_revision(prefix))
+    if with_active:
+        pipe.get(keys.active_version(prefix))
+
+
+def decode_customer_reads(
+    replies: Sequence[Any],
+    customer_ids: Sequence[str],
+    *,
+    with_revision: bool = False,
+    with_active: bool = False,
+) -> tuple[list[CustomerState], int, str | None]:
+    """The states (in the order of ``customer_ids``), the catalogue revision (0 when not
+    asked) and the active version (None when not asked) from the replies of the commands
+    :func:`queue_customer_reads` queued."""
+    meta = replies[_STEP * len(customer_ids) :]
+    states = [
+        CustomerState(
+            customer_id=customer_id,
+            batch=codec.decode_batch(replies[_STEP * i]),
+            live=codec.decode_live(
+                replies[_STEP * i + 1], replies[_STEP * i + 2] if _STEP == 3 else None
+            ),
+        )
+        for i, customer_id in enumerate(customer_ids)
+    ]
+    revision = int(meta[0] or 0) if with_revision else 0
+    active = _text(meta[-1]) if with_active else None
+    return states, revision, active
+
+
 class RedisFeatureStore:
     """Per-customer features on Redis, under the key prefix ``prefix``.
 
@@ -153,35 +215,21 @@ class RedisFeatureStore:
         with_revision: bool = False,
         with_active: bool = False,
     ) -> tuple[list[CustomerState], int, str | None]:
-        p, n = self.prefix, self.contacts_read
-        step = 3 if codec.LIVE_HAS_CONTACTS else 2
         pipe = self.client.pipeline(transaction=False)
-        for customer_id in customer_ids:
-            check_customer_id(customer_id)
-            pipe.hgetall(keys.customer_batch(p, customer_id, version))
-            pipe.hgetall(keys.customer_live(p, customer_id))
-            if step == 3:
-                pipe.zrange(keys.customer_contacts(p, customer_id), -n, -1, withscores=True)
-        if with_revision:
-            pipe.get(keys.item_revision(p))
-        if with_active:
-            pipe.get(keys.active_version(p))
-        with store_errors("read of customers"):
+        queue_customer_reads(
+            pipe,
+            self.prefix,
+            version,
+            customer_ids,
+            contacts_read=self.contacts_read,
+            with_revision=with_revision,
+            with_active=with_active,
+        )
+        with store_errors(READ_OPERATION):
             replies = pipe.execute()
-        meta = replies[step * len(customer_ids) :]
-        states = [
-            CustomerState(
-                customer_id=customer_id,
-                batch=codec.decode_batch(replies[step * i]),
-                live=codec.decode_live(
-                    replies[step * i + 1], replies[step * i + 2] if step == 3 else None
-                ),
-            )
-            for i, customer_id in enumerate(customer_ids)
-        ]
-        revision = int(meta[0] or 0) if with_revision else 0
-        active = _text(meta[-1]) if with_active else None
-        return states, revision, active
+        return decode_customer_reads(
+            replies, customer_ids, with_revision=with_revision, with_active=with_active
+        )
 
     def ping(self) -> bool:
         """True when Redis answers within the timeout (for readiness checks); never raises."""

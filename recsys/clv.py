@@ -199,8 +199,9 @@ def clv_inputs(features: pd.DataFrame | Mapping[str, Any]) -> dict[str, np.ndarr
             for name in ("recency_days", "frequency", "avg_repeat_order_value")
         )
     else:
-        first = pd.to_datetime(features["first_purchase_at"])
-        last = pd.to_datetime(features["last_purchase_at"])
+        # each value on its own: ISO text with and without a zone can share a column
+        first = pd.to_datetime(features["first_purchase_at"], format="mixed", utc=True)
+        last = pd.to_datetime(features["last_purchase_at"], format="mixed", utc=True)
         t_x = ((last - first) / DAY).to_numpy(np.float64)
         recency = pd.to_numeric(features["recency_days"], errors="coerce").to_numpy(np.float64)
         freq = pd.to_numeric(features["frequency"], errors="coerce").to_numpy(np.float64)

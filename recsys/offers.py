@@ -43,6 +43,7 @@ and the same code serves one feature dict (a table of one row).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -197,6 +198,8 @@ def channel_open(
     cap = policy.caps.get(channel) if channel else None
     if cap is None:
         return True
+    if not contacts:  # most customers: no date arithmetic
+        return cap.max_contacts > 0
     since = now - timedelta(days=cap.window_days)
     sent = sum(1 for c in contacts if c.channel == channel and since < c.sent_at <= now)
     return sent < cap.max_contacts
@@ -204,6 +207,8 @@ def channel_open(
 
 def cooling_down(contacts: Sequence[Contact], now: datetime, policy: ContactPolicy) -> set[str]:
     """Offer ids sent (on any channel) within the cool-down before ``now``."""
+    if not contacts:
+        return set()
     since = now - timedelta(days=policy.cooldown_days)
     return {c.offer_id for c in contacts if since < c.sent_at <= now}
 
@@ -312,33 +317,51 @@ def _fmt(features: Mapping[str, Any], name: str, spec: str = ".0f") -> str:
         number = float(value) if value is not None else np.nan
     except (TypeError, ValueError):
         return str(value)
-    return format(number, spec) if np.isfinite(number) else "?"
+    return format(number, spec) if math.isfinite(number) else "?"
+
+
+#: The features :func:`reason_for` reads (a batch hands it only these).
+REASON_FEATURES: Final = ("frequency", "churn_risk", "recency_days", "nps", "csat")
 
 
 def reason_for(offer: Offer, features: Mapping[str, Any], n_items: int) -> str:
-    """A sentence a person can read: why this offer, for this customer."""
-    f = features
-    reasons = {
-        "discount": f"buys regularly ({_fmt(f, 'frequency')} orders); a discount on items "
-        "they are likely to want",
-        "cart_reminder": f"{n_items} item(s) left in the cart",
-        "loyalty_reward": f"loyal customer with {_fmt(f, 'frequency')} orders",
-        "win_back": f"churn risk {_fmt(f, 'churn_risk', '.2f')} after "
-        f"{_fmt(f, 'recency_days')} days without an order",
-        "welcome": "new customer: a welcome offer for the next order",
-        "referral_invitation": f"promoter (NPS {_fmt(f, 'nps')}): invite them to refer friends",
-        "review_request": "ordered recently: ask for a review",
-        "service_recovery": f"unhappy customer (NPS {_fmt(f, 'nps')}, CSAT {_fmt(f, 'csat')}): "
-        "make it right before any sales contact",
-    }
-    return reasons.get(offer.type, offer.type)
+    """A sentence a person can read: why this offer, for this customer (from the
+    :data:`REASON_FEATURES` only)."""
+    f, kind = features, offer.type
+    if kind == "discount":
+        return (
+            f"buys regularly ({_fmt(f, 'frequency')} orders); a discount on items "
+            "they are likely to want"
+        )
+    if kind == "cart_reminder":
+        return f"{n_items} item(s) left in the cart"
+    if kind == "loyalty_reward":
+        return f"loyal customer with {_fmt(f, 'frequency')} orders"
+    if kind == "win_back":
+        return (
+            f"churn risk {_fmt(f, 'churn_risk', '.2f')} after "
+            f"{_fmt(f, 'recency_days')} days without an order"
+        )
+    if kind == "welcome":
+        return "new customer: a welcome offer for the next order"
+    if kind == "referral_invitation":
+        return f"promoter (NPS {_fmt(f, 'nps')}): invite them to refer friends"
+    if kind == "review_request":
+        return "ordered recently: ask for a review"
+    if kind == "service_recovery":
+        return (
+            f"unhappy customer (NPS {_fmt(f, 'nps')}, CSAT {_fmt(f, 'csat')}): "
+            "make it right before any sales contact"
+        )
+    return kind
 
 
 def _assemble(
     features: Mapping[str, Any],
     catalogue: OfferCatalogue,
-    eligible: np.ndarray,
-    value: np.ndarray,
+    eligible: Sequence[bool],
+    value: Sequence[float],
+    order: Sequence[int],
     *,
     now: datetime,
     channel: str | None,
@@ -352,8 +375,8 @@ def _assemble(
         return []
     cooling = cooling_down(contacts, now, policy)
     out: list[RankedOffer] = []
-    for j in np.argsort(-value, kind="stable"):
-        offer = catalogue.offers[int(j)]
+    for j in order:  # best value first, ties in catalogue order
+        offer = catalogue.offers[j]
         if not eligible[j] or not value[j] > 0 or offer.offer_id in cooling:
             continue
         chosen: list[str] = []
@@ -411,8 +434,9 @@ def rank_offers(
     return _assemble(
         features,
         catalogue,
-        eligible[0],
-        value[0],
+        eligible[0].tolist(),
+        value[0].tolist(),
+        np.argsort(-value[0], kind="stable").tolist(),
         now=now,
         channel=channel,
         contacts=contacts,
@@ -442,19 +466,30 @@ def rank_offers_batch(
         matrix if matrix is not None else offer_matrix(features, catalogue, now, channel)
     )
     contacts, items, carts = contacts or {}, items or {}, carts or {}
-    records = features.to_dict("records")
+    ids = (
+        features["customer_id"].astype(str).tolist()
+        if "customer_id" in features.columns
+        else ["None"] * len(features)
+    )
+    needed = [name for name in REASON_FEATURES if name in features.columns]
+    any_eligible = eligible.any(axis=1)
+    records = features.loc[any_eligible, needed].to_dict("records")  # what the reasons read
+    rows = iter(records)
+    allowed, values = eligible.tolist(), value.tolist()
+    orders = np.argsort(-value, axis=1, kind="stable").tolist()
     out: list[list[RankedOffer]] = []
-    for i, row in enumerate(records):
-        cid = str(row.get("customer_id"))
-        if not eligible[i].any():
+    for i, (cid, some) in enumerate(zip(ids, any_eligible.tolist(), strict=True)):
+        if not some:
             out.append([])
             continue
+        row = next(rows)
         out.append(
             _assemble(
                 row,
                 catalogue,
-                eligible[i],
-                value[i],
+                allowed[i],
+                values[i],
+                orders[i],
                 now=now,
                 channel=channel,
                 contacts=contacts.get(cid, ()),

@@ -8,16 +8,21 @@ there. The embedded Redis of ``recsys demo`` / ``recsys serve`` is the CLI's bus
 store comes from ``settings.redis_url`` or is passed in.
 
 The lifespan also makes the process's one :class:`~feature_store.ingest.EventWriter` (on a
-connection of its own with the longer write timeout, when there is a URL) and closes it on
-shutdown.
+connection of its own with the longer write timeout, when there is a URL) and the page views'
+:class:`~feature_store.async_store.AsyncFeatureReader` (an asyncio client with the serving
+timeout, so those routes read Redis on the event loop, with no thread-pool hop), and closes
+both on shutdown.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -42,6 +47,9 @@ from serving.routes import (
     recommendations,
 )
 from serving.state import ServingState, ServingStore
+
+if TYPE_CHECKING:
+    from feature_store.async_store import AsyncFeatureReader
 
 log = logging.getLogger("recsys.serving")
 
@@ -75,6 +83,16 @@ def _open_store(settings: Settings) -> ServingStore:
     return RedisFeatureStore.from_settings(settings)
 
 
+def _open_reader(settings: Settings, store: ServingStore | None) -> AsyncFeatureReader | None:
+    """The page views' async client, on the running loop; None for a store passed in (its
+    reads then run in worker threads: see ``serving.state.ThreadedReader``)."""
+    if store is not None:
+        return None
+    from feature_store.async_store import AsyncFeatureReader
+
+    return AsyncFeatureReader.from_settings(settings)
+
+
 def _open_event_writer(settings: Settings, store: ServingStore) -> tuple[EventWriter, bool]:
     """The process's event writer, and whether it has a connection of its own (to close)."""
     from feature_store.connection import connect
@@ -94,10 +112,17 @@ def _lifespan(
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]
+        log.info("process %d serving on the %s event loop", os.getpid(), loop)
         the_store = store if store is not None else _open_store(settings)
+        reader = _open_reader(settings, store)
         metrics: Metrics = app.state.metrics
         serving = ServingState(
-            artifacts, the_store, _loader(settings, store), on_swap=metrics.set_model_version
+            artifacts,
+            the_store,
+            _loader(settings, store),
+            on_swap=metrics.set_model_version,
+            reader=reader,
         )
         app.state.serving = serving
         writer, own_writer = _open_event_writer(settings, the_store)
@@ -109,6 +134,8 @@ def _lifespan(
         try:
             yield
         finally:
+            if reader is not None:
+                await reader.aclose()
             if own_writer:
                 writer.client.close()
             close = getattr(the_store, "close", None)

@@ -106,6 +106,14 @@ class CustomerIntelligence:
         needs = self.needs_items & ~self.is_cart_reminder if cart else self.needs_items
         return bool(np.any(eligible & needs & (value > 0)))
 
+    def wants_items_many(
+        self, eligible: np.ndarray, value: np.ndarray, has_cart: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`wants_items` of every row of ``offer_matrix`` at once (``has_cart``: one
+        bool per row, the live cart is not empty)."""
+        needs = self.needs_items[None, :] & ~(self.is_cart_reminder[None, :] & has_cart[:, None])
+        return np.any(eligible & needs & (value > 0), axis=1)
+
 
 def _part(version: str, name: str, extra: Mapping[str, Any], build: Any) -> Any:
     raw = extra.get(name)
@@ -199,11 +207,33 @@ def _assign(table: pd.DataFrame, rows: np.ndarray, name: str, values: np.ndarray
     table.loc[rows, name] = np.asarray(values, dtype=object)
 
 
+#: The CLV model's inputs (``recsys.clv.clv_inputs``): times, then numbers.
+CLV_TIMES: Final = ("first_purchase_at", "last_purchase_at")
+CLV_NUMBERS: Final = ("recency_days", "frequency", "avg_repeat_order_value")
+
+
+def _clv_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A table's CLV inputs read as the one-row path reads a feature dict: each time on its
+    own (the batch writes ``2011-05-01 10:00:00``, events ``2026-01-02T03:04:05.678+00:00``:
+    one format inferred for a whole column fails on the other), a missing column as missing
+    values (no KeyError for the whole table)."""
+    out = pd.DataFrame(index=table.index)
+    for name in CLV_TIMES:
+        raw = table[name] if name in table.columns else None
+        texts = pd.Series(None, index=table.index, dtype=object) if raw is None else raw
+        out[name] = pd.to_datetime(texts.astype(object), format="mixed", utc=True)
+    for name in CLV_NUMBERS:
+        out[name] = table[name] if name in table.columns else np.nan
+    return out
+
+
 def _predict_clv(
     model: CLVModel, features: pd.DataFrame | Mapping[str, Any]
 ) -> dict[str, np.ndarray] | None:
     """The CLV columns (named as in the features), or None when the row lacks their inputs."""
     try:
+        if isinstance(features, pd.DataFrame):
+            features = _clv_table(features)
         predicted = model.predict_arrays(features)
     except (KeyError, TypeError, ValueError):
         return None

@@ -6,6 +6,8 @@ customer id reaches the metrics), the method and the status code.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -54,9 +56,37 @@ class Metrics:
             "recsys_model_reloads", "Model reloads, by outcome", ["outcome"], registry=self.registry
         )
 
+        # Labelled children by label values: ``labels()`` validates and locks on every call,
+        # a dict lookup does not (the label sets are bounded, so these dicts are too).
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._recommendation_children: dict[tuple[str, str], Any] = {}
+        self._fallback_children: dict[str, Any] = {}
+
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def count_recommendation(self, endpoint: str, strategy: str) -> None:
+        child = self._recommendation_children.get((endpoint, strategy))
+        if child is None:
+            child = self._recommendation_children.setdefault(
+                (endpoint, strategy), self.recommendations.labels(endpoint, strategy)
+            )
+        child.inc()
+
+    def count_fallback(self, reason: str) -> None:
+        child = self._fallback_children.get(reason)
+        if child is None:
+            child = self._fallback_children.setdefault(reason, self.fallbacks.labels(reason))
+        child.inc()
 
     def set_model_version(self, version: str | None) -> None:
         self.model_info.clear()

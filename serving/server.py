@@ -12,13 +12,47 @@ local reverse proxy the loopback-only mode (no API keys) sees the real, remote c
 
 from __future__ import annotations
 
+import copy
+import logging
+from importlib.util import find_spec
+from typing import Any
+
 import uvicorn
+import uvicorn.config
 from fastapi import FastAPI
 
 from recsys.config import Settings, get_settings
 from recsys.errors import InvalidRequestError
 from serving.app import create_app
 from serving.auth import is_loopback
+
+log = logging.getLogger("recsys.serving")
+
+
+#: The CLI's log format; worker processes start afresh, so they are configured with it too.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def worker_log_config() -> dict[str, Any]:
+    """uvicorn's logging config plus the service's (``recsys.*`` at INFO, the access log
+    included) for worker processes, which uvicorn configures and the CLI's setup never reaches."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["formatters"]["recsys"] = {"format": LOG_FORMAT}
+    config["handlers"]["recsys"] = {
+        "formatter": "recsys",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    config["root"] = {"handlers": ["recsys"], "level": "INFO"}
+    return config
+
+
+def event_loop_and_parser() -> tuple[str, str]:
+    """uvloop and httptools (``uvicorn[standard]``) when installed, else asyncio and h11:
+    what uvicorn's ``auto`` picks, named here so that the log says which one runs."""
+    loop = "uvloop" if find_spec("uvloop") is not None else "asyncio"
+    http = "httptools" if find_spec("httptools") is not None else "h11"
+    return loop, http
 
 
 def app_factory() -> FastAPI:
@@ -41,14 +75,19 @@ def run(
             f"refusing to serve on {host!r} without API keys: set RECSYS_API_KEYS "
             "or bind a loopback address"
         )
+    loop, http = event_loop_and_parser()
+    if loop != "uvloop" or http != "httptools":
+        log.warning("uvloop or httptools is missing: install uvicorn[standard] for speed")
+    log.info("serving on %s:%d: %d worker(s), %s loop, %s parser", host, port, workers, loop, http)
+    options: dict[str, Any] = {"host": host, "port": port, "loop": loop, "http": http, "ws": "none"}
     if workers > 1:
         uvicorn.run(
             "serving.server:app_factory",
             factory=True,
             workers=workers,
-            host=host,
-            port=port,
             access_log=False,
+            log_config=worker_log_config(),
+            **options,
         )
     else:
-        uvicorn.run(create_app(settings), host=host, port=port, access_log=False)
+        uvicorn.run(create_app(settings), access_log=False, **options)

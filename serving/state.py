@@ -32,6 +32,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, Protocol
 
+import anyio.to_thread
 import numpy as np
 
 from recsys.bundle import Manifest, ModelBundle, latest_version_dir, read_bundle
@@ -81,6 +82,37 @@ class ServingStore(Protocol):
     def previous_version(self) -> str | None: ...
     def activate(self, version: str) -> None: ...
     def delete_version(self, version: str) -> int: ...
+
+
+class ServingReader(Protocol):
+    """The page-view reads, awaited on the event loop (``feature_store.async_store``)."""
+
+    async def read_customer(self, version: str, customer_id: str) -> CustomerState: ...
+    async def read_customer_with_meta(
+        self, version: str, customer_id: str
+    ) -> tuple[CustomerState, int, str | None]: ...
+    async def item_revision(self) -> int: ...
+
+
+class ThreadedReader:
+    """A :class:`ServingReader` over a sync :class:`ServingStore`, each read in a worker
+    thread: for a store passed in by the caller, whose client cannot be awaited."""
+
+    def __init__(self, store: ServingStore) -> None:
+        self.store = store
+
+    async def read_customer(self, version: str, customer_id: str) -> CustomerState:
+        return await anyio.to_thread.run_sync(self.store.read_customer, version, customer_id)
+
+    async def read_customer_with_meta(
+        self, version: str, customer_id: str
+    ) -> tuple[CustomerState, int, str | None]:
+        return await anyio.to_thread.run_sync(
+            self.store.read_customer_with_meta, version, customer_id
+        )
+
+    async def item_revision(self) -> int:
+        return await anyio.to_thread.run_sync(self.store.item_revision)
 
 
 Loader = Callable[[ModelBundle], object]  # loads a bundle's features into the store, activates
@@ -299,9 +331,13 @@ class ServingState:
         loader: Loader,
         *,
         on_swap: Callable[[str], None] | None = None,
+        reader: ServingReader | None = None,
     ) -> None:
         self.artifacts = artifacts
         self.store = store
+        #: The page views' reads on the event loop: an async client of the same store, or the
+        #: sync store in worker threads.
+        self.reader: ServingReader = reader if reader is not None else ThreadedReader(store)
         self._loader = loader
         self._on_swap = on_swap
         self._snapshot: Snapshot | None = None
@@ -512,26 +548,61 @@ class ServingState:
 
     def read_customer(self, customer_id: str) -> CustomerRead:
         """The hot path's store read: the customer's state, the catalogue revision and the
-        store's active version, in one round trip."""
+        store's active version, in one round trip (blocking: for sync routes)."""
         snapshot = self._snapshot
-        if snapshot is None:
-            return CustomerRead(None, None, "model_unavailable")
-        if time.monotonic() < self._store_down_until:
-            return CustomerRead(snapshot, None, "store_unavailable")
+        if snapshot is None or time.monotonic() < self._store_down_until:
+            return self._skipped_read(snapshot)
         try:
             customer, revision, active = self.store.read_customer_with_meta(
                 snapshot.version, customer_id
             )
             snapshot = self.sync_catalog(snapshot, revision)
-        except StoreUnavailableError:
+        except (StoreUnavailableError, InternalError) as exc:
+            return self._failed_read(snapshot, exc)
+        return self._done_read(snapshot, customer, active)
+
+    async def read_customer_async(self, customer_id: str) -> CustomerRead:
+        """:meth:`read_customer` awaited on the event loop through :attr:`reader` (a worker
+        thread only to rebuild the catalogue, when its revision changed)."""
+        snapshot = self._snapshot
+        if snapshot is None or time.monotonic() < self._store_down_until:
+            return self._skipped_read(snapshot)
+        try:
+            customer, revision, active = await self.reader.read_customer_with_meta(
+                snapshot.version, customer_id
+            )
+            snapshot = await self._synced(snapshot, revision)
+        except (StoreUnavailableError, InternalError) as exc:
+            return self._failed_read(snapshot, exc)
+        return self._done_read(snapshot, customer, active)
+
+    @staticmethod
+    def _skipped_read(snapshot: Snapshot | None) -> CustomerRead:
+        if snapshot is None:
+            return CustomerRead(None, None, "model_unavailable")
+        return CustomerRead(snapshot, None, "store_unavailable")  # failed a moment ago
+
+    def _failed_read(self, snapshot: Snapshot, error: RecsysError) -> CustomerRead:
+        if isinstance(error, StoreUnavailableError):
             self._store_down_until = time.monotonic() + STORE_RETRY_AFTER_S
             return CustomerRead(snapshot, None, "store_unavailable")
-        except InternalError:  # a bug on our side: logged, but the page still gets an answer
-            log.exception("reading a customer's state failed; answering the fallback")
-            return CustomerRead(snapshot, None, "store_error")
+        # a bug on our side (InternalError): logged, but the page still gets an answer
+        log.exception("reading a customer's state failed; answering the fallback")
+        return CustomerRead(snapshot, None, "store_error")
+
+    def _done_read(
+        self, snapshot: Snapshot, customer: CustomerState, active: str | None
+    ) -> CustomerRead:
         if active != snapshot.version:
             self._notice_active(snapshot.version, active)
         return CustomerRead(snapshot, customer, None)
+
+    async def _synced(self, snapshot: Snapshot, revision: int) -> Snapshot:
+        """:meth:`sync_catalog` off the event loop; nothing to do when the revision is the
+        snapshot's (the common case)."""
+        if snapshot.catalog.revision == revision:
+            return snapshot
+        return await anyio.to_thread.run_sync(self.sync_catalog, snapshot, revision)
 
     def read_customers(
         self, customer_ids: Sequence[str], snapshot: Snapshot | None = None
@@ -557,6 +628,17 @@ class ServingState:
             return snapshot
         try:
             return self.sync_catalog(snapshot, self.store.item_revision())
+        except StoreUnavailableError:
+            self._store_down_until = time.monotonic() + STORE_RETRY_AFTER_S
+            return snapshot
+
+    async def current_async(self) -> Snapshot | None:
+        """:meth:`current` awaited on the event loop through :attr:`reader`."""
+        snapshot = self._snapshot
+        if snapshot is None or time.monotonic() < self._store_down_until:
+            return snapshot
+        try:
+            return await self._synced(snapshot, await self.reader.item_revision())
         except StoreUnavailableError:
             self._store_down_until = time.monotonic() + STORE_RETRY_AFTER_S
             return snapshot

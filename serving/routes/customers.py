@@ -5,18 +5,28 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from recsys.errors import NotFoundError
 from recsys.store import CustomerState
-from serving.auth import Principal, require
+from serving.auth import Principal, authorize, require
 from serving.models import CustomerFeatures, CustomerProfile
 from serving.offers import customer_features
-from serving.routes.common import CustomerId, ServingDep, json_response, problems, require_snapshot
-from serving.state import Snapshot
+from serving.routes.common import (
+    CUSTOMER_ID,
+    CustomerId,
+    LeanRoute,
+    ServingDep,
+    json_response,
+    lean_path,
+    problems,
+    require_snapshot,
+)
+from serving.state import ServingState, Snapshot
 
-router = APIRouter(tags=["customers"])
+router = APIRouter(tags=["customers"], route_class=LeanRoute)
+READ = ("read",)
 
 PROFILE_FEATURES = tuple(CustomerFeatures.model_fields)
 
@@ -48,22 +58,35 @@ def profile_body(customer: CustomerState, snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
+async def answer_profile(serving: ServingState, customer_id: str) -> Response:
+    snapshot = require_snapshot(serving.snapshot)
+    customer = await serving.reader.read_customer(snapshot.version, customer_id)
+    if not customer.known:
+        raise NotFoundError("customer", customer_id)
+    return json_response(profile_body(customer, snapshot))
+
+
+async def lean_profile(request: Request) -> Response | None:
+    authorize(request, READ)
+    customer_id: str = request.path_params["customer_id"]
+    if not CUSTOMER_ID.fullmatch(customer_id):
+        return None
+    return await answer_profile(request.app.state.serving, customer_id)
+
+
 @router.get(
     "/v1/customers/{customer_id}",
     response_model=CustomerProfile,
     responses=problems(401, 403, 404, 422, 503),
 )
-def get_customer(
+@lean_path(lean_profile)
+async def get_customer(
     customer_id: CustomerId,
     serving: ServingDep,
-    _: Annotated[Principal, Depends(require("read"))],
+    _: Annotated[Principal, Depends(require(*READ))],
 ) -> Response:
     """Value, segment, journey stage, churn risk and satisfaction of one customer."""
-    snapshot = require_snapshot(serving.snapshot)
-    customer = serving.store.read_customer(snapshot.version, customer_id)
-    if not customer.known:
-        raise NotFoundError("customer", customer_id)
-    return json_response(profile_body(customer, snapshot))
+    return await answer_profile(serving, customer_id)
 
 
 @router.get(

@@ -2,34 +2,66 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from serving.auth import Principal, require
+from serving.auth import Principal, authorize, require
+from serving.metrics import Metrics
 from serving.models import CATEGORY_PATTERN, PopularItems
 from serving.recommend import popular, serialize_items
-from serving.routes.common import K, MetricsDep, ServingDep, json_response, problems
+from serving.routes.common import (
+    K,
+    LeanRoute,
+    MetricsDep,
+    ServingDep,
+    json_response,
+    lean_k,
+    lean_params,
+    lean_path,
+    problems,
+)
+from serving.state import ServingState
 
-router = APIRouter(tags=["recommendations"])
+router = APIRouter(tags=["recommendations"], route_class=LeanRoute)
+READ = ("read",)
+_CATEGORY = re.compile(CATEGORY_PATTERN)
 
 
-@router.get("/v1/popular", response_model=PopularItems, responses=problems(401, 403, 422))
-def get_popular(
-    serving: ServingDep,
-    metrics: MetricsDep,
-    _: Annotated[Principal, Depends(require("read"))],
-    k: K,
-    category: Annotated[str | None, Query(pattern=CATEGORY_PATTERN)] = None,
-) -> Response:
-    """Best sellers blended with what is trending; an unknown category gives an empty list."""
-    snapshot = serving.current()
+async def answer(serving: ServingState, metrics: Metrics, k: int, category: str | None) -> Response:
+    snapshot = await serving.current_async()
     body: dict[str, object] = {"category": category, "items": [], "model_version": None}
     if snapshot is None:
-        metrics.fallbacks.labels("model_unavailable").inc()
+        metrics.count_fallback("model_unavailable")
     else:
         ranked = popular(snapshot, k, category)
         body["items"] = serialize_items(snapshot.catalog, snapshot.model.item_ids, ranked)
         body["model_version"] = snapshot.version
     return json_response(body)
+
+
+async def lean_popular(request: Request) -> Response | None:
+    authorize(request, READ)
+    params = lean_params(request, ("k", "category"))
+    if params is None:
+        return None
+    k = lean_k(request, params.get("k"))
+    category = params.get("category")
+    if k is None or (category is not None and not _CATEGORY.fullmatch(category)):
+        return None
+    return await answer(request.app.state.serving, request.app.state.metrics, k, category)
+
+
+@router.get("/v1/popular", response_model=PopularItems, responses=problems(401, 403, 422))
+@lean_path(lean_popular)
+async def get_popular(
+    serving: ServingDep,
+    metrics: MetricsDep,
+    _: Annotated[Principal, Depends(require(*READ))],
+    k: K,
+    category: Annotated[str | None, Query(pattern=CATEGORY_PATTERN)] = None,
+) -> Response:
+    """Best sellers blended with what is trending; an unknown category gives an empty list."""
+    return await answer(serving, metrics, k, category)

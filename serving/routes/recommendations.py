@@ -3,22 +3,54 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, get_args
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, field_validator
 from starlette.responses import Response
 
-from serving.auth import Principal, require
+from serving.auth import Principal, authorize, require
+from serving.metrics import Metrics
 from serving.models import CATEGORY_PATTERN, ITEM_ID_PATTERN, Context, Recommendations
 from serving.recommend import RecommendationQuery, recommend, serialize_items
-from serving.routes.common import CustomerId, K, MetricsDep, ServingDep, json_response, problems
+from serving.routes.common import (
+    CUSTOMER_ID,
+    CustomerId,
+    K,
+    LeanRoute,
+    MetricsDep,
+    ServingDep,
+    json_response,
+    lean_k,
+    lean_params,
+    lean_path,
+    problems,
+)
+from serving.state import ServingState
 
-router = APIRouter(tags=["recommendations"])
+router = APIRouter(tags=["recommendations"], route_class=LeanRoute)
 
 #: At most this many excluded ids per request (after splitting comma-separated values).
 MAX_EXCLUDE = 500
 _ITEM_ID = re.compile(ITEM_ID_PATTERN)
+_CATEGORY = re.compile(CATEGORY_PATTERN)
+CONTEXTS: frozenset[str] = frozenset(get_args(Context))
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
+_SCALARS = ("k", "context", "item_id", "exclude_purchased", "category")
+READ = ("read",)
+
+
+def split_exclude(values: list[str]) -> list[str]:
+    """The excluded ids of the repeated, comma-separated ``exclude`` values; ValueError when
+    there are too many or one is malformed."""
+    ids = [part.strip() for value in values for part in value.split(",")]
+    ids = [item_id for item_id in ids if item_id]
+    if len(ids) > MAX_EXCLUDE:
+        raise ValueError(f"at most {MAX_EXCLUDE} item ids, got {len(ids)}")
+    bad = next((item_id for item_id in ids if not _ITEM_ID.match(item_id)), None)
+    if bad is not None:
+        raise ValueError(f"invalid item id {bad[:50]!r}")
+    return ids
 
 
 class RecommendationParams(BaseModel):
@@ -37,14 +69,7 @@ class RecommendationParams(BaseModel):
     @field_validator("exclude")
     @classmethod
     def _split_exclude(cls, values: list[str]) -> list[str]:
-        ids = [part.strip() for value in values for part in value.split(",")]
-        ids = [item_id for item_id in ids if item_id]
-        if len(ids) > MAX_EXCLUDE:
-            raise ValueError(f"at most {MAX_EXCLUDE} item ids, got {len(ids)}")
-        bad = next((item_id for item_id in ids if not _ITEM_ID.match(item_id)), None)
-        if bad is not None:
-            raise ValueError(f"invalid item id {bad[:50]!r}")
-        return ids
+        return split_exclude(values)
 
     def to_query(self, k: int) -> RecommendationQuery:
         return RecommendationQuery(
@@ -57,31 +82,82 @@ class RecommendationParams(BaseModel):
         )
 
 
+def lean_query(request: Request) -> RecommendationQuery | None:
+    """The query of a plainly valid request, read as :class:`RecommendationParams` and
+    :func:`~serving.routes.common.k_param` read it; None for anything else (the declared path
+    then validates it)."""
+    params = lean_params(request, _SCALARS)
+    if params is None:
+        return None
+    k = lean_k(request, params.get("k"))
+    context = params.get("context", "home")
+    item_id = params.get("item_id")
+    exclude_purchased = _BOOLEANS.get(params.get("exclude_purchased", "true"))
+    category = params.get("category")
+    if (
+        k is None
+        or context not in CONTEXTS
+        or exclude_purchased is None
+        or (item_id is not None and not _ITEM_ID.fullmatch(item_id))
+        or (category is not None and not _CATEGORY.fullmatch(category))
+    ):
+        return None
+    try:
+        exclude = split_exclude(request.query_params.getlist("exclude"))
+    except ValueError:
+        return None
+    return RecommendationQuery(
+        k=k,
+        context=context,
+        item_id=item_id,
+        exclude_purchased=exclude_purchased,
+        exclude=tuple(exclude),
+        category=category,
+    )
+
+
+async def answer(
+    serving: ServingState, metrics: Metrics, customer_id: str, query: RecommendationQuery
+) -> Response:
+    read = await serving.read_customer_async(customer_id)
+    body: dict[str, object] = {"customer_id": customer_id, "context": query.context}
+    if read.fallback_reason is not None:
+        metrics.count_fallback(read.fallback_reason)
+    if read.snapshot is None:
+        strategy, items, version = "fallback", [], None
+    else:
+        strategy, ranked = recommend(read.snapshot, read.customer, query)
+        items = serialize_items(read.snapshot.catalog, read.snapshot.model.item_ids, ranked)
+        version = read.snapshot.version
+    metrics.count_recommendation("recommendations", strategy)
+    body.update(items=items, strategy=strategy, model_version=version)
+    return json_response(body)
+
+
+async def lean_recommendations(request: Request) -> Response | None:
+    authorize(request, READ)
+    customer_id: str = request.path_params["customer_id"]
+    query = lean_query(request) if CUSTOMER_ID.fullmatch(customer_id) else None
+    if query is None:
+        return None
+    state = request.app.state
+    return await answer(state.serving, state.metrics, customer_id, query)
+
+
 @router.get(
     "/v1/customers/{customer_id}/recommendations",
     response_model=Recommendations,
     responses=problems(401, 403, 422),
 )
-def get_recommendations(
+@lean_path(lean_recommendations)
+async def get_recommendations(
     customer_id: CustomerId,
     params: Annotated[RecommendationParams, Query()],
     k: K,
     serving: ServingDep,
     metrics: MetricsDep,
-    _: Annotated[Principal, Depends(require("read"))],
+    _: Annotated[Principal, Depends(require(*READ))],
 ) -> Response:
     """Ranked items for this customer on this page; never an error for a known-good request:
     an unknown customer gets ``cold_start``, a slow or absent store gets ``fallback``."""
-    read = serving.read_customer(customer_id)
-    body: dict[str, object] = {"customer_id": customer_id, "context": params.context}
-    if read.fallback_reason is not None:
-        metrics.fallbacks.labels(read.fallback_reason).inc()
-    if read.snapshot is None:
-        strategy, items, version = "fallback", [], None
-    else:
-        strategy, ranked = recommend(read.snapshot, read.customer, params.to_query(k))
-        items = serialize_items(read.snapshot.catalog, read.snapshot.model.item_ids, ranked)
-        version = read.snapshot.version
-    metrics.recommendations.labels("recommendations", strategy).inc()
-    body.update(items=items, strategy=strategy, model_version=version)
-    return json_response(body)
+    return await answer(serving, metrics, customer_id, params.to_query(k))

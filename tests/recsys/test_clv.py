@@ -121,3 +121,20 @@ def test_clv_is_purchases_times_value_zero_for_non_buyers_and_same_for_one_dict(
     assert one["clv"].iloc[0] == pytest.approx(table["clv"].iloc[2])
     again = CLVModel.from_dict(model.to_dict()).predict(_features())
     pd.testing.assert_frame_equal(again, table)
+
+
+def test_clv_inputs_read_naive_and_zoned_times_in_one_column() -> None:
+    from recsys.clv import clv_inputs
+
+    table = pd.DataFrame(
+        {
+            "first_purchase_at": ["2011-01-01 10:00:00", "2026-01-01T10:00:00+00:00"],
+            "last_purchase_at": ["2011-01-11 10:00:00", "2026-01-21T10:00:00.500+00:00"],
+            "recency_days": [5.0, 1.0],
+            "frequency": [3, 2],
+            "avg_repeat_order_value": [10.0, 20.0],
+        }
+    )
+    t_x = clv_inputs(table)["t_x"]
+    assert t_x[0] == 10.0
+    assert abs(t_x[1] - 20.0) < 1e-4

@@ -176,6 +176,48 @@ def test_a_batch_answers_every_id_in_order_as_the_single_route_does(
         assert result["offers"] == single["offers"]
 
 
+def test_a_web_batch_fills_items_from_views_and_dislikes_as_the_single_route_does(
+    offers_client: TestClient,
+) -> None:
+    views = [{"customer_id": "loyal-1", "event_type": "view", "item_id": item}
+             for item in ("G2", "G1")]  # fmt: skip
+    send(offers_client, *views, {"customer_id": "loyal-1", "event_type": "dislike",
+                                 "item_id": "K1"})  # fmt: skip
+    ids = ["loyal-1", "at-risk-1", "detractor-1", "ghost-9"]
+    results = batch(offers_client, {"customer_ids": ids, "channel": "web"}).json()["results"]
+    by_id = {r["customer_id"]: r for r in results}
+    favourites = next(o for o in by_id["loyal-1"]["offers"] if o["offer_id"] == "favourites-10")
+    items = favourites["items"]
+    # the kitchen lover's favourite first, the disliked item never, and the viewed garden
+    # items' neighbours next to their kitchen items
+    assert items[0] == "K0" and "K1" not in items
+    assert any(item.startswith("G") for item in items)
+    for result in results:
+        single = offers(offers_client, result["customer_id"], channel="web", k=3)
+        assert result["offers"] == single["offers"]
+
+
+def test_a_batch_recomputes_customers_changed_by_events_as_the_single_route_does(
+    offers_client: TestClient,
+) -> None:
+    # a purchase writes its times in the events' ISO form, next to the batch's own form in
+    # the same table: both must be read, or the batch's CLV (loyalty reward) goes stale
+    purchase = {"customer_id": "loyal-1", "event_type": "purchase", "item_id": "K3",
+                "quantity": 1, "price": 40.0, "order_id": "o-1"}  # fmt: skip
+    survey = {"customer_id": "at-risk-1", "event_type": "survey",
+              "properties": {"metric": "nps", "score": 9}}  # fmt: skip
+    send(offers_client, purchase, survey)
+    ids = ["loyal-1", "at-risk-1", "cart-1"]
+    results = batch(offers_client, {"customer_ids": ids, "channel": "email", "k": 10})
+    by_id = {r["customer_id"]: r for r in results.json()["results"]}
+    single = offers(offers_client, "loyal-1", channel="email", k=10)
+    loyalty = next(o for o in single["offers"] if o["offer_id"] == "loyalty-reward")
+    assert loyalty["score"] != pytest.approx(1.6)  # the CLV of today's state, not the batch's
+    for customer_id in ids:
+        single = offers(offers_client, customer_id, channel="email", k=10)
+        assert by_id[customer_id]["offers"] == single["offers"], customer_id
+
+
 def test_a_batch_respects_the_contact_policy(offers_client: TestClient) -> None:
     send(offers_client, offer_sent("loyal-1", "refer-a-friend", "email"))
     body = {"customer_ids": ["loyal-1", "at-risk-1"], "channel": "email"}

@@ -1,9 +1,15 @@
-"""``serving.server``: the loopback guard of ``run`` and the workers' app factory."""
+"""``serving.server``: the loopback guard of ``run``, the workers' app factory, ``--workers``."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from servingkit import READ, READ_KEY, TestClient
 
@@ -35,3 +41,50 @@ def test_the_worker_factory_builds_the_app_from_environment_settings(
             assert client.get("/v1/popular").status_code == 401
     finally:
         get_settings.cache_clear()
+
+
+def test_recsys_serve_runs_several_workers_on_uvloop_and_httptools(
+    tmp_path: Path, redis_url: str, redis_prefix: str, artifacts: Path
+) -> None:
+    """``recsys serve --workers 2``, as an operator starts it: both workers answer."""
+    port = free_port()
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
+    env.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")])),
+        OPENBLAS_NUM_THREADS="1",
+        RECSYS_REDIS_URL=redis_url,
+        RECSYS_REDIS_PREFIX=redis_prefix,
+        RECSYS_API_KEYS=f"{READ_KEY}:read",
+    )
+    command = [sys.executable, "-m", "pelanggan.cli", "serve", "--workers", "2",
+               "--port", str(port), "--artifacts", str(artifacts)]  # fmt: skip
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        workers: set[str] = set()
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 or not _ready(base):
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+            workers = set(re.findall(r"process (\d+) serving on the uvloop", log_path.read_text()))
+        for _ in range(10):  # a connection each: the kernel spreads them over the workers
+            response = httpx.get(f"{base}{RECS}", headers=READ, timeout=10)
+            assert response.json()["strategy"] == "personalized"
+        assert "2 worker(s), uvloop loop, httptools parser" in log_path.read_text()
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+RECS = "/v1/customers/kitchen-1/recommendations"
+
+
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
