@@ -472,7 +472,7 @@ def rank_offers_batch(
         else ["None"] * len(features)
     )
     needed = [name for name in REASON_FEATURES if name in features.columns]
-    any_eligible = eligible.any(axis=1)
+    any_eligible: np.ndarray = np.asarray(eligible.any(axis=1), dtype=bool)
     records = features.loc[any_eligible, needed].to_dict("records")  # what the reasons read
     rows = iter(records)
     allowed, values = eligible.tolist(), value.tolist()
