@@ -2,9 +2,9 @@
 
 The same reads as :class:`~feature_store.redis_store.RedisFeatureStore`, awaited on the event
 loop instead of blocking a worker thread, so an ``async def`` route reads a customer with no
-thread-pool hop. The keys and the decoding are not repeated here: both readers queue the
-commands with :func:`~feature_store.redis_store.queue_customer_reads` and decode the replies
-with :func:`~feature_store.redis_store.decode_customer_reads`; only the I/O differs.
+thread-pool hop. The keys and the decoding are not repeated here: both readers build the
+pipeline and its decoder with :func:`~feature_store.redis_store.pipeline_customer_reads`;
+only the I/O (``execute`` awaited or not) differs.
 
 :func:`connect_async` takes the URLs of :func:`feature_store.connection.connect` (one server,
 TLS, Unix socket, Redis Cluster) and gives the client the same bounded timeouts and the same
@@ -30,11 +30,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.utils import HIREDIS_AVAILABLE
 
 from feature_store import keys
-from feature_store.connection import _plain_url, _redacted, is_cluster_url, store_errors
+from feature_store.connection import (
+    _plain_url,
+    _redacted,
+    client_options,
+    is_cluster_url,
+    store_errors,
+)
 from feature_store.redis_store import (
     READ_OPERATION,
-    decode_customer_reads,
-    queue_customer_reads,
+    pipeline_customer_reads,
 )
 from recsys.config import Settings
 from recsys.errors import InvalidRequestError
@@ -65,17 +70,7 @@ def connect_async(
     """An asyncio client for ``url`` (the URLs of :func:`feature_store.connection.connect`);
     connects lazily, on first use, on the running event loop: make it inside the loop that
     uses it (an app's lifespan) and close it there with ``await client.aclose()``."""
-    if timeout_ms <= 0:
-        raise InvalidRequestError(f"Redis timeout must be positive, got {timeout_ms} ms")
-    timeout_s = timeout_ms / 1000.0
-    options: dict[str, Any] = {
-        "socket_timeout": timeout_s,
-        "socket_connect_timeout": timeout_s,
-        "decode_responses": False,
-        "health_check_interval": 0,
-    }
-    if max_connections is not None:
-        options["max_connections"] = max_connections
+    options = client_options(timeout_ms=timeout_ms, max_connections=max_connections)
     plain = _plain_url(url)
     try:
         if is_cluster_url(url):
@@ -170,9 +165,8 @@ class AsyncFeatureReader:
         with_revision: bool = False,
         with_active: bool = False,
     ) -> tuple[list[CustomerState], int, str | None]:
-        pipe = self.client.pipeline(transaction=False)
-        queue_customer_reads(
-            pipe,
+        pipe, decode = pipeline_customer_reads(
+            self.client,
             self.prefix,
             version,
             customer_ids,
@@ -182,6 +176,4 @@ class AsyncFeatureReader:
         )
         with store_errors(READ_OPERATION):
             replies = await pipe.execute()
-        return decode_customer_reads(
-            replies, customer_ids, with_revision=with_revision, with_active=with_active
-        )
+        return decode(replies)

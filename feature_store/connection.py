@@ -84,11 +84,10 @@ def _redacted(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def connect(url: str, *, timeout_ms: float, max_connections: int | None = None) -> RedisClient:
-    """A client for ``url`` (see the module docstring); connects lazily, on first use.
-
-    Responses stay bytes (``decode_responses=False``): the codec needs the raw vector bytes.
-    """
+def client_options(*, timeout_ms: float, max_connections: int | None = None) -> dict[str, Any]:
+    """The keyword options of every client, sync (:func:`connect`) or asyncio
+    (:func:`feature_store.async_store.connect_async`): both timeouts of ``timeout_ms``, bytes
+    replies, no health checks and, when given, the pool's ``max_connections``."""
     if timeout_ms <= 0:
         raise InvalidRequestError(f"Redis timeout must be positive, got {timeout_ms} ms")
     timeout_s = timeout_ms / 1000.0
@@ -100,6 +99,15 @@ def connect(url: str, *, timeout_ms: float, max_connections: int | None = None) 
     }
     if max_connections is not None:
         options["max_connections"] = max_connections
+    return options
+
+
+def connect(url: str, *, timeout_ms: float, max_connections: int | None = None) -> RedisClient:
+    """A client for ``url`` (see the module docstring); connects lazily, on first use.
+
+    Responses stay bytes (``decode_responses=False``): the codec needs the raw vector bytes.
+    """
+    options = client_options(timeout_ms=timeout_ms, max_connections=max_connections)
     plain = _plain_url(url)
     try:
         if is_cluster_url(url):

@@ -18,9 +18,10 @@ Every Redis call runs inside :func:`feature_store.connection.store_errors`, so c
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,35 +64,6 @@ READ_OPERATION = "read of customers"
 _STEP = 3 if codec.LIVE_HAS_CONTACTS else 2  # commands queued per customer
 
 
-def queue_customer_reads(
-    pipe: Any,
-    prefix: str,
-    version: str,
-    customer_ids: Sequence[str],
-    *,
-    contacts_read: int,
-    with_revision: bool = False,
-    with_active: bool = False,
-) -> None:
-    """Queue, on a non-transactional pipeline (of redis-py or redis.asyncio: queueing is the
-    same, only ``execute`` differs), the commands of one customer read: per customer the batch
-    hash of ``version``, the live hash and the newest ``contacts_read`` contacts; then the
-    catalogue revision and the active version when asked. Decode the replies with
-    :func:`decode_customer_reads`. Ids are checked before anything is queued."""
-    for customer_id in customer_ids:
-        check_customer_id(customer_id)
-    for customer_id in customer_ids:
-        pipe.hgetall(keys.customer_batch(prefix, customer_id, version))
-        pipe.hgetall(keys.customer_live(prefix, customer_id))
-        if _STEP == 3:
-            contacts = keys.customer_contacts(prefix, customer_id)
-            pipe.zrange(contacts, -contacts_read, -1, withscores=True)
-    if with_revision:
-        pipe.get(keys.item_revision(prefix))
-    if with_active:
-        pipe.get(keys.active_version(prefix))
-
-
 def decode_customer_reads(
     replies: Sequence[Any],
     customer_ids: Sequence[str],
@@ -101,7 +73,7 @@ def decode_customer_reads(
 ) -> tuple[list[CustomerState], int, str | None]:
     """The states (in the order of ``customer_ids``), the catalogue revision (0 when not
     asked) and the active version (None when not asked) from the replies of the commands
-    :func:`queue_customer_reads` queued."""
+    :func:`pipeline_customer_reads` queued."""
     meta = replies[_STEP * len(customer_ids) :]
     states = [
         CustomerState(
@@ -116,6 +88,44 @@ def decode_customer_reads(
     revision = int(meta[0] or 0) if with_revision else 0
     active = _text(meta[-1]) if with_active else None
     return states, revision, active
+
+
+def pipeline_customer_reads(
+    client: Any,
+    prefix: str,
+    version: str,
+    customer_ids: Sequence[str],
+    *,
+    contacts_read: int,
+    with_revision: bool = False,
+    with_active: bool = False,
+) -> tuple[Any, Callable[[Sequence[Any]], tuple[list[CustomerState], int, str | None]]]:
+    """A non-transactional pipeline of ``client`` (redis-py or redis.asyncio: queueing is the
+    same, only ``execute`` differs) with the commands of one customer read queued, and the
+    function that decodes its replies (:func:`decode_customer_reads`). Per customer: the batch
+    hash of ``version``, the live hash and the newest ``contacts_read`` contacts; then the
+    catalogue revision and the active version when asked. Ids are checked before anything is
+    queued. The caller executes it, awaiting or not, inside ``store_errors(READ_OPERATION)``."""
+    for customer_id in customer_ids:
+        check_customer_id(customer_id)
+    pipe = client.pipeline(transaction=False)
+    for customer_id in customer_ids:
+        pipe.hgetall(keys.customer_batch(prefix, customer_id, version))
+        pipe.hgetall(keys.customer_live(prefix, customer_id))
+        if _STEP == 3:
+            contacts = keys.customer_contacts(prefix, customer_id)
+            pipe.zrange(contacts, -contacts_read, -1, withscores=True)
+    if with_revision:
+        pipe.get(keys.item_revision(prefix))
+    if with_active:
+        pipe.get(keys.active_version(prefix))
+    decode = functools.partial(
+        decode_customer_reads,
+        customer_ids=customer_ids,
+        with_revision=with_revision,
+        with_active=with_active,
+    )
+    return pipe, decode
 
 
 class RedisFeatureStore:
@@ -215,9 +225,8 @@ class RedisFeatureStore:
         with_revision: bool = False,
         with_active: bool = False,
     ) -> tuple[list[CustomerState], int, str | None]:
-        pipe = self.client.pipeline(transaction=False)
-        queue_customer_reads(
-            pipe,
+        pipe, decode = pipeline_customer_reads(
+            self.client,
             self.prefix,
             version,
             customer_ids,
@@ -227,9 +236,7 @@ class RedisFeatureStore:
         )
         with store_errors(READ_OPERATION):
             replies = pipe.execute()
-        return decode_customer_reads(
-            replies, customer_ids, with_revision=with_revision, with_active=with_active
-        )
+        return decode(replies)
 
     def ping(self) -> bool:
         """True when Redis answers within the timeout (for readiness checks); never raises."""
