@@ -443,11 +443,12 @@ def test_async_clients_have_bounded_timeouts_and_no_timeout_retries(redis_url: s
     asyncio.run(client.aclose())
 
 
-def test_bad_async_urls_and_timeouts_are_invalid_requests() -> None:
+@pytest.mark.parametrize("connect_to", [connect, connect_async], ids=["sync", "async"])
+def test_bad_urls_and_timeouts_are_invalid_requests(connect_to: Any) -> None:
     with pytest.raises(InvalidRequestError, match="bad Redis URL"):
-        connect_async("http://localhost", timeout_ms=50)
+        connect_to("http://localhost", timeout_ms=50)
     with pytest.raises(InvalidRequestError, match="positive"):
-        connect_async("redis://localhost", timeout_ms=0)
+        connect_to("redis://localhost", timeout_ms=0)
 
 
 def test_the_async_reader_from_settings_uses_the_serving_timeout(redis_url: str) -> None:

@@ -240,13 +240,6 @@ def test_clients_have_bounded_timeouts_and_no_timeout_retries(redis_url: str) ->
     client.close()
 
 
-def test_bad_urls_and_timeouts_are_invalid_requests() -> None:
-    with pytest.raises(InvalidRequestError, match="bad Redis URL"):
-        connect("http://localhost", timeout_ms=50)
-    with pytest.raises(InvalidRequestError, match="positive"):
-        connect("redis://localhost", timeout_ms=0)
-
-
 def test_from_settings_uses_the_serving_timeout(redis_url: str) -> None:
     settings = Settings(redis_url=redis_url, serving=ServingConfig(redis_timeout_ms=25))
     store = RedisFeatureStore.from_settings(settings)
