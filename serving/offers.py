@@ -25,7 +25,7 @@ import pandas as pd
 
 from recsys.nba import Decision, next_best_action
 from recsys.offers import RankedOffer, channel_open, offer_matrix, rank_offers, rank_offers_batch
-from recsys.ranking import CustomerBatch, rank_items_batch
+from recsys.ranking_batch import CustomerBatch, rank_items_batch
 from recsys.store import CustomerState
 from serving.intelligence import (
     changed_by_events,

@@ -6,19 +6,21 @@ import numpy as np
 import pytest
 
 from recsys.ranking import (
-    BLOCK_VALUES,
     REASON_CODES,
-    CustomerBatch,
     RankingModel,
     RankingParams,
-    TopItems,
     popularity_prior,
-    rank_items_batch,
-    rank_one,
     repeat_scores,
     score_items,
-    score_items_batch,
     top_k,
+)
+from recsys.ranking_batch import (
+    BLOCK_VALUES,
+    CustomerBatch,
+    TopItems,
+    rank_items_batch,
+    rank_one,
+    score_items_batch,
 )
 
 N_ITEMS = 6
