@@ -89,8 +89,8 @@ def run_export(base: str, channel: str) -> tuple[int, int, float]:
 def item_costs(root: Path, n: int = 1000) -> tuple[float, float, float]:
     """Microseconds per customer: the hot path's ``recommend`` one by one, the batch's
     ``recommended_items_many``, one BLAS product."""
+    from serving.model_state import Catalog, ModelState, Snapshot
     from serving.offers import recommended_items, recommended_items_many
-    from serving.state import Catalog, ModelState, Snapshot
 
     bundle = read_bundle(latest_version_dir(root))
     model = ModelState.from_bundle(bundle)

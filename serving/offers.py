@@ -33,6 +33,7 @@ from serving.intelligence import (
     describe_table,
     merged_features,
 )
+from serving.model_state import Snapshot
 from serving.recommend import (
     RecommendationQuery,
     blocked_mask,
@@ -40,7 +41,6 @@ from serving.recommend import (
     profile_of,
     recommend,
 )
-from serving.state import Snapshot
 
 #: How many recommended items the "recommend" action of the next best action carries.
 NBA_ITEMS: Final = 10

@@ -24,7 +24,7 @@ import numpy as np
 from recsys.errors import NotFoundError
 from recsys.ranking import score_items, top_k
 from recsys.store import CustomerState, LiveRecord
-from serving.state import Catalog, ModelState, Snapshot
+from serving.model_state import Catalog, ModelState, Snapshot
 
 RECENT_VIEWS_USED = 10
 RECENT_VIEW_DECAY = 0.8  # weight of the i-th most recent view: DECAY ** i

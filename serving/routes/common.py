@@ -16,8 +16,9 @@ from starlette.responses import Response
 
 from recsys.errors import ModelUnavailableError
 from serving.metrics import Metrics
+from serving.model_state import Snapshot
 from serving.models import CUSTOMER_ID_PATTERN, ITEM_ID_PATTERN, Problem
-from serving.state import ServingState, Snapshot
+from serving.state import ServingState
 
 CustomerId = Annotated[
     str, Path(pattern=CUSTOMER_ID_PATTERN, description="the customer's id, e.g. 17850")

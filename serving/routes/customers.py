@@ -11,6 +11,7 @@ from starlette.responses import Response
 from recsys.errors import NotFoundError
 from recsys.store import CustomerState
 from serving.auth import Principal, authorize, require
+from serving.model_state import Snapshot
 from serving.models import CustomerFeatures, CustomerProfile
 from serving.offers import customer_features
 from serving.routes.common import (
@@ -23,7 +24,7 @@ from serving.routes.common import (
     problems,
     require_snapshot,
 )
-from serving.state import ServingState, Snapshot
+from serving.state import ServingState
 
 router = APIRouter(tags=["customers"], route_class=LeanRoute)
 READ = ("read",)

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from recsys.errors import NotFoundError
 from serving.auth import Principal, authorize, require
 from serving.metrics import Metrics
+from serving.model_state import Snapshot
 from serving.models import Item, ItemUpdate, SimilarItems
 from serving.recommend import serialize_items, similar
 from serving.routes.common import (
@@ -26,7 +27,7 @@ from serving.routes.common import (
     problems,
     require_snapshot,
 )
-from serving.state import ServingState, Snapshot
+from serving.state import ServingState
 
 router = APIRouter(tags=["items"], route_class=LeanRoute)
 READ = ("read",)

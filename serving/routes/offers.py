@@ -24,6 +24,7 @@ from recsys.errors import ModelUnavailableError, StoreUnavailableError
 from recsys.events import utcnow
 from recsys.store import CustomerState
 from serving.auth import Principal, require
+from serving.model_state import Snapshot
 from serving.models import (
     CHANNEL_PATTERN,
     MAX_OFFERS,
@@ -33,7 +34,7 @@ from serving.models import (
 )
 from serving.offers import offers_for, offers_for_many
 from serving.routes.common import CustomerId, ServingDep, json_response, problems
-from serving.state import CustomerRead, ServingState, Snapshot
+from serving.state import CustomerRead, ServingState
 
 router = APIRouter(tags=["offers"])
 
