@@ -27,7 +27,7 @@ test: $(STAMP) ## run the test suite (real Redis: embedded, or RECSYS_TEST_REDIS
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy recsys
+	$(BIN)/mypy recsys training feature_store serving pelanggan
 
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
