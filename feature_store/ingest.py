@@ -74,6 +74,14 @@ local n = tonumber(ARGV[2])
 local cutoff = ARGV[3]
 local horizon = tonumber(ARGV[4])
 local pos = 5
+-- ARGV holds counted lists: a count, then that many values
+local function take_list()
+  local count = tonumber(ARGV[pos])
+  local list = {}
+  for j = 1, count do list[j] = ARGV[pos + j] end
+  pos = pos + count + 1
+  return list
+end
 local plans = {}
 for i = 1, n do
   local live, evt, contacts = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
@@ -82,28 +90,13 @@ for i = 1, n do
   local rev = redis.call('HGET', live, 'rev')
   if not rev then rev = '0' end
   if rev ~= ARGV[pos] then return -1 end
-  local nids = tonumber(ARGV[pos + 1])
-  pos = pos + 2
-  local ids = {}
-  for j = 1, nids do
-    if redis.call('SISMEMBER', evt, ARGV[pos]) == 1 then return -1 end
-    ids[j] = ARGV[pos]
-    pos = pos + 1
-  end
-  local nfields = tonumber(ARGV[pos])
   pos = pos + 1
-  local fields = {}
-  for j = 1, nfields do
-    fields[j] = ARGV[pos]
-    pos = pos + 1
+  local ids = take_list()
+  for j = 1, #ids do
+    if redis.call('SISMEMBER', evt, ids[j]) == 1 then return -1 end
   end
-  local ncontacts = tonumber(ARGV[pos])
-  pos = pos + 1
-  local sent = {}
-  for j = 1, ncontacts do
-    sent[j] = ARGV[pos]
-    pos = pos + 1
-  end
+  local fields = take_list()
+  local sent = take_list()
   plans[i] = {live, evt, ids, fields, contacts, sent}
 end
 for i = 1, n do
