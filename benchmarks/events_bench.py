@@ -5,9 +5,9 @@
 1. **Fold-in quality** (offline, pure numpy): a bundle trained before 2011-06-01 on the shared
    data; customers with no history before that date are replayed from June to August. After
    their first 1, 3 and 5 purchase events (lines, in time order) their vector is folded in
-   (``recsys.foldin``, the event path's code) and the top 20 are scored against the items of
+   (``recsys.ranking.foldin``, the event path's code) and the top 20 are scored against the items of
    their *later orders*: HitRate@20 and NDCG@20 of the fold-in alone, of the served blend with
-   and without the folded vector (``recsys.ranking.score_items``), and of the popularity
+   and without the folded vector (``recsys.ranking.scoring.score_items``), and of the popularity
    fallback a cold-start customer gets.
 2. **Ingestion throughput**: a uvicorn server on 127.0.0.1 (embedded Redis unless
    ``RECSYS_REDIS_URL`` is set), ``POST /v1/events`` with real June-August purchase lines in
@@ -41,9 +41,9 @@ import pandas as pd  # noqa: E402
 from benchmarks.http_load import run_load  # noqa: E402
 from benchmarks.server import serving  # noqa: E402
 from recsys.bundle import ModelBundle, latest_version_dir, read_bundle  # noqa: E402
-from recsys.foldin import FoldIn  # noqa: E402
-from recsys.metrics import hit_rate_at_k, ndcg_at_k  # noqa: E402
-from recsys.ranking import RankingModel, score_items, top_k  # noqa: E402
+from recsys.ranking.foldin import FoldIn  # noqa: E402
+from recsys.ranking.metrics import hit_rate_at_k, ndcg_at_k  # noqa: E402
+from recsys.ranking.scoring import RankingModel, score_items, top_k  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATA_FILE = DATA / "online_retail_2010-12_2011-08.csv.gz"
@@ -220,7 +220,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    from recsys.loaders import load_interactions
+    from recsys.io.loaders import load_interactions
 
     interactions = load_interactions(DATA_FILE).interactions
     with tempfile.TemporaryDirectory(prefix="events-bench-") as tmp:

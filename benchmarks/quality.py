@@ -120,8 +120,8 @@ def tune(events: Path, out: Path | None) -> dict[str, Any]:
     import pandas as pd
 
     from recsys.config import TrainingConfig
-    from recsys.loaders import load_interactions
-    from recsys.ranking import RankingParams
+    from recsys.io.loaders import load_interactions
+    from recsys.ranking.scoring import RankingParams
     from training.evaluate import evaluate_bundle, ground_truth
     from training.pipeline import BuildOptions, build_bundle
 

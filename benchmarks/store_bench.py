@@ -26,6 +26,7 @@ from feature_store.connection import connect
 from feature_store.embedded import EmbeddedRedis
 from feature_store.redis_store import RedisFeatureStore
 from recsys.bundle import DataWindow, ItemTable, Manifest, ModelBundle
+from recsys.store import ReadPlan
 
 
 def synthetic_bundle(n: int, factors: int, n_items: int = 3000, seed: int = 7) -> ModelBundle:
@@ -148,7 +149,7 @@ def run(url: str, records: int, factors: int, reads: int) -> None:
         timings = []
         for _ in range(20):
             t0 = time.perf_counter()
-            reader.read_customers(version, batch)
+            reader.read(ReadPlan.of(version, batch))
             timings.append((time.perf_counter() - t0) * 1e3)
         print(
             f"read_customers ({len(batch)} ids, 20 runs): p50 {percentile(timings, 50):.1f} ms, "

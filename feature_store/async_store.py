@@ -3,8 +3,9 @@
 The same reads as :class:`~feature_store.redis_store.RedisFeatureStore`, awaited on the event
 loop instead of blocking a worker thread, so an ``async def`` route reads a customer with no
 thread-pool hop. The keys and the decoding are not repeated here: both readers build the
-pipeline and its decoder with :func:`~feature_store.redis_store.pipeline_customer_reads`;
-only the I/O (``execute`` awaited or not) differs.
+pipeline of a :class:`~recsys.store.ReadPlan` with :func:`~feature_store.redis_store.queue_read`
+and decode it with :func:`~feature_store.redis_store.decode_read`; only the I/O (``execute``
+awaited or not) differs.
 
 :func:`connect_async` takes the URLs of :func:`feature_store.connection.connect` (one server,
 TLS, Unix socket, Redis Cluster) and gives the client the same bounded timeouts and the same
@@ -18,7 +19,6 @@ view's path.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 import redis.asyncio
@@ -37,13 +37,10 @@ from feature_store.connection import (
     is_cluster_url,
     store_errors,
 )
-from feature_store.redis_store import (
-    READ_OPERATION,
-    pipeline_customer_reads,
-)
+from feature_store.redis_store import READ_OPERATION, decode_read, queue_read
 from recsys.config import Settings
 from recsys.errors import InvalidRequestError
-from recsys.store import CustomerState
+from recsys.store import ReadPlan, ReadResult
 
 AsyncRedisClient: TypeAlias = "redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster"
 
@@ -114,35 +111,14 @@ class AsyncFeatureReader:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def read_customer(self, version: str, customer_id: str) -> CustomerState:
-        return (await self._read(version, [customer_id]))[0][0]
-
-    async def read_customers(
-        self, version: str, customer_ids: Sequence[str]
-    ) -> list[CustomerState]:
-        """One pipelined round trip for the whole list; answers in the same order."""
-        return (await self._read(version, customer_ids))[0] if customer_ids else []
-
-    async def read_customer_with_revision(
-        self, version: str, customer_id: str
-    ) -> tuple[CustomerState, int]:
-        states, revision, _ = await self._read(version, [customer_id], with_revision=True)
-        return states[0], revision
-
-    async def read_customer_with_meta(
-        self, version: str, customer_id: str
-    ) -> tuple[CustomerState, int, str | None]:
-        """The customer's state, the catalogue revision and the active version in one round
-        trip (the page view's read)."""
-        states, revision, active = await self._read(
-            version, [customer_id], with_revision=True, with_active=True
-        )
-        return states[0], revision, active
-
-    async def read_customers_with_meta(
-        self, version: str, customer_ids: Sequence[str]
-    ) -> tuple[list[CustomerState], int, str | None]:
-        return await self._read(version, customer_ids, with_revision=True, with_active=True)
+    async def read(self, plan: ReadPlan) -> ReadResult:
+        """The plan's keys in one pipelined round trip (the same commands as the sync store's)."""
+        if not plan.customer_ids and not plan.meta:
+            return ReadResult([])
+        pipe = queue_read(self.client, self.prefix, plan, contacts_read=self.contacts_read)
+        with store_errors(READ_OPERATION):
+            replies = await pipe.execute()
+        return decode_read(plan, replies)
 
     async def item_revision(self) -> int:
         """The catalogue revision (see ``RedisFeatureStore.set_item_override``)."""
@@ -156,24 +132,3 @@ class AsyncFeatureReader:
                 return bool(await self.client.ping())
         except Exception:
             return False
-
-    async def _read(
-        self,
-        version: str,
-        customer_ids: Sequence[str],
-        *,
-        with_revision: bool = False,
-        with_active: bool = False,
-    ) -> tuple[list[CustomerState], int, str | None]:
-        pipe, decode = pipeline_customer_reads(
-            self.client,
-            self.prefix,
-            version,
-            customer_ids,
-            contacts_read=self.contacts_read,
-            with_revision=with_revision,
-            with_active=with_active,
-        )
-        with store_errors(READ_OPERATION):
-            replies = await pipe.execute()
-        return decode(replies)

@@ -49,7 +49,6 @@ array is expected.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -58,7 +57,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from recsys.offers import Contact
+from recsys.decisions.contacts import Contact
 from recsys.store import BatchRecord, LiveRecord
 
 F4 = np.dtype("<f4")
@@ -165,8 +164,6 @@ def _strings(value: Any) -> list[str]:
 
 
 EMPTY_LIVE = LiveRecord()
-#: Whether ``LiveRecord`` can carry the contact history (readers skip reading it otherwise).
-LIVE_HAS_CONTACTS = "contacts" in {f.name for f in dataclasses.fields(LiveRecord)}
 
 
 def decode_contacts(pairs: Sequence[tuple[bytes, float]] | None) -> dict[str, float]:
@@ -194,7 +191,7 @@ def decode_live(
 ) -> LiveRecord:
     """The live record in an ``HGETALL`` answer (plus the contact history, when read)."""
     extra: dict[str, Any] = {}
-    if contacts and LIVE_HAS_CONTACTS:
+    if contacts:
         extra["contacts"] = parse_contacts(contacts)
     if not fields and not extra:
         return EMPTY_LIVE

@@ -8,7 +8,7 @@
    customer's live record (with its revision ``rev``
    and the online state ``agg``), their batch record of the serving model version and which of
    the request's event ids their ``evt`` set already holds;
-3. calls ``plan`` (pure: ``recsys.live_update.plan_updates`` bound to the model) with what it
+3. calls ``plan`` (pure: ``recsys.customers.live_update.plan_updates`` bound to the model) with what it
    read and the events not seen before;
 4. writes in **one** Lua script (``EVALSHA``): it first checks that no customer was erased
    meanwhile, every customer's ``rev`` is still the one read and no event id has been applied
@@ -28,7 +28,7 @@ in Redis's append-only file, within its fsync policy) before the client hears of
 Live-record fields written (the layout of ``feature_store.codec``, plus this module's own):
 ``views``, ``cart``, ``purchased``, ``disliked``, ``features``, ``u`` (folded-in vector, empty:
 none), ``uv`` (the model version ``u`` was folded against), ``agg`` (the online state of
-``recsys.online_features``, JSON) and ``rev`` (revision, an integer).
+``recsys.customers.online_features``, JSON) and ``rev`` (revision, an integer).
 
 Stream entries carry the events-format columns as fields (``recsys.events.Event.to_row``), so
 :func:`export_stream` writes a file ``recsys train`` reads as it is.
@@ -54,11 +54,11 @@ import orjson
 
 from feature_store import codec, keys
 from feature_store.connection import RedisClient, store_errors
+from recsys.customers.live_update import CustomerSnapshot, LiveUpdate
+from recsys.customers.online_state import to_seconds
+from recsys.decisions.offer_set import ContactPolicy
 from recsys.errors import StoreUnavailableError
 from recsys.events import Event
-from recsys.live_update import CustomerSnapshot, LiveUpdate
-from recsys.offers import ContactPolicy
-from recsys.online_features import to_seconds
 from recsys.schema import EVENT_COLUMNS
 from recsys.store import LiveRecord
 

@@ -1,8 +1,8 @@
-"""The online feature store on Redis: ``FeatureReader`` and ``FeatureWriter`` of ``recsys.store``.
+"""The online feature store on Redis: :class:`recsys.store.FeatureStore` implemented.
 
-* Reads are one pipelined round trip: a customer's batch hash of the asked version, their
-  live hash and their newest ``contacts_read`` contacts (offers sent); ``read_customers`` does
-  the same for a whole list at once.
+* Reads are one pipelined round trip described by a :class:`~recsys.store.ReadPlan`: each
+  customer's batch hash of the asked version, their live hash and, when asked, their newest
+  ``contacts_read`` contacts (offers sent), for one customer or a whole list at once.
 * A model version is bulk-loaded into its own namespace (``<p>:{c:<id>}:v:<version>``) in
   pipelined chunks; its loaded marker is written last, so ``has_version`` is true only for a
   complete load. ``activate`` switches ``meta:active`` with one atomic ``SET ... GET`` and keeps
@@ -18,10 +18,9 @@ Every Redis call runs inside :func:`feature_store.connection.store_errors`, so c
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +31,7 @@ from feature_store import codec, keys, privacy
 from feature_store.connection import RedisClient, connect, store_errors
 from recsys.config import Settings
 from recsys.errors import InvalidRequestError, NotFoundError
-from recsys.store import BatchRecord, CustomerState
+from recsys.store import BatchRecord, CustomerState, ReadPlan, ReadResult
 
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 ITEM_ID_PATTERN = re.compile(r"^[^\s{}*?\[\]\\]{1,128}$")
@@ -61,71 +60,48 @@ def _text(value: bytes | str | None) -> str | None:
 
 #: What :func:`~feature_store.connection.store_errors` names when a customer read fails.
 READ_OPERATION = "read of customers"
-_STEP = 3 if codec.LIVE_HAS_CONTACTS else 2  # commands queued per customer
 
 
-def decode_customer_reads(
-    replies: Sequence[Any],
-    customer_ids: Sequence[str],
-    *,
-    with_revision: bool = False,
-    with_active: bool = False,
-) -> tuple[list[CustomerState], int, str | None]:
-    """The states (in the order of ``customer_ids``), the catalogue revision (0 when not
-    asked) and the active version (None when not asked) from the replies of the commands
-    :func:`pipeline_customer_reads` queued."""
-    meta = replies[_STEP * len(customer_ids) :]
+def queue_read(client: Any, prefix: str, plan: ReadPlan, *, contacts_read: int) -> Any:
+    """A non-transactional pipeline of ``client`` (redis-py or redis.asyncio: queueing is the
+    same, only ``execute`` differs) with the commands of ``plan`` queued. Per customer: the
+    batch hash of the plan's version, the live hash and, when asked, the newest
+    ``contacts_read`` contacts; then the catalogue revision and the active version when asked.
+    Ids are checked before anything is queued. The caller executes it, awaiting or not, inside
+    ``store_errors(READ_OPERATION)`` and decodes the replies with :func:`decode_read`."""
+    for customer_id in plan.customer_ids:
+        check_customer_id(customer_id)
+    pipe = client.pipeline(transaction=False)
+    for customer_id in plan.customer_ids:
+        pipe.hgetall(keys.customer_batch(prefix, customer_id, plan.version))
+        pipe.hgetall(keys.customer_live(prefix, customer_id))
+        if plan.contacts:
+            contacts = keys.customer_contacts(prefix, customer_id)
+            pipe.zrange(contacts, -contacts_read, -1, withscores=True)
+    if plan.meta:
+        pipe.get(keys.item_revision(prefix))
+        pipe.get(keys.active_version(prefix))
+    return pipe
+
+
+def decode_read(plan: ReadPlan, replies: Sequence[Any]) -> ReadResult:
+    """The :class:`ReadResult` of ``plan`` from the replies of the commands :func:`queue_read`
+    queued."""
+    step = 3 if plan.contacts else 2
     states = [
         CustomerState(
             customer_id=customer_id,
-            batch=codec.decode_batch(replies[_STEP * i]),
+            batch=codec.decode_batch(replies[step * i]),
             live=codec.decode_live(
-                replies[_STEP * i + 1], replies[_STEP * i + 2] if _STEP == 3 else None
+                replies[step * i + 1], replies[step * i + 2] if step == 3 else None
             ),
         )
-        for i, customer_id in enumerate(customer_ids)
+        for i, customer_id in enumerate(plan.customer_ids)
     ]
-    revision = int(meta[0] or 0) if with_revision else 0
-    active = _text(meta[-1]) if with_active else None
-    return states, revision, active
-
-
-def pipeline_customer_reads(
-    client: Any,
-    prefix: str,
-    version: str,
-    customer_ids: Sequence[str],
-    *,
-    contacts_read: int,
-    with_revision: bool = False,
-    with_active: bool = False,
-) -> tuple[Any, Callable[[Sequence[Any]], tuple[list[CustomerState], int, str | None]]]:
-    """A non-transactional pipeline of ``client`` (redis-py or redis.asyncio: queueing is the
-    same, only ``execute`` differs) with the commands of one customer read queued, and the
-    function that decodes its replies (:func:`decode_customer_reads`). Per customer: the batch
-    hash of ``version``, the live hash and the newest ``contacts_read`` contacts; then the
-    catalogue revision and the active version when asked. Ids are checked before anything is
-    queued. The caller executes it, awaiting or not, inside ``store_errors(READ_OPERATION)``."""
-    for customer_id in customer_ids:
-        check_customer_id(customer_id)
-    pipe = client.pipeline(transaction=False)
-    for customer_id in customer_ids:
-        pipe.hgetall(keys.customer_batch(prefix, customer_id, version))
-        pipe.hgetall(keys.customer_live(prefix, customer_id))
-        if _STEP == 3:
-            contacts = keys.customer_contacts(prefix, customer_id)
-            pipe.zrange(contacts, -contacts_read, -1, withscores=True)
-    if with_revision:
-        pipe.get(keys.item_revision(prefix))
-    if with_active:
-        pipe.get(keys.active_version(prefix))
-    decode = functools.partial(
-        decode_customer_reads,
-        customer_ids=customer_ids,
-        with_revision=with_revision,
-        with_active=with_active,
-    )
-    return pipe, decode
+    if not plan.meta:
+        return ReadResult(states)
+    revision, active = replies[step * len(plan.customer_ids) :]
+    return ReadResult(states, int(revision or 0), _text(active))
 
 
 class RedisFeatureStore:
@@ -171,36 +147,19 @@ class RedisFeatureStore:
 
     # -- reads (the hot path) ----------------------------------------------------------------
 
+    def read(self, plan: ReadPlan) -> ReadResult:
+        """The plan's keys in one pipelined round trip."""
+        if not plan.customer_ids and not plan.meta:
+            return ReadResult([])
+        pipe = queue_read(self.client, self.prefix, plan, contacts_read=self.contacts_read)
+        with store_errors(READ_OPERATION):
+            replies = pipe.execute()
+        return decode_read(plan, replies)
+
     def read_customer(self, version: str, customer_id: str) -> CustomerState:
-        return self._read(version, [customer_id])[0][0]
-
-    def read_customers(self, version: str, customer_ids: Sequence[str]) -> list[CustomerState]:
-        """One pipelined round trip for the whole list; answers in the same order."""
-        return self._read(version, customer_ids)[0] if customer_ids else []
-
-    def read_customer_with_revision(
-        self, version: str, customer_id: str
-    ) -> tuple[CustomerState, int]:
-        """:meth:`read_customer` and :meth:`item_revision` in the same round trip."""
-        states, revision, _ = self._read(version, [customer_id], with_revision=True)
-        return states[0], revision
-
-    def read_customer_with_meta(
-        self, version: str, customer_id: str
-    ) -> tuple[CustomerState, int, str | None]:
-        """:meth:`read_customer`, :meth:`item_revision` and :meth:`active_version` in the
-        same round trip (the serving hot path: every process notices a switch of version)."""
-        states, revision, active = self._read(
-            version, [customer_id], with_revision=True, with_active=True
-        )
-        return states[0], revision, active
-
-    def read_customers_with_meta(
-        self, version: str, customer_ids: Sequence[str]
-    ) -> tuple[list[CustomerState], int, str | None]:
-        """:meth:`read_customers`, :meth:`item_revision` and :meth:`active_version` in the same
-        round trip (the offers batch and export chunks)."""
-        return self._read(version, customer_ids, with_revision=True, with_active=True)
+        """One customer's whole state (batch record, live record, contacts): for tools and
+        tests; serving builds its own :class:`ReadPlan`."""
+        return self.read(ReadPlan.of(version, [customer_id])).states[0]
 
     def live_customer_ids(self, count: int = 1000) -> Iterator[list[str]]:
         """Ids of customers with a live record, about ``count`` at a time (``SCAN``: a customer
@@ -216,27 +175,6 @@ class RedisFeatureStore:
                 yield known
             if len(page) < count:
                 return
-
-    def _read(
-        self,
-        version: str,
-        customer_ids: Sequence[str],
-        *,
-        with_revision: bool = False,
-        with_active: bool = False,
-    ) -> tuple[list[CustomerState], int, str | None]:
-        pipe, decode = pipeline_customer_reads(
-            self.client,
-            self.prefix,
-            version,
-            customer_ids,
-            contacts_read=self.contacts_read,
-            with_revision=with_revision,
-            with_active=with_active,
-        )
-        with store_errors(READ_OPERATION):
-            replies = pipe.execute()
-        return decode(replies)
 
     def ping(self) -> bool:
         """True when Redis answers within the timeout (for readiness checks); never raises."""

@@ -161,7 +161,7 @@ EVENT_FILE_SUFFIXES = (".csv.gz", ".csv", ".parquet")
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
-    from recsys.synthetic import generate_events, write_events
+    from recsys.io.synthetic import generate_events, write_events
 
     name = args.out.name
     suffix = next((s for s in EVENT_FILE_SUFFIXES if name.endswith(s)), None)

@@ -15,7 +15,7 @@ log = logging.getLogger("recsys.demo")
 
 def _prepare(args: argparse.Namespace, settings: Settings) -> Path:
     """Generate the synthetic events and train once; later runs reuse them."""
-    from recsys.synthetic import generate_events, write_events
+    from recsys.io.synthetic import generate_events, write_events
     from training.pipeline import train_bundle
 
     workdir: Path = args.dir

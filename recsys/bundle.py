@@ -23,7 +23,7 @@ popularity.npz      popular (i4 item rows, best first), popular_scores (f4),
 history.npz         CSR customer x item purchase history: indptr, indices, counts (f4),
                     last_days (f4: days between the item's last purchase and ``as_of``)
 features.parquet    the customer feature table (column ``customer_id`` + one per feature)
-churn.onnx          optional: the churn classifier (see ``recsys.churn``)
+churn.onnx          optional: the churn classifier (see ``recsys.customers.churn``)
 extra.json          optional: JSON-able extras (churn calibration, offer catalogue, ...)
 ==================  ========================================================================
 """

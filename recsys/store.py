@@ -1,7 +1,8 @@
 """The contract between the domain and the online feature store.
 
-``feature_store.redis_store.RedisFeatureStore`` implements it on Redis; serving and training
-code depend on these protocols, not on Redis.
+:class:`FeatureStore` (and its async page-view part, :class:`AsyncFeatureReads`) is the one
+contract; ``feature_store`` implements it on Redis, and serving, the tools and the tests depend on
+it, not on Redis. A read is described once, as a :class:`ReadPlan`.
 
 A customer's online state has two parts:
 
@@ -17,13 +18,13 @@ A customer's online state has two parts:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from recsys.offers import Contact
+from recsys.decisions.contacts import Contact
 
 _EMPTY_I4 = np.zeros(0, dtype=np.int32)
 _EMPTY_F4 = np.zeros(0, dtype=np.float32)
@@ -68,19 +69,54 @@ class CustomerState:
         )
 
 
-class FeatureReader(Protocol):
-    def read_customer(self, version: str, customer_id: str) -> CustomerState:
-        """One round trip: the batch record of ``version`` and the live record."""
+@dataclass(frozen=True)
+class ReadPlan:
+    """One read of the online store, described once: both readers (sync and async) execute it
+    in one round trip. ``contacts``: also the offers sent (the offer routes; a page view does not
+    need them); ``meta``: also the catalogue revision and the active version."""
+
+    version: str
+    customer_ids: tuple[str, ...]
+    contacts: bool = True
+    meta: bool = False
+
+    @classmethod
+    def of(
+        cls, version: str, customer_ids: Sequence[str], *, contacts: bool = True, meta: bool = False
+    ) -> ReadPlan:
+        return cls(version, tuple(customer_ids), contacts, meta)
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """What a :class:`ReadPlan` read: states in the plan's order, the catalogue revision and the
+    active version (0 and None when the plan did not ask for them)."""
+
+    states: list[CustomerState]
+    revision: int = 0
+    active: str | None = None
+
+
+class FeatureStore(Protocol):
+    """The online feature store: what serving, training tools and the tests use of it.
+
+    ``feature_store.redis_store.RedisFeatureStore`` implements it on Redis.
+    """
+
+    def read(self, plan: ReadPlan) -> ReadResult:
+        """The plan's keys in one round trip."""
         ...
 
-    def read_customers(self, version: str, customer_ids: Sequence[str]) -> list[CustomerState]:
-        """One round trip for the whole sequence, answers in the same order."""
+    def live_customer_ids(self, count: int = 1000) -> Iterator[list[str]]:
+        """Ids of customers with a live record, about ``count`` at a time."""
         ...
 
-
-class FeatureWriter(Protocol):
     def load_version(self, version: str, records: Iterable[tuple[str, BatchRecord]]) -> int:
         """Bulk-load a version's batch records; returns how many were written."""
+        ...
+
+    def has_version(self, version: str) -> bool:
+        """True only when a load of ``version`` completed."""
         ...
 
     def activate(self, version: str) -> None:
@@ -88,7 +124,20 @@ class FeatureWriter(Protocol):
         ...
 
     def active_version(self) -> str | None: ...
+    def previous_version(self) -> str | None: ...
+    def delete_version(self, version: str) -> int: ...
+    def item_revision(self) -> int: ...
+    def item_overrides(self) -> dict[str, dict[str, Any]]: ...
+    def set_item_override(self, item_id: str, fields: dict[str, Any]) -> int: ...
+    def export_customer(self, customer_id: str) -> dict[str, Any]: ...
+    def erase_customer(self, customer_id: str) -> int: ...
+    def ping(self) -> bool: ...
 
-    def has_version(self, version: str) -> bool:
-        """True only when a load of ``version`` completed."""
-        ...
+
+class AsyncFeatureReads(Protocol):
+    """The page view's reads of the same store, awaited on the event loop
+    (``feature_store.async_store.AsyncFeatureReader``)."""
+
+    async def read(self, plan: ReadPlan) -> ReadResult: ...
+    async def item_revision(self) -> int: ...
+    async def ping(self) -> bool: ...

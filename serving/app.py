@@ -31,6 +31,7 @@ from feature_store.ingest import EventWriter
 from recsys.bundle import ModelBundle
 from recsys.config import Settings
 from recsys.errors import ModelUnavailableError, StoreUnavailableError
+from recsys.store import FeatureStore
 from serving.auth import KeyRing
 from serving.errors import install_error_handlers
 from serving.metrics import Metrics
@@ -46,7 +47,7 @@ from serving.routes import (
     popular,
     recommendations,
 )
-from serving.state import ServingState, ServingStore
+from serving.state import ServingState
 
 if TYPE_CHECKING:
     from feature_store.async_store import AsyncFeatureReader
@@ -60,7 +61,7 @@ MAINTENANCE_TIMEOUT_MS = 30_000.0
 WRITE_TIMEOUT_MS = 2_000.0
 
 
-def _loader(settings: Settings, store: ServingStore | None) -> Callable[[ModelBundle], object]:
+def _loader(settings: Settings, store: FeatureStore | None) -> Callable[[ModelBundle], object]:
     """``ensure_loaded`` on the given store, or on a maintenance connection of our own."""
     from feature_store.bulk_load import ensure_loaded
     from feature_store.redis_store import RedisFeatureStore
@@ -77,13 +78,13 @@ def _loader(settings: Settings, store: ServingStore | None) -> Callable[[ModelBu
     return load
 
 
-def _open_store(settings: Settings) -> ServingStore:
+def _open_store(settings: Settings) -> FeatureStore:
     from feature_store.redis_store import RedisFeatureStore
 
     return RedisFeatureStore.from_settings(settings)
 
 
-def _open_reader(settings: Settings, store: ServingStore | None) -> AsyncFeatureReader | None:
+def _open_reader(settings: Settings, store: FeatureStore | None) -> AsyncFeatureReader | None:
     """The page views' async client, on the running loop; None for a store passed in (its
     reads then run in worker threads: see ``serving.state.ThreadedReader``)."""
     if store is not None:
@@ -93,7 +94,7 @@ def _open_reader(settings: Settings, store: ServingStore | None) -> AsyncFeature
     return AsyncFeatureReader.from_settings(settings)
 
 
-def _open_event_writer(settings: Settings, store: ServingStore) -> tuple[EventWriter, bool]:
+def _open_event_writer(settings: Settings, store: FeatureStore) -> tuple[EventWriter, bool]:
     """The process's event writer, and whether it has a connection of its own (to close)."""
     from feature_store.connection import connect
 
@@ -108,7 +109,7 @@ def _open_event_writer(settings: Settings, store: ServingStore) -> tuple[EventWr
 
 
 def _lifespan(
-    settings: Settings, store: ServingStore | None, artifacts: Path
+    settings: Settings, store: FeatureStore | None, artifacts: Path
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -146,7 +147,7 @@ def _lifespan(
 
 
 def create_app(
-    settings: Settings, *, store: ServingStore | None = None, bundle_dir: Path | None = None
+    settings: Settings, *, store: FeatureStore | None = None, bundle_dir: Path | None = None
 ) -> FastAPI:
     """The service. ``store`` overrides the Redis store built from ``settings.redis_url`` (the
     caller then owns it); ``bundle_dir`` overrides ``settings.artifacts`` as the directory whose

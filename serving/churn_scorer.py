@@ -1,6 +1,6 @@
 """The churn model at serving time: one onnxruntime session, calibration applied after it.
 
-:class:`OnnxChurnScorer` implements :class:`recsys.churn.ChurnScorer`. The ONNX model is the
+:class:`OnnxChurnScorer` implements :class:`recsys.customers.churn.ChurnScorer`. The ONNX model is the
 LightGBM booster alone (exported by ``training/churn.py`` with ``zipmap=False``: outputs
 ``label`` and ``probabilities (n, 2)``); the stored calibration (``extra["churn"]
 ["calibration"]``) turns its raw probability of class 1 into the calibrated churn risk.
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from recsys.churn import CHURN_FEATURES, Calibration, calibration_from_dict
+from recsys.customers.churn import CHURN_FEATURES, Calibration, calibration_from_dict
 from recsys.errors import ModelUnavailableError
 
 

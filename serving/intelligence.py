@@ -1,13 +1,13 @@
 """What a model version knows about customers, ready for requests, and a customer's features.
 
 :class:`CustomerIntelligence` is built once per bundle (with :class:`serving.state.ModelState`)
-from the bundle's ``extra`` (``training/customers.py``): the offer catalogue (``offers``), the
+from the bundle's ``extra`` (``training/customers.py``): the offer set (``offers``), the
 RFM scorer (``rfm``), the CLV model (``clv``) and the segment and journey rules. A bundle
-without them still serves: the catalogue falls back to ``recsys/data/offers.yaml``, and the
+without them still serves: the offer set falls back to ``recsys/decisions/data/offers.yaml``, and the
 profile columns stay those of the batch record (segment and CLV are then not recomputed).
 
 A customer's **features** are the batch record's overlaid with the live record's (what events
-changed since training: ``recsys.live_update``). When events changed them, the profile columns
+changed since training: ``recsys.customers.live_update``). When events changed them, the profile columns
 the batch computed (``r_score, f_score, m_score, segment, journey_stage, clv,
 expected_purchases_365d, p_alive``) are stale, so they are recomputed from the merged row with
 the bundle's own models: :func:`describe_row` for one customer, :func:`describe_table` for a
@@ -27,9 +27,8 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from recsys.clv import CLVModel
-from recsys.offers import OfferCatalogue, load_catalogue, parse_catalogue
-from recsys.segments import (
+from recsys.customers.clv import CLVModel
+from recsys.customers.segments import (
     JourneyRules,
     RFMScorer,
     SegmentRules,
@@ -37,6 +36,7 @@ from recsys.segments import (
     describe_one,
     journey_stages,
 )
+from recsys.decisions.offer_set import OfferSet, load_offer_set, parse_offer_set
 from recsys.store import CustomerState
 
 log = logging.getLogger("recsys.serving")
@@ -59,35 +59,35 @@ CLV_COLUMNS: Final = {
 
 
 @lru_cache(maxsize=1)
-def default_catalogue() -> OfferCatalogue:
-    """``recsys/data/offers.yaml``, read once."""
-    return load_catalogue()
+def default_offer_set() -> OfferSet:
+    """``recsys/decisions/data/offers.yaml``, read once."""
+    return load_offer_set()
 
 
 @dataclass(frozen=True)
 class CustomerIntelligence:
-    catalogue: OfferCatalogue
+    offer_set: OfferSet
     rfm: RFMScorer | None
     clv: CLVModel | None
     segment_rules: SegmentRules
     journey_rules: JourneyRules
-    needs_items: np.ndarray  # bool per catalogue offer: filled with recommended items
-    is_cart_reminder: np.ndarray  # bool per catalogue offer
+    needs_items: np.ndarray  # bool per offer of the set: filled with recommended items
+    is_cart_reminder: np.ndarray  # bool per offer of the set
     item_slots: int  # how many recommended items the offers need at most
 
     @property
     def contact_horizon_s(self) -> float:
         """How long sent offers matter to the contact policy (its longest window), seconds."""
-        return self.catalogue.contact_policy.horizon_days * DAY_S
+        return self.offer_set.contact_policy.horizon_days * DAY_S
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, Any], version: str = "?") -> CustomerIntelligence:
         """From a bundle's ``extra``; a part missing or unreadable degrades (see the module)."""
-        catalogue = _part(version, "offers", extra, parse_catalogue) or default_catalogue()
-        offers = catalogue.offers
+        offer_set = _part(version, "offers", extra, parse_offer_set) or default_offer_set()
+        offers = offer_set.offers
         needs = np.array([o.needs_items for o in offers], dtype=bool)
         return cls(
-            catalogue=catalogue,
+            offer_set=offer_set,
             rfm=_part(version, "rfm", extra, RFMScorer.from_dict),
             clv=_part(version, "clv", extra, CLVModel.from_dict),
             segment_rules=_part(version, "segment_rules", extra, SegmentRules.model_validate)
@@ -207,7 +207,7 @@ def _assign(table: pd.DataFrame, rows: np.ndarray, name: str, values: np.ndarray
     table.loc[rows, name] = np.asarray(values, dtype=object)
 
 
-#: The CLV model's inputs (``recsys.clv.clv_inputs``): times, then numbers.
+#: The CLV model's inputs (``recsys.customers.clv.clv_inputs``): times, then numbers.
 CLV_TIMES: Final = ("first_purchase_at", "last_purchase_at")
 CLV_NUMBERS: Final = ("recency_days", "frequency", "avg_repeat_order_value")
 

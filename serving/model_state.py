@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 
 from recsys.bundle import Manifest, ModelBundle
-from recsys.churn import ChurnScorer, calibration_from_dict
 from recsys.config import TrainingConfig
+from recsys.customers.churn import ChurnScorer, calibration_from_dict
+from recsys.customers.live_update import OnlineModel
 from recsys.errors import (
     ModelUnavailableError,
 )
-from recsys.foldin import FoldIn
-from recsys.live_update import OnlineModel
-from recsys.ranking import RankingModel, popularity_prior
+from recsys.ranking.foldin import FoldIn
+from recsys.ranking.scoring import RankingModel, popularity_prior
 from serving.intelligence import CustomerIntelligence
 
 log = logging.getLogger("recsys.serving")

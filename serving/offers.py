@@ -1,6 +1,6 @@
 """Offers and the next best action for customers read from the store (no HTTP, no I/O).
 
-The rules are ``recsys.offers`` and ``recsys.nba``; this module feeds them what serving knows:
+The rules are ``recsys.decisions.offers`` and ``recsys.decisions.nba``; this module feeds them what serving knows:
 the merged and re-described features (``serving.intelligence``), the contacts read with the
 customer, the live cart, and recommended items from the hot-path recommender
 (``serving.recommend``) for offers that need items -- computed only for customers who have such
@@ -8,7 +8,7 @@ an offer, since scoring every item is the costly part.
 
 * :func:`offers_for` -- one customer (``GET /v1/customers/{id}/offers``, next best action);
 * :func:`offers_for_many` -- a batch (``POST /v1/offers/batch``, export chunks): one feature
-  table, one :func:`~recsys.offers.offer_matrix` for all rows, the recommended items of every
+  table, one :func:`~recsys.decisions.offers.offer_matrix` for all rows, the recommended items of every
   customer who needs them scored together (:func:`recommended_items_many`), then the
   per-customer contact policy. Both give the same answer for the same customer state.
 """
@@ -23,9 +23,11 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from recsys.nba import Decision, next_best_action
-from recsys.offers import RankedOffer, channel_open, offer_matrix, rank_offers, rank_offers_batch
-from recsys.ranking_batch import CustomerBatch, rank_items_batch
+from recsys.decisions.contacts import channel_open
+from recsys.decisions.nba import Decision, next_best_action
+from recsys.decisions.offers import RankedOffer, offer_matrix, rank_offers, rank_offers_batch
+from recsys.ranking.batch import rank_items_batch
+from recsys.ranking.customer_batch import CustomerBatch
 from recsys.store import CustomerState
 from serving.intelligence import (
     changed_by_events,
@@ -50,7 +52,9 @@ NBA_ITEMS: Final = 10
 class CustomerOffers:
     customer_id: str
     known: bool  # the store holds something of them (else: a new customer's offers)
-    consent: bool  # marketing consent (a missing flag counts as consent, as in recsys.offers)
+    consent: (
+        bool  # marketing consent (a missing flag counts as consent, as in recsys.decisions.offers)
+    )
     offers: list[RankedOffer]
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,7 +104,7 @@ def recommended_items_many(
     snapshot: Snapshot, customers: Sequence[CustomerState], channel: str | None, k: int
 ) -> list[list[str]]:
     """:func:`recommended_items` of every customer, the same items, scored together
-    (:func:`recsys.ranking.rank_items_batch`: one matrix product for all of them) from the
+    (:func:`recsys.ranking.scoring.rank_items_batch`: one matrix product for all of them) from the
     very inputs :func:`~serving.recommend.recommend` would score each of them with."""
     if k <= 0 or not customers:
         return [[] for _ in customers]
@@ -120,7 +124,7 @@ def scoring_inputs(
 ) -> tuple[CustomerBatch, list[np.ndarray]]:
     """What :func:`~serving.recommend.recommend` scores each customer with for ``query`` (one
     without a category, exclusions or blocked context: :func:`items_query`): the
-    :class:`~recsys.ranking.CustomerBatch` of their profiles and contexts, and each one's
+    :class:`~recsys.ranking.scoring.CustomerBatch` of their profiles and contexts, and each one's
     item rows blocked on top of the catalogue's (their dislikes).
 
     ``profile_of``, ``context_of`` and ``blocked_mask`` decide, except where they cannot
@@ -177,19 +181,19 @@ def offers_for(
     """One customer's best ``k`` offers; ``items`` (recommended) and ``features``
     (:func:`customer_features`): when the caller has them already."""
     intel = snapshot.model.intel
-    catalogue = intel.catalogue
+    offer_set = intel.offer_set
     if features is None:
         features = customer_features(snapshot, customer)
     live = customer.live
-    eligible, value = offer_matrix(features, catalogue, now, channel)
+    eligible, value = offer_matrix(features, offer_set, now, channel)
     if items is None:
         wanted = intel.wants_items(eligible[0], value[0], live.cart) and channel_open(
-            live.contacts, channel, now, catalogue.contact_policy
+            live.contacts, channel, now, offer_set.contact_policy
         )
         items = recommended_items(snapshot, customer, channel, intel.item_slots if wanted else 0)
     offers = rank_offers(
         features,
-        catalogue,
+        offer_set,
         now=now,
         channel=channel,
         contacts=live.contacts,
@@ -213,15 +217,15 @@ def offers_for_many(
     if not customers:
         return []
     intel = snapshot.model.intel
-    catalogue = intel.catalogue
+    offer_set = intel.offer_set
     rows = [merged_features(c) for c in customers]
     ids = [c.customer_id for c in customers]
     table = pd.DataFrame.from_records(rows)
     table["customer_id"] = ids  # keys the per-customer maps of rank_offers_batch
     changed = np.fromiter((changed_by_events(c) for c in customers), bool, len(customers))
     table = describe_table(intel, table, changed)
-    eligible, value = offer_matrix(table, catalogue, now, channel)
-    policy = catalogue.contact_policy
+    eligible, value = offer_matrix(table, offer_set, now, channel)
+    policy = offer_set.contact_policy
     carts = np.fromiter((bool(c.live.cart) for c in customers), bool, len(customers))
     wanted: dict[str, CustomerState] = {}
     for i in np.flatnonzero(intel.wants_items_many(eligible, value, carts)).tolist():
@@ -234,7 +238,7 @@ def offers_for_many(
     items = dict(zip(wanted, found, strict=True))
     ranked = rank_offers_batch(
         table,
-        catalogue,
+        offer_set,
         now=now,
         channel=channel,
         contacts={c.customer_id: c.live.contacts for c in customers},
@@ -252,7 +256,7 @@ def offers_for_many(
 def decide(
     snapshot: Snapshot, customer: CustomerState, *, now: datetime, channel: str | None
 ) -> Decision:
-    """The next best action (``recsys.nba``) with this customer's offers and items."""
+    """The next best action (``recsys.decisions.nba``) with this customer's offers and items."""
     intel = snapshot.model.intel
     features = customer_features(snapshot, customer)
     items = recommended_items(snapshot, customer, channel, max(NBA_ITEMS, intel.item_slots))

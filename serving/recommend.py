@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from recsys.errors import NotFoundError
-from recsys.ranking import score_items, top_k
+from recsys.ranking.scoring import score_items, top_k
 from recsys.store import CustomerState, LiveRecord
 from serving.model_state import Catalog, ModelState, Snapshot
 

@@ -25,10 +25,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
 
 import anyio.to_thread
 
@@ -39,7 +38,7 @@ from recsys.errors import (
     RecsysError,
     StoreUnavailableError,
 )
-from recsys.store import CustomerState
+from recsys.store import AsyncFeatureReads, CustomerState, FeatureStore, ReadPlan, ReadResult
 from serving.model_state import Catalog, ModelState, Snapshot
 
 log = logging.getLogger("recsys.serving")
@@ -50,59 +49,22 @@ STORE_RETRY_AFTER_S = 0.5
 FOLLOW_RETRY_AFTER_S = 5.0
 
 
-class ServingStore(Protocol):
-    """What serving needs of the feature store (``feature_store.redis_store``)."""
-
-    def read_customer(self, version: str, customer_id: str) -> CustomerState: ...
-    def read_customer_with_meta(
-        self, version: str, customer_id: str
-    ) -> tuple[CustomerState, int, str | None]: ...
-    def read_customers_with_meta(
-        self, version: str, customer_ids: Sequence[str]
-    ) -> tuple[list[CustomerState], int, str | None]: ...
-    def live_customer_ids(self, count: int = 1000) -> Iterator[list[str]]: ...
-    def item_revision(self) -> int: ...
-    def item_overrides(self) -> dict[str, dict[str, Any]]: ...
-    def set_item_override(self, item_id: str, fields: dict[str, Any]) -> int: ...
-    def export_customer(self, customer_id: str) -> dict[str, Any]: ...
-    def erase_customer(self, customer_id: str) -> int: ...
-    def ping(self) -> bool: ...
-    def has_version(self, version: str) -> bool: ...
-    def active_version(self) -> str | None: ...
-    def previous_version(self) -> str | None: ...
-    def activate(self, version: str) -> None: ...
-    def delete_version(self, version: str) -> int: ...
-
-
-class ServingReader(Protocol):
-    """The page-view reads, awaited on the event loop (``feature_store.async_store``)."""
-
-    async def read_customer(self, version: str, customer_id: str) -> CustomerState: ...
-    async def read_customer_with_meta(
-        self, version: str, customer_id: str
-    ) -> tuple[CustomerState, int, str | None]: ...
-    async def item_revision(self) -> int: ...
-
-
 class ThreadedReader:
-    """A :class:`ServingReader` over a sync :class:`ServingStore`, each read in a worker
-    thread: for a store passed in by the caller, whose client cannot be awaited."""
+    """An :class:`~recsys.store.AsyncFeatureReads` over a sync :class:`~recsys.store.FeatureStore`,
+    each read in a worker thread: for a store passed in by the caller, whose client cannot be
+    awaited."""
 
-    def __init__(self, store: ServingStore) -> None:
+    def __init__(self, store: FeatureStore) -> None:
         self.store = store
 
-    async def read_customer(self, version: str, customer_id: str) -> CustomerState:
-        return await anyio.to_thread.run_sync(self.store.read_customer, version, customer_id)
-
-    async def read_customer_with_meta(
-        self, version: str, customer_id: str
-    ) -> tuple[CustomerState, int, str | None]:
-        return await anyio.to_thread.run_sync(
-            self.store.read_customer_with_meta, version, customer_id
-        )
+    async def read(self, plan: ReadPlan) -> ReadResult:
+        return await anyio.to_thread.run_sync(self.store.read, plan)
 
     async def item_revision(self) -> int:
         return await anyio.to_thread.run_sync(self.store.item_revision)
+
+    async def ping(self) -> bool:
+        return await anyio.to_thread.run_sync(self.store.ping)
 
 
 Loader = Callable[[ModelBundle], object]  # loads a bundle's features into the store, activates
@@ -123,17 +85,17 @@ class ServingState:
     def __init__(
         self,
         artifacts: Path,
-        store: ServingStore,
+        store: FeatureStore,
         loader: Loader,
         *,
         on_swap: Callable[[str], None] | None = None,
-        reader: ServingReader | None = None,
+        reader: AsyncFeatureReads | None = None,
     ) -> None:
         self.artifacts = artifacts
         self.store = store
         #: The page views' reads on the event loop: an async client of the same store, or the
         #: sync store in worker threads.
-        self.reader: ServingReader = reader if reader is not None else ThreadedReader(store)
+        self.reader: AsyncFeatureReads = reader if reader is not None else ThreadedReader(store)
         self._loader = loader
         self._on_swap = on_swap
         self._snapshot: Snapshot | None = None
@@ -349,9 +311,8 @@ class ServingState:
         if snapshot is None or time.monotonic() < self._store_down_until:
             return self._skipped_read(snapshot)
         try:
-            customer, revision, active = self.store.read_customer_with_meta(
-                snapshot.version, customer_id
-            )
+            read = self.store.read(self._page_view_plan(snapshot, customer_id))
+            customer, revision, active = read.states[0], read.revision, read.active
             snapshot = self.sync_catalog(snapshot, revision)
         except (StoreUnavailableError, InternalError) as exc:
             return self._failed_read(snapshot, exc)
@@ -364,13 +325,17 @@ class ServingState:
         if snapshot is None or time.monotonic() < self._store_down_until:
             return self._skipped_read(snapshot)
         try:
-            customer, revision, active = await self.reader.read_customer_with_meta(
-                snapshot.version, customer_id
-            )
+            read = await self.reader.read(self._page_view_plan(snapshot, customer_id))
+            customer, revision, active = read.states[0], read.revision, read.active
             snapshot = await self._synced(snapshot, revision)
         except (StoreUnavailableError, InternalError) as exc:
             return self._failed_read(snapshot, exc)
         return self._done_read(snapshot, customer, active)
+
+    @staticmethod
+    def _page_view_plan(snapshot: Snapshot, customer_id: str) -> ReadPlan:
+        """One customer's state with the catalogue revision and the active version."""
+        return ReadPlan.of(snapshot.version, [customer_id], meta=True)
 
     @staticmethod
     def _skipped_read(snapshot: Snapshot | None) -> CustomerRead:
@@ -410,9 +375,8 @@ class ServingState:
         snapshot = snapshot or self._snapshot
         if snapshot is None:
             raise ModelUnavailableError("no model version is loaded")
-        states, revision, active = self.store.read_customers_with_meta(
-            snapshot.version, customer_ids
-        )
+        read = self.store.read(ReadPlan.of(snapshot.version, customer_ids, meta=True))
+        states, revision, active = read.states, read.revision, read.active
         if active != snapshot.version and snapshot is self._snapshot:
             self._notice_active(snapshot.version, active)
         return self.sync_catalog(snapshot, revision), states

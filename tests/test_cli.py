@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from recsys.bundle import LATEST_FILE
-from recsys.loaders import load_interactions
+from recsys.io.loaders import load_interactions
 
 ROOT = Path(__file__).resolve().parents[1]
 

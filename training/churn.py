@@ -10,7 +10,7 @@ margin), the other gives the metrics in ``ChurnArtifacts.metrics``. Nothing afte
 
 Export. The ``LGBMClassifier`` alone is converted with ``onnxmltools.convert_lightgbm``
 (``zipmap=False``: outputs ``label`` and ``probabilities (n, 2)``); the calibration is stored as
-JSON and applied by ``recsys.churn`` after the ONNX run (see the conventions: a calibrated
+JSON and applied by ``recsys.customers.churn`` after the ONNX run (see the conventions: a calibrated
 classifier does not convert faithfully).
 
 Baselines, fitted on the same training rows: "recency alone" (a logistic regression on
@@ -31,8 +31,13 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from recsys.churn import CHURN_FEATURES, PlattCalibration, calibration_from_dict, churn_matrix
-from recsys.customer_features import compute_customer_features
+from recsys.customers.churn import (
+    CHURN_FEATURES,
+    PlattCalibration,
+    calibration_from_dict,
+    churn_matrix,
+)
+from recsys.customers.features import compute_customer_features
 
 #: Shallow trees with large leaves: the windows are short and the behaviour drifts between
 #: them, so simpler trees generalize to the period after ``as_of`` (measured on the shared data:

@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import pearsonr, spearmanr
 
-from recsys.clv import CLVModel
-from recsys.customer_features import compute_customer_features
+from recsys.customers.clv import CLVModel
+from recsys.customers.features import compute_customer_features
 from training.churn import baseline_scores, binary_metrics, build_window, train_churn
 
 DAY = pd.Timedelta(days=1)
@@ -128,7 +128,7 @@ def _table(figures: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from recsys.loaders import load_interactions
+    from recsys.io.loaders import load_interactions
 
     parser = argparse.ArgumentParser(prog="python -m training.customer_eval")
     parser.add_argument("--events", required=True)

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.churn import calibration_from_dict, churn_matrix
-from recsys.clv import CLVModel
-from recsys.customer_features import compute_customer_features
-from recsys.offers import DEFAULT_CATALOGUE, load_catalogue
-from recsys.segments import JourneyRules, RFMScorer, SegmentRules, describe_customers
+from recsys.customers.churn import calibration_from_dict, churn_matrix
+from recsys.customers.clv import CLVModel
+from recsys.customers.features import compute_customer_features
+from recsys.customers.segments import JourneyRules, RFMScorer, SegmentRules, describe_customers
+from recsys.decisions.offer_set import DEFAULT_OFFERS, load_offer_set
 from training.churn import ChurnArtifacts, raw_probabilities, train_churn
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,6 @@ def build_customer_intelligence(
         described["p_alive"] = clv["p_alive"].to_numpy()
     extra["segment_rules"] = (segment_rules or SegmentRules()).model_dump(mode="json")
     extra["journey_rules"] = (journey_rules or JourneyRules()).model_dump(mode="json")
-    catalogue = load_catalogue(offers_path or DEFAULT_CATALOGUE)
-    extra["offers"] = catalogue.model_dump(mode="json")
+    offer_set = load_offer_set(offers_path or DEFAULT_OFFERS)
+    extra["offers"] = offer_set.model_dump(mode="json")
     return CustomerIntelligence(features=described, churn=churn, extra=extra, metrics=metrics)

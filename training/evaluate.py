@@ -9,11 +9,11 @@ are counted in ``counts["unknown_item_purchases"]``). Two tasks:
 * ``discovery``: only items the customer never bought before the split; every method's ranking
   excludes the customer's bought items (the served ranking with ``exclude_purchased=true``).
 
-Methods: ``served`` (``recsys.ranking``, exactly what the API serves), ``als`` (user x item
+Methods: ``served`` (``recsys.ranking.scoring``, exactly what the API serves), ``als`` (user x item
 factor scores alone), ``item_knn`` (sum of the stored neighbour similarities of bought items),
 ``popularity`` (the best-seller prior) and ``buy_again`` (the customer's own items by number
 of orders, most recent first on ties; ``all`` only). Non-product codes are never ranked.
-Metrics are in ``recsys.metrics``.
+Metrics are in ``recsys.ranking.metrics``.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import scipy.sparse as sp
 from recsys.bundle import ModelBundle
 from recsys.config import TrainingConfig
 from recsys.errors import InvalidRequestError
-from recsys.metrics import summarize
-from recsys.ranking import RankingModel, RankingParams, score_items, top_k
+from recsys.ranking.metrics import summarize
+from recsys.ranking.scoring import RankingModel, RankingParams, score_items, top_k
 from training.interactions import index_of
 from training.pipeline import BuildOptions, build_bundle
 
@@ -311,7 +311,7 @@ def evaluate(
     ranking: RankingParams | None = None,
 ) -> dict[str, Any]:
     """Load, train before ``split_date``, score after it; write report.json and plots."""
-    from recsys.loaders import load_interactions
+    from recsys.io.loaders import load_interactions
 
     started = time.perf_counter()
     config = config or TrainingConfig()

@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from recsys.bundle import DataWindow, Manifest, ModelBundle, new_version, write_bundle
 from recsys.config import TrainingConfig
 from recsys.errors import InvalidRequestError
-from recsys.ranking import RankingParams
+from recsys.ranking.scoring import RankingParams
 from training.als import fit_als
 from training.customers import CustomerIntelligence, build_customer_intelligence
 from training.interactions import (
@@ -172,7 +172,7 @@ def build_bundle(
             "ranking": ranking.to_dict(),
             "als": {
                 "weights": "distinct orders per (customer, item) of products, net of returns",
-                "confidence": "alpha * weight (implicit 0.7 convention, as recsys.foldin)",
+                "confidence": "alpha * weight (implicit 0.7 convention, as recsys.ranking.foldin)",
                 "history_counts_are_weights": True,
             },
             "neighbours": {
@@ -254,7 +254,7 @@ def train_bundle(
     The manifest's ``metrics["offline"]`` come from a second, smaller training that holds out
     the last ``holdout_days`` of the window (None skips it). Returns the version directory.
     """
-    from recsys.loaders import load_interactions
+    from recsys.io.loaders import load_interactions
 
     started = time.perf_counter()
     config = config or TrainingConfig()

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from recsys.errors import NotFoundError
-from recsys.store import CustomerState
+from recsys.store import CustomerState, ReadPlan
 from serving.auth import Principal, authorize, require
 from serving.model_state import Snapshot
 from serving.models import CustomerFeatures, CustomerProfile
@@ -61,7 +61,8 @@ def profile_body(customer: CustomerState, snapshot: Snapshot) -> dict[str, Any]:
 
 async def answer_profile(serving: ServingState, customer_id: str) -> Response:
     snapshot = require_snapshot(serving.snapshot)
-    customer = await serving.reader.read_customer(snapshot.version, customer_id)
+    plan = ReadPlan.of(snapshot.version, [customer_id])
+    customer = (await serving.reader.read(plan)).states[0]
     if not customer.known:
         raise NotFoundError("customer", customer_id)
     return json_response(profile_body(customer, snapshot))

@@ -18,9 +18,9 @@ from starlette.responses import Response
 
 from feature_store.ingest import EventWriter
 from recsys.config import Settings
+from recsys.customers.live_update import CustomerSnapshot, LiveUpdate, OnlineModel, plan_updates
 from recsys.errors import InvalidRequestError
 from recsys.events import Event, InvalidEventError, utcnow, validate_batch
-from recsys.live_update import CustomerSnapshot, LiveUpdate, OnlineModel, plan_updates
 from serving.auth import Principal, require
 from serving.errors import problem_response
 from serving.routes.common import ServingDep, json_response, problems

@@ -17,8 +17,8 @@ from feature_store.export import erased_customer_ids, export_events
 from feature_store.ingest import EventWriter, IngestResult
 from feature_store.redis_store import RedisFeatureStore
 from recsys.config import Settings
+from recsys.customers.live_update import OnlineModel, plan_updates
 from recsys.events import Event, utcnow, validate_batch
-from recsys.live_update import OnlineModel, plan_updates
 from recsys.store import BatchRecord
 
 ONLINE = OnlineModel(version=None, as_of=datetime(2024, 1, 1))

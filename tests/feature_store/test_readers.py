@@ -29,9 +29,9 @@ from feature_store.connection import connect
 from feature_store.embedded import EmbeddedRedis, free_port
 from feature_store.redis_store import RedisFeatureStore
 from recsys.config import ServingConfig, Settings
+from recsys.decisions.contacts import Contact
 from recsys.errors import InternalError, InvalidRequestError, StoreUnavailableError
-from recsys.offers import Contact
-from recsys.store import BatchRecord, CustomerState, LiveRecord
+from recsys.store import BatchRecord, CustomerState, LiveRecord, ReadPlan, ReadResult
 
 T = TypeVar("T")
 
@@ -46,22 +46,34 @@ def load(url: str, prefix: str, data: list[tuple[str, BatchRecord]]) -> None:
 
 
 class Reader(Protocol):
-    """What the suite calls: the reads both readers have (the async one through a sync face)."""
+    """What the suite calls: the contract's reads (the async reader through a sync face)."""
 
-    def read_customer(self, version: str, customer_id: str) -> CustomerState: ...
-    def read_customers(self, version: str, customer_ids: Sequence[str]) -> list[CustomerState]: ...
-    def read_customer_with_revision(
-        self, version: str, customer_id: str
-    ) -> tuple[CustomerState, int]: ...
-    def read_customer_with_meta(
-        self, version: str, customer_id: str
-    ) -> tuple[CustomerState, int, str | None]: ...
-    def read_customers_with_meta(
-        self, version: str, customer_ids: Sequence[str]
-    ) -> tuple[list[CustomerState], int, str | None]: ...
+    def read(self, plan: ReadPlan) -> ReadResult: ...
     def item_revision(self) -> int: ...
     def ping(self) -> bool: ...
     def close(self) -> None: ...
+
+
+def one(reader: Reader, version: str, customer_id: str) -> CustomerState:
+    return reader.read(ReadPlan.of(version, [customer_id])).states[0]
+
+
+def many(reader: Reader, version: str, customer_ids: Sequence[str]) -> list[CustomerState]:
+    return reader.read(ReadPlan.of(version, customer_ids)).states
+
+
+def one_with_meta(
+    reader: Reader, version: str, customer_id: str
+) -> tuple[CustomerState, int, str | None]:
+    read = reader.read(ReadPlan.of(version, [customer_id], meta=True))
+    return read.states[0], read.revision, read.active
+
+
+def many_with_meta(
+    reader: Reader, version: str, customer_ids: Sequence[str]
+) -> tuple[list[CustomerState], int, str | None]:
+    read = reader.read(ReadPlan.of(version, customer_ids, meta=True))
+    return read.states, read.revision, read.active
 
 
 class CountingConnection(redis.Connection):
@@ -98,26 +110,8 @@ class AsyncReaderFace:
     def _run(self, awaitable: Awaitable[T]) -> T:
         return self._runner.run(awaitable)  # type: ignore[arg-type]
 
-    def read_customer(self, version: str, customer_id: str) -> CustomerState:
-        return self._run(self.reader.read_customer(version, customer_id))
-
-    def read_customers(self, version: str, customer_ids: Sequence[str]) -> list[CustomerState]:
-        return self._run(self.reader.read_customers(version, customer_ids))
-
-    def read_customer_with_revision(
-        self, version: str, customer_id: str
-    ) -> tuple[CustomerState, int]:
-        return self._run(self.reader.read_customer_with_revision(version, customer_id))
-
-    def read_customer_with_meta(
-        self, version: str, customer_id: str
-    ) -> tuple[CustomerState, int, str | None]:
-        return self._run(self.reader.read_customer_with_meta(version, customer_id))
-
-    def read_customers_with_meta(
-        self, version: str, customer_ids: Sequence[str]
-    ) -> tuple[list[CustomerState], int, str | None]:
-        return self._run(self.reader.read_customers_with_meta(version, customer_ids))
+    def read(self, plan: ReadPlan) -> ReadResult:
+        return self._run(self.reader.read(plan))
 
     def item_revision(self) -> int:
         return self._run(self.reader.item_revision())
@@ -161,7 +155,7 @@ class ReaderBehaviour:
     ) -> None:
         data = records(20)
         assert writer.load_version("v1", data) == 20
-        state = reader.read_customer("v1", "c13")
+        state = one(reader, "v1", "c13")
         assert state.customer_id == "c13" and state.known
         assert_same_batch(state.batch, data[13][1])
         assert state.live == LiveRecord()
@@ -170,14 +164,14 @@ class ReaderBehaviour:
         self, writer: RedisFeatureStore, reader: Reader
     ) -> None:
         writer.load_version("v1", records(3))
-        state = reader.read_customer("v1", "nobody")
+        state = one(reader, "v1", "nobody")
         assert state.batch is None and not state.known
 
     def test_a_record_of_another_version_is_not_read(
         self, writer: RedisFeatureStore, reader: Reader
     ) -> None:
         writer.load_version("v1", records(3))
-        assert reader.read_customer("v2", "c1").batch is None
+        assert one(reader, "v2", "c1").batch is None
 
     def test_read_reflects_the_live_record(
         self, writer: RedisFeatureStore, reader: Reader, redis_client: redis.Redis
@@ -192,7 +186,7 @@ class ReaderBehaviour:
             user_vector=np.array([1.0, 2.0], dtype=np.float32),
         )
         redis_client.hset(keys.customer_live(writer.prefix, "c2"), mapping=codec.encode_live(live))
-        state = reader.read_customer("v1", "c2")
+        state = one(reader, "v1", "c2")
         assert state.live.recent_views == ("B", "A")
         assert state.live.cart == ("C",)
         assert state.live.purchased == {"D": 2.0}
@@ -201,7 +195,7 @@ class ReaderBehaviour:
         assert state.live.user_vector is not None and state.live.user_vector.tolist() == [1.0, 2.0]
         # A customer known only from live activity is known too.
         redis_client.hset(keys.customer_live(writer.prefix, "new"), "views", b'["X"]')
-        assert reader.read_customer("v1", "new").known
+        assert one(reader, "v1", "new").known
 
     def test_read_customers_answers_every_id_in_order(
         self, writer: RedisFeatureStore, reader: Reader
@@ -209,20 +203,20 @@ class ReaderBehaviour:
         data = dict(records(30))
         writer.load_version("v1", data.items())
         ids = ["c29", "ghost", "c0", "c7", "c29"]
-        states = reader.read_customers("v1", ids)
+        states = many(reader, "v1", ids)
         assert [s.customer_id for s in states] == ids
         assert states[1].batch is None
         for state in (states[0], states[2], states[3], states[4]):
             assert_same_batch(state.batch, data[state.customer_id])
-        assert reader.read_customers("v1", []) == []
+        assert many(reader, "v1", []) == []
 
-    def test_read_customer_with_revision_returns_the_catalogue_revision(
+    def test_a_read_with_meta_returns_the_catalogue_revision(
         self, writer: RedisFeatureStore, reader: Reader
     ) -> None:
         writer.load_version("v1", records(2))
         assert reader.item_revision() == 0
         writer.set_item_override("85123A", {"hidden": True})
-        state, revision = reader.read_customer_with_revision("v1", "c1")
+        state, revision, _ = one_with_meta(reader, "v1", "c1")
         assert state.batch is not None and revision == 1
         assert reader.item_revision() == 1
 
@@ -230,10 +224,10 @@ class ReaderBehaviour:
         self, writer: RedisFeatureStore, reader: Reader
     ) -> None:
         writer.load_version("v1", records(3))
-        assert reader.read_customer_with_meta("v1", "c1")[1:] == (0, None)
+        assert one_with_meta(reader, "v1", "c1")[1:] == (0, None)
         writer.activate("v1")
         writer.set_item_override("85123A", {"hidden": True})
-        state, revision, active = reader.read_customer_with_meta("v1", "c1")
+        state, revision, active = one_with_meta(reader, "v1", "c1")
         assert state.batch is not None and (revision, active) == (1, "v1")
 
     def test_the_newest_contacts_are_read_with_the_customer(
@@ -249,7 +243,7 @@ class ReaderBehaviour:
         redis_client.zadd(
             contacts, {"old|email": 1.0, "winback|sms": 86_400.0 * 3, "cart-reminder|app": 86_400.0}
         )
-        states = reader.read_customers("v1", ["c1", "c2"])
+        states = many(reader, "v1", ["c1", "c2"])
         reader.close()
         assert states[0].live.contacts == (
             Contact("cart-reminder", "app", datetime(1970, 1, 2)),
@@ -264,7 +258,7 @@ class ReaderBehaviour:
         writer.load_version("v1", records(3))
         writer.activate("v1")
         writer.set_item_override("85123A", {"hidden": True})
-        states, revision, active = reader.read_customers_with_meta("v1", ["c2", "nobody", "c0"])
+        states, revision, active = many_with_meta(reader, "v1", ["c2", "nobody", "c0"])
         assert [s.customer_id for s in states] == ["c2", "nobody", "c0"]
         assert states[1].batch is None and states[2].batch is not None
         assert (revision, active) == (1, "v1")
@@ -283,17 +277,17 @@ class ReaderBehaviour:
             assert CountingConnection.sends == 2  # the counter sees every command
 
             CountingConnection.sends = 0
-            assert reader.read_customer("v1", "c5").batch is not None
+            assert one(reader, "v1", "c5").batch is not None
             assert CountingConnection.sends == 1
 
             CountingConnection.sends = 0
-            states = reader.read_customers("v1", [f"c{i}" for i in range(1000)])
+            states = many(reader, "v1", [f"c{i}" for i in range(1000)])
             assert all(s.batch is not None for s in states)
             assert CountingConnection.sends == 1
 
             CountingConnection.sends = 0
-            reader.read_customer_with_revision("v1", "c5")
-            reader.read_customer_with_meta("v1", "c5")
+            one_with_meta(reader, "v1", "c5")
+            one_with_meta(reader, "v1", "c5")
             assert CountingConnection.sends == 2
         finally:
             reader.close()
@@ -301,9 +295,9 @@ class ReaderBehaviour:
     def test_an_invalid_customer_id_is_rejected_before_any_call(self, reader: Reader) -> None:
         for bad in ["a}b", "", "x y", "a*"]:
             with pytest.raises(InvalidRequestError, match="invalid customer id"):
-                reader.read_customer("v1", bad)
+                one(reader, "v1", bad)
             with pytest.raises(InvalidRequestError, match="invalid customer id"):
-                reader.read_customers_with_meta("v1", ["c1", bad])
+                many_with_meta(reader, "v1", ["c1", bad])
 
     # -- errors and failure ------------------------------------------------------------------
 
@@ -312,8 +306,8 @@ class ReaderBehaviour:
     ) -> None:
         redis_client.set(keys.customer_batch(writer.prefix, "c1", "v1"), "not a hash")
         with pytest.raises(InternalError, match="WRONGTYPE"):
-            reader.read_customer("v1", "c1")
-        assert reader.read_customer("v1", "c2").batch is None  # the connection is still good
+            one(reader, "v1", "c1")
+        assert one(reader, "v1", "c2").batch is None  # the connection is still good
 
     @pytest.fixture
     def own_server(self, tmp_path: Path) -> Iterator[EmbeddedRedis]:
@@ -323,12 +317,12 @@ class ReaderBehaviour:
     def test_reads_fail_fast_when_the_server_is_stopped(self, own_server: EmbeddedRedis) -> None:
         load(own_server.url, "p", records(3))
         reader = self.make(own_server.url, "p", timeout_ms=100)
-        assert reader.read_customer("v1", "c1").batch is not None
+        assert one(reader, "v1", "c1").batch is not None
         assert reader.ping()
         own_server.stop()
         started = time.monotonic()
         with pytest.raises(StoreUnavailableError, match="unavailable"):
-            reader.read_customer_with_meta("v1", "c1")
+            one_with_meta(reader, "v1", "c1")
         assert time.monotonic() - started < 0.5
         assert reader.ping() is False
         with pytest.raises(StoreUnavailableError):
@@ -339,19 +333,19 @@ class ReaderBehaviour:
         timeout_ms = 100
         load(own_server.url, "p", records(3))
         reader = self.make(own_server.url, "p", timeout_ms=timeout_ms)
-        assert reader.read_customer("v1", "c1").batch is not None  # connected
+        assert one(reader, "v1", "c1").batch is not None  # connected
         admin = redis.Redis.from_url(own_server.url)
         admin.execute_command("CLIENT", "PAUSE", 500, "ALL")
         try:
             started = time.monotonic()
             with pytest.raises(StoreUnavailableError, match="[Tt]imeout"):
-                reader.read_customer("v1", "c1")
+                one(reader, "v1", "c1")
             elapsed = time.monotonic() - started
         finally:
             admin.execute_command("CLIENT", "UNPAUSE")
             admin.close()
         assert timeout_ms / 1000 * 0.8 <= elapsed < timeout_ms / 1000 * 4  # one timeout, no retry
-        assert reader.read_customer("v1", "c1").batch is not None  # a fresh connection
+        assert one(reader, "v1", "c1").batch is not None  # a fresh connection
         reader.close()
 
     def test_a_pooled_connection_survives_a_server_restart(self, tmp_path: Path) -> None:
@@ -359,9 +353,9 @@ class ReaderBehaviour:
         with EmbeddedRedis(tmp_path, port=port, persist=True) as server:
             load(server.url, "p", records(3))
             reader = self.make(server.url, "p", timeout_ms=500)
-            assert reader.read_customer("v1", "c1").batch is not None
+            assert one(reader, "v1", "c1").batch is not None
         with EmbeddedRedis(tmp_path, port=port, persist=True):
-            assert reader.read_customer("v1", "c1").batch is not None  # one retry, fresh conn
+            assert one(reader, "v1", "c1").batch is not None  # one retry, fresh conn
         reader.close()
 
     # -- URLs --------------------------------------------------------------------------------
@@ -376,7 +370,7 @@ class ReaderBehaviour:
             data = records(5)
             load(url, "p", data)
             reader = self.make(url, "p")
-            assert_same_batch(reader.read_customer("v1", "c4").batch, data[4][1])
+            assert_same_batch(one(reader, "v1", "c4").batch, data[4][1])
             reader.close()
         finally:
             process.terminate()
@@ -392,10 +386,10 @@ class ReaderBehaviour:
             writer.set_item_override("X", {"hidden": True})
             writer.close()
             reader = self.make(url, "p")
-            state, revision, active = reader.read_customer_with_meta("v1", "c4")
+            state, revision, active = one_with_meta(reader, "v1", "c4")
             assert_same_batch(state.batch, data[4][1])
             assert (revision, active) == (1, "v1")
-            states, _, _ = reader.read_customers_with_meta("v1", [f"c{i}" for i in range(25)])
+            states, _, _ = many_with_meta(reader, "v1", [f"c{i}" for i in range(25)])
             assert [s.batch is not None for s in states] == [True] * 25
             reader.close()
 

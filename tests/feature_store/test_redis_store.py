@@ -19,7 +19,7 @@ from recsys.errors import (
     NotFoundError,
     StoreUnavailableError,
 )
-from recsys.store import BatchRecord, LiveRecord
+from recsys.store import BatchRecord, LiveRecord, ReadPlan
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_a_reader_sees_one_whole_version_before_and_after_the_switch(
                 assert not store.has_version("v2")
                 active = store.active_version()
                 assert active == "v1"
-                states = store.read_customers(active, ids)
+                states = store.read(ReadPlan.of(active, ids)).states
                 seen_during_load.append({s.batch.features["version"] for s in states if s.batch})
                 assert all(s.batch is not None for s in states)
             yield customer_id, rec
@@ -77,7 +77,7 @@ def test_a_reader_sees_one_whole_version_before_and_after_the_switch(
     store.activate("v2")
     assert store.active_version() == "v2"
     assert store.previous_version() == "v1"
-    states = store.read_customers(store.active_version() or "", ids)
+    states = store.read(ReadPlan.of(store.active_version() or "", ids)).states
     assert {s.batch.features["version"] for s in states if s.batch} == {"v2"}
     assert all(s.batch is not None for s in states)
 
@@ -256,9 +256,9 @@ def _exercise(store: RedisFeatureStore) -> None:
     assert store.load_version("v1", data) == 25
     store.activate("v1")
     assert_same_batch(store.read_customer("v1", "c4").batch, data[4][1])
-    assert len(store.read_customers("v1", [f"c{i}" for i in range(25)])) == 25
+    assert len(store.read(ReadPlan.of("v1", [f"c{i}" for i in range(25)])).states) == 25
     assert store.set_item_override("X", {"hidden": True}) == 1
-    _, revision = store.read_customer_with_revision("v1", "c4")
+    revision = store.read(ReadPlan.of("v1", ["c4"], meta=True)).revision
     assert revision == 1
     assert store.export_customer("c4")["batch"]["v1"]["features"] == data[4][1].features
     assert store.erase_customer("c4") == 1

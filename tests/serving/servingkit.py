@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from feature_store import codec, keys
 from feature_store.embedded import free_port
 from recsys.bundle import DataWindow, ItemTable, Manifest, ModelBundle
-from recsys.churn import CHURN_FEATURES
+from recsys.customers.churn import CHURN_FEATURES
 from recsys.store import LiveRecord
 
 with warnings.catch_warnings():
@@ -228,7 +228,7 @@ def metric(text: str, name: str, **labels: str) -> float | None:
 
 OFFERS_VERSION = "20260301T000000Z-cccccc"
 
-#: The offers bundle's catalogue: every expected value below follows from recsys.offers.
+#: The offers bundle's catalogue: every expected value below follows from recsys.decisions.offers.
 OFFER_CATALOGUE: dict = {
     "contact_policy": {
         "caps": {

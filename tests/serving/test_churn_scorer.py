@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from lightgbm import LGBMClassifier
 
-from recsys.churn import CHURN_FEATURES, ChurnScorer, PlattCalibration, churn_matrix
+from recsys.customers.churn import CHURN_FEATURES, ChurnScorer, PlattCalibration, churn_matrix
 from recsys.errors import ModelUnavailableError
 from serving.churn_scorer import OnnxChurnScorer
 from training.churn import export_onnx

@@ -6,7 +6,7 @@ import pytest
 import redis
 from servingkit import ADMIN, CLV_PARAMS, READ, VERSION_1, WRITE, TestClient, write_live
 
-from recsys.clv import CLVModel
+from recsys.customers.clv import CLVModel
 from recsys.store import LiveRecord
 
 CONTRACT_FEATURES = {

@@ -18,7 +18,7 @@ from serving.app import create_app
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One small bundle trained by the real pipeline (serving itself never imports training)."""
-    from recsys.synthetic import generate_events, write_events
+    from recsys.io.synthetic import generate_events, write_events
     from training.pipeline import train_bundle
 
     root = tmp_path_factory.mktemp("trained")

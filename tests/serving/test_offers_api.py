@@ -106,7 +106,7 @@ def test_an_unknown_customer_gets_a_new_customers_offers(offers_client: TestClie
 
 def test_a_bundle_without_a_catalogue_uses_the_default_one(client: TestClient) -> None:
     body = offers(client, "stranger-1", channel="email")
-    assert offer_ids(body) == ["welcome-5"]  # recsys/data/offers.yaml
+    assert offer_ids(body) == ["welcome-5"]  # recsys/decisions/data/offers.yaml
 
 
 def test_the_channel_cap_and_the_cool_down_follow_offer_sent_events(

@@ -7,8 +7,8 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 
-from recsys.churn import CHURN_FEATURES, calibration_from_dict, churn_matrix
-from recsys.loaders import load_interactions
+from recsys.customers.churn import CHURN_FEATURES, calibration_from_dict, churn_matrix
+from recsys.io.loaders import load_interactions
 from serving.churn_scorer import OnnxChurnScorer
 from training.churn import (
     ChurnArtifacts,

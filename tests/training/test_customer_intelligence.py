@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pandas as pd
 
-from recsys.clv import CLVModel
-from recsys.offers import parse_catalogue
-from recsys.segments import JOURNEY_STAGES, SEGMENTS, RFMScorer, describe_one
+from recsys.customers.clv import CLVModel
+from recsys.customers.segments import JOURNEY_STAGES, SEGMENTS, RFMScorer, describe_one
+from recsys.decisions.offer_set import parse_offer_set
 from training.customers import build_customer_intelligence
 
 
@@ -22,7 +22,7 @@ def test_customer_table_has_the_profile_columns_and_json_extras(clustered):
     assert table["churn_risk"].isna().all()  # no churn model asked for
     assert (table["clv"] >= 0).all()
     extra = json.loads(json.dumps(intel.extra))
-    assert parse_catalogue(extra["offers"]).offers
+    assert parse_offer_set(extra["offers"]).offers
     clv = CLVModel.from_dict(extra["clv"]).predict(table)
     np.testing.assert_allclose(clv["clv"], table["clv"])
     rfm = RFMScorer.from_dict(extra["rfm"])

@@ -10,7 +10,7 @@ from trainingkit import CLUSTER_A, CLUSTER_B, START, clustered_interactions, wri
 from recsys.bundle import LATEST_FILE, latest_version_dir, read_bundle
 from recsys.config import TrainingConfig
 from recsys.errors import DataFileError, InvalidRequestError
-from recsys.ranking import RankingModel, RankingParams, score_items, top_k
+from recsys.ranking.scoring import RankingModel, RankingParams, score_items, top_k
 from training.pipeline import BuildOptions, build_bundle, train_bundle
 
 CONFIG = TrainingConfig(factors=4, regularization=0.1, alpha=2.0, iterations=10, neighbours=5)

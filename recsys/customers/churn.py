@@ -1,0 +1,174 @@
+"""Churn: the scorer contract, the model input, and calibration as a separate step.
+
+*Churn* is "buys nothing in the next ``horizon`` days" (``TrainingConfig.churn_horizon_days``).
+Training (``training/churn.py``) fits a LightGBM classifier on time-shifted windows and exports
+the **booster alone** to ONNX; the calibration (a Platt pair on the raw margin, or an isotonic
+table) is stored beside it as JSON and applied here, because a calibrated classifier does not
+convert to ONNX faithfully (see the conventions, "Calibrated LightGBM to ONNX").
+
+The model input is built by :func:`churn_matrix`, the one function used both to train and to
+serve: it takes the feature table of ``recsys.customers.features`` (a DataFrame) or a list of
+feature dicts (the online path) and returns ``float32`` rows in the order of
+:data:`CHURN_FEATURES`. Missing values become :data:`MISSING` (-1; every raw feature is >= 0), so
+the ONNX trees and LightGBM never disagree about where a NaN goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+MISSING: Final = -1.0
+
+#: Feature columns taken as they are from the customer feature table.
+BASE_FEATURES: Final[tuple[str, ...]] = (
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "tenure_days",
+    "days_since_last_event",
+    "inter_purchase_mean_days",
+    "inter_purchase_std_days",
+    "orders_30d",
+    "orders_90d",
+    "spend_30d",
+    "spend_90d",
+    "return_rate",
+    "views_30d",
+    "carts_30d",
+    "n_items_distinct",
+    "nps",
+    "csat",
+    "ces",
+    "email_opens_90d",
+    "email_clicks_90d",
+)
+
+#: Features derived here from the base ones (same code offline and online).
+DERIVED_FEATURES: Final[tuple[str, ...]] = (
+    "recency_over_rhythm",  # recency_days / inter_purchase_mean_days: "overdue" factor
+    "orders_per_month",  # frequency / tenure in 30-day months
+)
+
+#: The ordered columns of the model input.
+CHURN_FEATURES: Final[tuple[str, ...]] = BASE_FEATURES + DERIVED_FEATURES
+
+
+@runtime_checkable
+class ChurnScorer(Protocol):
+    """Anything that turns :func:`churn_matrix` rows into calibrated churn probabilities."""
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """``features``: ``float32 (n, len(CHURN_FEATURES))`` -> probabilities ``(n,)``."""
+        ...
+
+
+def churn_matrix(
+    features: pd.DataFrame | Sequence[Mapping[str, Any]] | Mapping[str, Any],
+) -> np.ndarray:
+    """The model input, ``float32 (n, len(CHURN_FEATURES))``, from a table or feature dicts.
+
+    A single dict gives one row. Absent or non-numeric values count as missing.
+    """
+    if isinstance(features, Mapping):
+        features = [features]
+    if not isinstance(features, pd.DataFrame):
+        features = pd.DataFrame.from_records(list(features), columns=list(BASE_FEATURES))
+    base = np.empty((len(features), len(BASE_FEATURES)), dtype=np.float64)
+    for j, name in enumerate(BASE_FEATURES):
+        if name in features.columns:
+            base[:, j] = pd.to_numeric(features[name], errors="coerce").to_numpy(np.float64)
+        else:
+            base[:, j] = np.nan
+    col = {name: base[:, j] for j, name in enumerate(BASE_FEATURES)}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rhythm = col["recency_days"] / np.maximum(col["inter_purchase_mean_days"], 1.0)
+        per_month = col["frequency"] / np.maximum(col["tenure_days"] / 30.0, 1.0)
+    matrix = np.column_stack([base, rhythm, per_month])
+    matrix[~np.isfinite(matrix)] = MISSING
+    return matrix.astype(np.float32)
+
+
+def _logit(p: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), eps, 1.0 - eps)
+    return np.log(p) - np.log1p(-p)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # stable for large |z|
+
+
+@dataclass(frozen=True)
+class PlattCalibration:
+    """``p = sigmoid(a * logit(raw) + b)``: Platt scaling on the raw margin."""
+
+    a: float
+    b: float
+
+    def apply(self, raw_probs: np.ndarray) -> np.ndarray:
+        return _sigmoid(self.a * _logit(raw_probs) + self.b)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "platt", "a": self.a, "b": self.b}
+
+    @classmethod
+    def fit(cls, raw_probs: np.ndarray, labels: np.ndarray) -> PlattCalibration:
+        """Maximum likelihood ``(a, b)`` (Newton's method on the log loss)."""
+        z = _logit(raw_probs)
+        y = np.asarray(labels, dtype=np.float64)
+        x = np.column_stack([z, np.ones_like(z)])
+        w = np.array([1.0, 0.0])
+        for _ in range(100):
+            p = _sigmoid(x @ w)
+            grad = x.T @ (p - y)
+            hess = (x * (p * (1 - p))[:, None]).T @ x + 1e-9 * np.eye(2)
+            step = np.linalg.solve(hess, grad)
+            w -= step
+            if np.max(np.abs(step)) < 1e-10:
+                break
+        return cls(a=float(w[0]), b=float(w[1]))
+
+
+@dataclass(frozen=True)
+class IsotonicCalibration:
+    """A monotone step table: ``np.interp(raw, x, y)`` (clipped at the ends)."""
+
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+
+    def apply(self, raw_probs: np.ndarray) -> np.ndarray:
+        return np.interp(np.asarray(raw_probs, dtype=np.float64), self.x, self.y)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "isotonic", "x": list(self.x), "y": list(self.y)}
+
+
+@dataclass(frozen=True)
+class IdentityCalibration:
+    def apply(self, raw_probs: np.ndarray) -> np.ndarray:
+        return np.asarray(raw_probs, dtype=np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "identity"}
+
+
+Calibration = PlattCalibration | IsotonicCalibration | IdentityCalibration
+
+
+def calibration_from_dict(data: Mapping[str, Any] | None) -> Calibration:
+    """The inverse of ``to_dict``; ``None`` or ``{}`` means no calibration."""
+    if not data:
+        return IdentityCalibration()
+    method = data.get("method")
+    if method == "platt":
+        return PlattCalibration(a=float(data["a"]), b=float(data["b"]))
+    if method == "isotonic":
+        return IsotonicCalibration(x=tuple(map(float, data["x"])), y=tuple(map(float, data["y"])))
+    if method == "identity":
+        return IdentityCalibration()
+    raise ValueError(f"unknown churn calibration method {method!r}")

@@ -1,0 +1,167 @@
+"""What one request of events does to each of its customers' live records (pure).
+
+:func:`plan_updates` takes the model in memory (:class:`OnlineModel`), what the store holds of
+each customer (:class:`CustomerSnapshot`, read in one round trip) and the request's new events
+(duplicates already removed), and returns each customer's new live record (:class:`LiveUpdate`):
+
+* the online state (``recsys.customers.online_features``) with the events applied, rebased first when the
+  model version changed since it was last written;
+* the lists the hot path reads: recent views, cart, purchased units since training, dislikes;
+* the feature row at the request time, with ``churn_risk`` re-scored by the churn model when a
+  churn input changed (one scorer call for the whole request);
+* a folded-in factor vector (``recsys.ranking.foldin``) when the customer's purchases changed: batch
+  history weights plus distinct live orders per item, the ALS weights of training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from recsys.customers.churn import BASE_FEATURES, ChurnScorer, churn_matrix
+from recsys.customers.online_features import changed, online_features
+from recsys.customers.online_state import (
+    IsProduct,
+    OnlineState,
+    PriceOf,
+    any_product,
+    apply_events,
+    no_price,
+    open_cart,
+    purchase_weights,
+    purchased_units,
+    rebase,
+    to_iso,
+    to_seconds,
+)
+from recsys.events import Event
+from recsys.ranking.foldin import FoldIn
+from recsys.store import BatchRecord, LiveRecord
+
+
+@dataclass(frozen=True)
+class OnlineModel:
+    """What the event path needs of the model in memory."""
+
+    version: str | None
+    as_of: datetime | None  # the batch rows' as_of (the bundle's)
+    item_ids: Sequence[str] = ()
+    row_of: Mapping[str, int] = field(default_factory=dict)
+    fold: FoldIn | None = None
+    churn: ChurnScorer | None = None
+    price_of: PriceOf = no_price
+    is_product: IsProduct = any_product
+
+
+@dataclass(frozen=True)
+class CustomerSnapshot:
+    """A customer's records as read before the write (``online``: the state's JSON)."""
+
+    customer_id: str
+    batch: BatchRecord | None
+    live: LiveRecord
+    online: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class LiveUpdate:
+    """A customer's new live record; ``user_vector`` None with ``refolded`` False: unchanged."""
+
+    recent_views: list[str]
+    cart: list[str]
+    purchased: dict[str, float]
+    disliked: list[str]
+    features: dict[str, Any]
+    online: dict[str, Any]
+    user_vector: np.ndarray | None = None
+    refolded: bool = False
+
+
+def _batch_items(model: OnlineModel, batch: BatchRecord | None) -> list[str]:
+    if batch is None or not len(batch.history_items):
+        return []
+    ids = model.item_ids
+    rows = np.asarray(batch.history_items, dtype=np.int64)
+    return [ids[r] for r in rows[(rows >= 0) & (rows < len(ids))].tolist()]
+
+
+def fold_vector(model: OnlineModel, batch: BatchRecord | None, state: OnlineState) -> np.ndarray:
+    """The customer's vector from batch history weights plus live order counts."""
+    assert model.fold is not None
+    weights = purchase_weights(state)
+    known = [(model.row_of[i], w) for i, w in weights.items() if i in model.row_of]
+    live_rows = np.array([r for r, _ in known], dtype=np.int64)
+    live_w = np.array([w for _, w in known], dtype=np.float64)
+    if batch is not None and len(batch.history_items):
+        live_rows = np.concatenate([np.asarray(batch.history_items, dtype=np.int64), live_rows])
+        live_w = np.concatenate([np.asarray(batch.history_counts, dtype=np.float64), live_w])
+    rows, inverse = np.unique(live_rows, return_inverse=True)
+    summed = np.bincount(inverse, weights=live_w, minlength=rows.size)
+    return model.fold.user_vector(rows, summed)
+
+
+def plan_updates(
+    model: OnlineModel,
+    snapshots: Mapping[str, CustomerSnapshot],
+    events: Sequence[Event],
+    now: datetime,
+) -> dict[str, LiveUpdate]:
+    """Each customer's new live record after ``events`` (see the module docstring)."""
+    by_customer: dict[str, list[Event]] = {}
+    for event in events:
+        by_customer.setdefault(event.customer_id, []).append(event)
+    base_as_of = to_seconds(model.as_of) if model.as_of is not None else None
+    plans: dict[str, LiveUpdate] = {}
+    rescore: list[str] = []
+    for customer_id, mine in by_customer.items():
+        snap = snapshots[customer_id]
+        batch = snap.batch
+        state = OnlineState.from_json(snap.online)
+        new_version = state.version != model.version
+        if new_version and batch is not None:
+            state = rebase(state, base_as_of)
+        state = apply_events(state, mine, model.price_of, model.is_product)
+        state.version = model.version
+        # the request's own events count: they are "before as_of"
+        as_of = max(now, max(e.timestamp for e in mine)) + timedelta(microseconds=1)
+        as_of_s = to_seconds(as_of)
+        batch_features = dict(batch.features) if batch is not None else {}
+        features = online_features(
+            state,
+            batch_features,
+            model.as_of if batch is not None else None,
+            as_of,
+            _batch_items(model, batch),
+        )
+        previous = dict(snap.live.features) or batch_features
+        features["churn_risk"] = previous.get("churn_risk")
+        features["features_as_of"] = to_iso(as_of_s)
+        if model.churn is not None and changed(previous, features, BASE_FEATURES):
+            rescore.append(customer_id)
+        bought = any(e.event_type in ("purchase", "return") for e in mine)
+        vector, refolded = None, False
+        if model.fold is not None and (
+            bought or (new_version and snap.live.user_vector is not None)
+        ):
+            vector, refolded = fold_vector(model, batch, state), True
+            if not np.any(vector):
+                vector = None  # nothing to fold: the batch vector (if any) stands
+        plans[customer_id] = LiveUpdate(
+            recent_views=list(state.recent),
+            cart=open_cart(state, as_of_s),
+            purchased=purchased_units(state),
+            disliked=list(state.disliked),
+            features=features,
+            online=state.to_json(),
+            user_vector=vector,
+            refolded=refolded,
+        )
+    if rescore and model.churn is not None:
+        risks = model.churn.score(churn_matrix([plans[c].features for c in rescore]))
+        for customer_id, risk in zip(rescore, np.asarray(risks).tolist(), strict=True):
+            plans[customer_id].features["churn_risk"] = float(risk)
+    return plans

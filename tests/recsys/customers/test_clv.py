@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.customers.clv import BetaGeoModel, CLVModel, GammaGammaModel, clv_inputs
+
+BG_TRUE = {"r": 0.8, "alpha": 30.0, "a": 0.8, "b": 2.5}
+GG_TRUE = {"p": 6.0, "q": 4.0, "gamma": 15.0}
+
+
+def simulate_bgnbd(n: int, horizon: float, seed: int = 0) -> dict[str, np.ndarray]:
+    """BG/NBD customers observed for T days after their first purchase, then ``horizon`` more."""
+    rng = np.random.default_rng(seed)
+    lam = rng.gamma(BG_TRUE["r"], 1.0 / BG_TRUE["alpha"], n)
+    p = rng.beta(BG_TRUE["a"], BG_TRUE["b"], n)
+    T = rng.uniform(100, 300, n)
+    times = np.cumsum(rng.exponential(1.0 / lam[:, None], (n, 400)), axis=1)
+    alive = np.arange(1, 401)[None, :] <= rng.geometric(p)[:, None]  # dies after the J-th repeat
+    seen = alive & (times < T[:, None])
+    later = alive & (times >= T[:, None]) & (times < (T + horizon)[:, None])
+    x = seen.sum(axis=1)
+    t_x = np.where(x > 0, np.max(np.where(seen, times, 0.0), axis=1), 0.0)
+    return {"x": x, "t_x": t_x, "T": T, "future": later.sum(axis=1)}
+
+
+@pytest.fixture(scope="module")
+def simulated() -> dict[str, np.ndarray]:
+    return simulate_bgnbd(4000, horizon=90.0)
+
+
+def test_bgnbd_recovers_known_parameters(simulated):
+    model = BetaGeoModel().fit(simulated["x"], simulated["t_x"], simulated["T"])
+    for name, true in BG_TRUE.items():
+        assert model.params_[name] == pytest.approx(true, rel=0.3), name
+
+
+def test_bgnbd_expected_purchases_match_the_simulated_future(simulated):
+    model = BetaGeoModel().fit(simulated["x"], simulated["t_x"], simulated["T"])
+    predicted = model.expected_purchases(90.0, simulated["x"], simulated["t_x"], simulated["T"])
+    assert predicted.sum() == pytest.approx(simulated["future"].sum(), rel=0.1)
+    assert np.corrcoef(predicted, simulated["future"])[0, 1] > 0.5
+
+
+def test_p_alive_is_one_without_repeat_and_falls_with_silence_after_the_last_purchase():
+    model = BetaGeoModel()
+    model.r_, model.alpha_, model.a_, model.b_ = 0.8, 30.0, 0.8, 2.5
+    x, t_x = np.array([0.0, 5.0, 5.0]), np.array([0.0, 100.0, 20.0])
+    alive = model.p_alive(x, t_x, np.array([100.0, 100.0, 100.0]))
+    # bought at T: dead only if the last purchase was the final one, a / (b + x - 1)
+    assert alive[0] == 1.0 and alive[1] == pytest.approx(1.0 / (1.0 + 0.8 / 6.5))
+    assert alive[2] < 0.5
+
+
+def test_gamma_gamma_recovers_parameters_and_shrinks_to_the_mean():
+    rng = np.random.default_rng(1)
+    n = 5000
+    nu = rng.gamma(GG_TRUE["q"], 1.0 / GG_TRUE["gamma"], n)
+    x = rng.integers(1, 10, n).astype(float)
+    m = rng.gamma(GG_TRUE["p"] * x, 1.0 / (x * nu))
+    model = GammaGammaModel().fit(x, m)
+    for name, true in GG_TRUE.items():
+        assert model.params_[name] == pytest.approx(true, rel=0.25), name
+    expected = model.expected_order_value(
+        np.array([0.0, 1.0, 50.0]), np.array([np.nan, 99.0, 99.0])
+    )
+    assert expected[0] == pytest.approx(model.population_mean_)
+    assert model.population_mean_ < expected[1] < expected[2] < 99.0
+
+
+def _features() -> pd.DataFrame:
+    as_of = pd.Timestamp("2024-07-01")
+    return pd.DataFrame(
+        {
+            "frequency": [0, 1, 4, 6],
+            "recency_days": [np.nan, 10.0, 5.0, 80.0],
+            "first_purchase_at": [
+                pd.NaT,
+                as_of - pd.Timedelta(days=10),
+                as_of - pd.Timedelta(days=100),
+                as_of - pd.Timedelta(days=200),
+            ],
+            "last_purchase_at": [
+                pd.NaT,
+                as_of - pd.Timedelta(days=10),
+                as_of - pd.Timedelta(days=5),
+                as_of - pd.Timedelta(days=80),
+            ],
+            "avg_repeat_order_value": [np.nan, np.nan, 50.0, 20.0],
+        }
+    )
+
+
+def test_clv_inputs_from_the_feature_table():
+    inp = clv_inputs(_features())
+    assert inp["x"].tolist() == [0, 0, 3, 5]
+    assert inp["t_x"].tolist() == [0, 0, 95, 120]
+    assert inp["T"].tolist() == [0, 10, 100, 200]
+
+
+def test_clv_is_purchases_times_value_zero_for_non_buyers_and_same_for_one_dict(simulated):
+    rng = np.random.default_rng(3)
+    x, t_x, T = simulated["x"], simulated["t_x"], simulated["T"]
+    as_of = pd.Timestamp("2024-07-01")
+    train = pd.DataFrame(
+        {
+            "frequency": x + 1,
+            "recency_days": T - t_x,
+            "first_purchase_at": as_of - pd.to_timedelta(T, unit="D"),
+            "last_purchase_at": as_of - pd.to_timedelta(T - t_x, unit="D"),
+            "avg_repeat_order_value": np.where(x > 0, rng.gamma(5.0, 10.0, x.size), np.nan),
+        }
+    )
+    model = CLVModel(horizon_days=365).fit(train)
+    table = model.predict(_features())
+    assert table["clv"].iloc[0] == 0.0 and table["p_alive"].iloc[0] == 0.0
+    assert np.allclose(table["clv"], table["expected_purchases"] * table["expected_order_value"])
+    assert (table["clv"].iloc[1:] > 0).all()
+    one = model.predict(_features().iloc[2].to_dict())
+    assert one["clv"].iloc[0] == pytest.approx(table["clv"].iloc[2])
+    again = CLVModel.from_dict(model.to_dict()).predict(_features())
+    pd.testing.assert_frame_equal(again, table)
+
+
+def test_clv_inputs_read_naive_and_zoned_times_in_one_column() -> None:
+    from recsys.customers.clv import clv_inputs
+
+    table = pd.DataFrame(
+        {
+            "first_purchase_at": ["2011-01-01 10:00:00", "2026-01-01T10:00:00+00:00"],
+            "last_purchase_at": ["2011-01-11 10:00:00", "2026-01-21T10:00:00.500+00:00"],
+            "recency_days": [5.0, 1.0],
+            "frequency": [3, 2],
+            "avg_repeat_order_value": [10.0, 20.0],
+        }
+    )
+    t_x = clv_inputs(table)["t_x"]
+    assert t_x[0] == 10.0
+    assert abs(t_x[1] - 20.0) < 1e-4
