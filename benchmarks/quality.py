@@ -122,8 +122,8 @@ def tune(events: Path, out: Path | None) -> dict[str, Any]:
     from recsys.config import TrainingConfig
     from recsys.io.loaders import load_interactions
     from recsys.ranking.scoring import RankingParams
+    from training.build import BuildOptions, build_bundle
     from training.evaluate import evaluate_bundle, ground_truth
-    from training.pipeline import BuildOptions, build_bundle
 
     loaded = load_interactions(events)
     df, catalog = loaded.interactions, loaded.catalog

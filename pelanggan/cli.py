@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ipaddress
 import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from pelanggan.store import redis_for
 from recsys.config import Settings, get_settings
 from recsys.errors import InvalidRequestError, RecsysError
 
@@ -68,23 +68,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-@contextlib.contextmanager
-def redis_for(settings: Settings, data_dir: Path) -> Iterator[Settings]:
-    """Settings whose ``redis_url`` is reachable: the configured one, or an embedded server."""
-    if settings.redis_url:
-        yield settings
-        return
-    from feature_store.embedded import EmbeddedRedis
-
-    with EmbeddedRedis(data_dir) as server:
-        log.info("started embedded Redis on %s (data in %s)", server.url, data_dir)
-        os.environ["RECSYS_REDIS_URL"] = server.url  # for worker processes
-        try:
-            yield settings.model_copy(update={"redis_url": server.url})
-        finally:
-            os.environ.pop("RECSYS_REDIS_URL", None)
 
 
 def erased_customers(settings: Settings, artifacts: Path) -> frozenset[str]:

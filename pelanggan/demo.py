@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from pelanggan.store import redis_for
 from recsys.bundle import latest_version_dir, read_bundle
 from recsys.config import Settings
 from recsys.errors import ModelUnavailableError
@@ -63,8 +64,6 @@ Load test: make loadtest   (Ctrl-C stops the server)
 
 
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from pelanggan.cli import redis_for
-
     version_dir = _prepare(args, settings)
     artifacts = version_dir.parent
     settings = settings.model_copy(

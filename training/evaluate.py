@@ -34,8 +34,8 @@ from recsys.config import TrainingConfig
 from recsys.errors import InvalidRequestError
 from recsys.ranking.metrics import summarize
 from recsys.ranking.scoring import RankingModel, RankingParams, score_items, top_k
+from training.build import BuildOptions, build_bundle
 from training.interactions import index_of
-from training.pipeline import BuildOptions, build_bundle
 
 METHODS: tuple[str, ...] = ("served", "als", "item_knn", "popularity", "buy_again")
 TASKS: tuple[str, ...] = ("discovery", "all")

@@ -10,8 +10,8 @@ from trainingkit import START, clustered_interactions, rows_for, write_events_cs
 from recsys.config import TrainingConfig
 from recsys.errors import InvalidRequestError
 from recsys.schema import INTERACTION_COLUMNS
+from training.build import BuildOptions, build_bundle
 from training.evaluate import METHODS, evaluate, evaluate_split, ground_truth
-from training.pipeline import BuildOptions, build_bundle
 
 CONFIG = TrainingConfig(factors=4, regularization=0.1, alpha=2.0, iterations=10, neighbours=5)
 FAST = BuildOptions(with_features=False, with_churn=False)

@@ -11,7 +11,8 @@ from recsys.bundle import LATEST_FILE, latest_version_dir, read_bundle
 from recsys.config import TrainingConfig
 from recsys.errors import DataFileError, InvalidRequestError
 from recsys.ranking.scoring import RankingModel, RankingParams, score_items, top_k
-from training.pipeline import BuildOptions, build_bundle, train_bundle
+from training.build import BuildOptions, build_bundle
+from training.pipeline import train_bundle
 
 CONFIG = TrainingConfig(factors=4, regularization=0.1, alpha=2.0, iterations=10, neighbours=5)
 FAST = BuildOptions(with_features=False, with_churn=False)
