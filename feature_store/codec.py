@@ -57,27 +57,26 @@ from typing import Any
 import numpy as np
 import orjson
 
+from feature_store import keys
 from recsys.decisions.contacts import Contact
 from recsys.store import BatchRecord, LiveRecord
 
 F4 = np.dtype("<f4")
 I4 = np.dtype("<i4")
 
-# Batch record fields.
-FEATURES = "f"
-USER_VECTOR = "u"
-HISTORY_ITEMS = "hi"
-HISTORY_COUNTS = "hc"
-HISTORY_LAST_DAYS = "hd"
-
-# Live record fields.
-LIVE_VIEWS = "views"
-LIVE_CART = "cart"
-LIVE_PURCHASED = "purchased"
-LIVE_DISLIKED = "disliked"
-LIVE_FEATURES = "features"
-LIVE_USER_VECTOR = "u"
-LIVE_USER_VECTOR_VERSION = "uv"
+# the hash fields as Redis returns them (bytes)
+_B_BATCH_FEATURES = keys.BATCH_FEATURES.encode()
+_B_BATCH_HISTORY_COUNTS = keys.BATCH_HISTORY_COUNTS.encode()
+_B_BATCH_HISTORY_ITEMS = keys.BATCH_HISTORY_ITEMS.encode()
+_B_BATCH_HISTORY_LAST_DAYS = keys.BATCH_HISTORY_LAST_DAYS.encode()
+_B_BATCH_USER_VECTOR = keys.BATCH_USER_VECTOR.encode()
+_B_LIVE_CART = keys.LIVE_CART.encode()
+_B_LIVE_DISLIKED = keys.LIVE_DISLIKED.encode()
+_B_LIVE_FEATURES = keys.LIVE_FEATURES.encode()
+_B_LIVE_PURCHASED = keys.LIVE_PURCHASED.encode()
+_B_LIVE_USER_VECTOR = keys.LIVE_USER_VECTOR.encode()
+_B_LIVE_USER_VECTOR_VERSION = keys.LIVE_USER_VECTOR_VERSION.encode()
+_B_LIVE_VIEWS = keys.LIVE_VIEWS.encode()
 
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 _EMPTY_I4 = np.zeros(0, dtype=I4)
@@ -112,11 +111,11 @@ def _json(raw: bytes | None) -> Any:
 def encode_batch(record: BatchRecord) -> dict[str, bytes]:
     """The hash fields of a batch record (all five, always)."""
     return {
-        FEATURES: dumps(dict(record.features)),
-        USER_VECTOR: vector_bytes(record.user_vector),
-        HISTORY_ITEMS: vector_bytes(record.history_items, I4),
-        HISTORY_COUNTS: vector_bytes(record.history_counts),
-        HISTORY_LAST_DAYS: vector_bytes(record.history_last_days),
+        keys.BATCH_FEATURES: dumps(dict(record.features)),
+        keys.BATCH_USER_VECTOR: vector_bytes(record.user_vector),
+        keys.BATCH_HISTORY_ITEMS: vector_bytes(record.history_items, I4),
+        keys.BATCH_HISTORY_COUNTS: vector_bytes(record.history_counts),
+        keys.BATCH_HISTORY_LAST_DAYS: vector_bytes(record.history_last_days),
     }
 
 
@@ -131,27 +130,27 @@ def decode_batch(fields: Mapping[bytes, bytes]) -> BatchRecord | None:
         return None
     get = fields.get
     return BatchRecord(
-        features=_json(get(b"f")) or {},
-        user_vector=_vector(get(b"u")),
-        history_items=_array(get(b"hi"), I4, _EMPTY_I4),
-        history_counts=_array(get(b"hc"), F4, _EMPTY_F4),
-        history_last_days=_array(get(b"hd"), F4, _EMPTY_F4),
+        features=_json(get(_B_BATCH_FEATURES)) or {},
+        user_vector=_vector(get(_B_BATCH_USER_VECTOR)),
+        history_items=_array(get(_B_BATCH_HISTORY_ITEMS), I4, _EMPTY_I4),
+        history_counts=_array(get(_B_BATCH_HISTORY_COUNTS), F4, _EMPTY_F4),
+        history_last_days=_array(get(_B_BATCH_HISTORY_LAST_DAYS), F4, _EMPTY_F4),
     )
 
 
 def encode_live(record: LiveRecord) -> dict[str, bytes]:
     """The hash fields of a live record (for tests, tools and writers that replace it whole)."""
     fields = {
-        LIVE_VIEWS: dumps(list(record.recent_views)),
-        LIVE_CART: dumps(list(record.cart)),
-        LIVE_PURCHASED: dumps({str(k): float(v) for k, v in record.purchased.items()}),
-        LIVE_DISLIKED: dumps(sorted(record.disliked)),
-        LIVE_FEATURES: dumps(dict(record.features)),
+        keys.LIVE_VIEWS: dumps(list(record.recent_views)),
+        keys.LIVE_CART: dumps(list(record.cart)),
+        keys.LIVE_PURCHASED: dumps({str(k): float(v) for k, v in record.purchased.items()}),
+        keys.LIVE_DISLIKED: dumps(sorted(record.disliked)),
+        keys.LIVE_FEATURES: dumps(dict(record.features)),
     }
     if record.user_vector is not None:
-        fields[LIVE_USER_VECTOR] = vector_bytes(record.user_vector)
+        fields[keys.LIVE_USER_VECTOR] = vector_bytes(record.user_vector)
     if record.user_vector_version is not None:
-        fields[LIVE_USER_VECTOR_VERSION] = record.user_vector_version.encode()
+        fields[keys.LIVE_USER_VECTOR_VERSION] = record.user_vector_version.encode()
     return fields
 
 
@@ -196,15 +195,15 @@ def decode_live(
     if not fields and not extra:
         return EMPTY_LIVE
     get = fields.get
-    purchased = _json(get(b"purchased")) or {}
-    vector_version = get(b"uv")
+    purchased = _json(get(_B_LIVE_PURCHASED)) or {}
+    vector_version = get(_B_LIVE_USER_VECTOR_VERSION)
     return LiveRecord(
-        recent_views=tuple(_strings(_json(get(b"views")))),
-        cart=tuple(_strings(_json(get(b"cart")))),
+        recent_views=tuple(_strings(_json(get(_B_LIVE_VIEWS)))),
+        cart=tuple(_strings(_json(get(_B_LIVE_CART)))),
         purchased={str(k): float(v) for k, v in purchased.items()},
-        disliked=frozenset(_strings(_json(get(b"disliked")))),
-        features=_json(get(b"features")) or {},
-        user_vector=_vector(get(b"u")),
+        disliked=frozenset(_strings(_json(get(_B_LIVE_DISLIKED)))),
+        features=_json(get(_B_LIVE_FEATURES)) or {},
+        user_vector=_vector(get(_B_LIVE_USER_VECTOR)),
         user_vector_version=None if vector_version is None else vector_version.decode(),
         **extra,
     )
@@ -257,12 +256,12 @@ def plain(value: Any) -> Any:
 
 
 _LIVE_KNOWN = {
-    LIVE_VIEWS,
-    LIVE_CART,
-    LIVE_PURCHASED,
-    LIVE_DISLIKED,
-    LIVE_FEATURES,
-    LIVE_USER_VECTOR_VERSION,
+    keys.LIVE_VIEWS,
+    keys.LIVE_CART,
+    keys.LIVE_PURCHASED,
+    keys.LIVE_DISLIKED,
+    keys.LIVE_FEATURES,
+    keys.LIVE_USER_VECTOR_VERSION,
 }
 
 
@@ -289,7 +288,7 @@ def export_form(entries: Iterable[tuple[str, str | None, Any]]) -> dict[str, Any
         elif suffix == "live" and kind == "hash":
             live = live_to_json(decode_live(value))
             extra = {k.decode(): v for k, v in value.items() if k.decode() not in _LIVE_KNOWN}
-            extra.pop(LIVE_USER_VECTOR, None)
+            extra.pop(keys.LIVE_USER_VECTOR, None)
             live["other_fields"] = plain(extra)
             held["live"] = live
         elif suffix == "contacts" and kind == "zset":

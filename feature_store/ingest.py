@@ -44,6 +44,7 @@ import gzip
 import io
 import math
 import random
+import string
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -62,13 +63,10 @@ from recsys.events import Event
 from recsys.schema import EVENT_COLUMNS
 from recsys.store import LiveRecord
 
-LIVE_ONLINE = "agg"
-LIVE_REVISION = "rev"
-LIVE_VECTOR_VERSION = "uv"
 #: How long contacts are kept when the caller names no horizon: the default policy's.
 DEFAULT_CONTACT_HORIZON_S = ContactPolicy().horizon_days * 86_400.0
 
-_WRITE = """
+_WRITE = string.Template("""
 local maxlen = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 local cutoff = ARGV[3]
@@ -87,7 +85,7 @@ for i = 1, n do
   local live, evt, contacts = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
   if redis.call('SISMEMBER', KEYS[3 * n + 2], ARGV[pos]) == 1 then return -1 end
   pos = pos + 1
-  local rev = redis.call('HGET', live, 'rev')
+  local rev = redis.call('HGET', live, '$REVISION')
   if not rev then rev = '0' end
   if rev ~= ARGV[pos] then return -1 end
   pos = pos + 1
@@ -103,7 +101,7 @@ for i = 1, n do
   local plan = plans[i]
   if #plan[3] > 0 then redis.call('SADD', plan[2], unpack(plan[3])) end
   if #plan[4] > 0 then redis.call('HSET', plan[1], unpack(plan[4])) end
-  redis.call('HINCRBY', plan[1], 'rev', 1)
+  redis.call('HINCRBY', plan[1], '$REVISION', 1)
   if #plan[6] > 0 then
     redis.call('ZADD', plan[5], unpack(plan[6]))
     redis.call('ZREMRANGEBYSCORE', plan[5], '-inf', '(' .. cutoff)
@@ -131,7 +129,7 @@ for j = 1, nevents do
   redis.call('XADD', unpack(args))
 end
 return nevents
-"""
+""").substitute(REVISION=keys.LIVE_REVISION)
 Plan = Callable[[Mapping[str, CustomerSnapshot], Sequence[Event]], Mapping[str, LiveUpdate]]
 
 
@@ -148,16 +146,16 @@ class IngestResult:
 def encode_update(update: LiveUpdate, version: str | None) -> dict[str, bytes]:
     """The live-record hash fields of ``update`` (layout of ``feature_store.codec``)."""
     fields = {
-        codec.LIVE_VIEWS: codec.dumps(update.recent_views),
-        codec.LIVE_CART: codec.dumps(update.cart),
-        codec.LIVE_PURCHASED: codec.dumps(update.purchased),
-        codec.LIVE_DISLIKED: codec.dumps(update.disliked),
-        codec.LIVE_FEATURES: codec.dumps(update.features),
-        LIVE_ONLINE: codec.dumps(update.online),
+        keys.LIVE_VIEWS: codec.dumps(update.recent_views),
+        keys.LIVE_CART: codec.dumps(update.cart),
+        keys.LIVE_PURCHASED: codec.dumps(update.purchased),
+        keys.LIVE_DISLIKED: codec.dumps(update.disliked),
+        keys.LIVE_FEATURES: codec.dumps(update.features),
+        keys.LIVE_ONLINE: codec.dumps(update.online),
     }
     if update.refolded:
-        fields[codec.LIVE_USER_VECTOR] = codec.vector_bytes(update.user_vector)
-        fields[LIVE_VECTOR_VERSION] = (version or "").encode()
+        fields[keys.LIVE_USER_VECTOR] = codec.vector_bytes(update.user_vector)
+        fields[keys.LIVE_USER_VECTOR_VERSION] = (version or "").encode()
     return fields
 
 
@@ -262,8 +260,8 @@ class EventWriter:
                 seen.update(
                     (customer, i) for i, hit in zip(ids[customer], flags, strict=True) if hit
                 )
-            raw_online = live.get(LIVE_ONLINE.encode())
-            vector_version = live.get(LIVE_VECTOR_VERSION.encode())
+            raw_online = live.get(keys.LIVE_ONLINE.encode())
+            vector_version = live.get(keys.LIVE_USER_VECTOR_VERSION.encode())
             record = codec.decode_live(live)
             if record.user_vector is not None and vector_version not in (
                 None,
@@ -276,7 +274,7 @@ class EventWriter:
                 live=record,
                 online=orjson.loads(raw_online) if raw_online else None,
             )
-            revisions[customer] = live.get(LIVE_REVISION.encode(), b"0")
+            revisions[customer] = live.get(keys.LIVE_REVISION.encode(), b"0")
         return erased, snapshots, revisions, seen
 
     def _write(

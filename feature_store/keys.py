@@ -27,16 +27,38 @@ key                                    type         holds
 
 The two catalogue keys share the hash tag ``{items}`` so that one ``MULTI`` can change both on
 Redis Cluster too.
+
+The fields of the two per-customer hashes are named here too (``BATCH_*``, ``LIVE_*``): the
+codec, the ingest path and the Lua scripts all take them from this module.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Final
 
 from recsys import schema
 
 CUSTOMER_ID_PATTERN = schema.CUSTOMER_ID_PATTERN  # the one alphabet, re-exported
+
+# -- fields of the batch hash (``<p>:{c:<id>}:v:<version>``) --------------------------------
+BATCH_FEATURES: Final = "f"  # JSON feature row
+BATCH_USER_VECTOR: Final = "u"  # raw f4 factor vector
+BATCH_HISTORY_ITEMS: Final = "hi"  # raw i4 item rows of the version
+BATCH_HISTORY_COUNTS: Final = "hc"  # raw f4
+BATCH_HISTORY_LAST_DAYS: Final = "hd"  # raw f4, days before as_of
+
+# -- fields of the live hash (``<p>:{c:<id>}:live``) ----------------------------------------
+LIVE_VIEWS: Final = "views"  # JSON list, newest first
+LIVE_CART: Final = "cart"  # JSON list
+LIVE_PURCHASED: Final = "purchased"  # JSON item id -> units since training
+LIVE_DISLIKED: Final = "disliked"  # JSON list
+LIVE_FEATURES: Final = "features"  # JSON online feature values
+LIVE_USER_VECTOR: Final = "u"  # raw f4 folded-in vector
+LIVE_USER_VECTOR_VERSION: Final = "uv"  # the version it was folded against
+LIVE_ONLINE: Final = "agg"  # JSON online state (recsys.customers.online_state)
+LIVE_REVISION: Final = "rev"  # integer, bumped by every write of events
 
 
 def _tag(customer_id: str) -> str:

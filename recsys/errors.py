@@ -5,6 +5,7 @@ The tree::
     RecsysError
     ├── NotFoundError            a named thing (customer, item, model version) does not exist
     ├── InvalidRequestError      the caller sent something we cannot act on
+    │   ├── InvalidEventError    an event of a request is invalid (names its index and problem)
     │   └── DataFileError        an input file is malformed (names the file, row and problem)
     ├── UnauthorizedError        no or unknown API key
     ├── ForbiddenError           the key lacks the scope the operation needs
@@ -22,6 +23,10 @@ from __future__ import annotations
 class RecsysError(Exception):
     """Base of every error this project raises on purpose."""
 
+    def details(self) -> dict[str, object]:
+        """Machine-readable facts about the error beyond its message (none by default)."""
+        return {}
+
 
 class NotFoundError(RecsysError):
     def __init__(self, kind: str, identifier: str) -> None:
@@ -32,6 +37,19 @@ class NotFoundError(RecsysError):
 
 class InvalidRequestError(RecsysError):
     """The input is wrong; ``detail`` says what and with which value."""
+
+
+class InvalidEventError(InvalidRequestError):
+    """Event ``index`` of a request is invalid (None: the request's shape is); ``problem`` says
+    which field and why."""
+
+    def __init__(self, index: int | None, problem: str) -> None:
+        super().__init__(problem if index is None else f"events[{index}]: {problem}")
+        self.index = index
+        self.problem = problem
+
+    def details(self) -> dict[str, object]:
+        return {} if self.index is None else {"index": self.index}
 
 
 class DataFileError(InvalidRequestError):

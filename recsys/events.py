@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from recsys.errors import InvalidRequestError
+from recsys.errors import InvalidEventError
 from recsys.schema import (
     CUSTOMER_ID_PATTERN,
     INTERACTION_COLUMNS,
@@ -207,21 +207,14 @@ def _problem(error: ValidationError) -> str:
     return f"{where}: {message}" if where else message
 
 
-class InvalidEventError(InvalidRequestError):
-    """Event ``index`` of a request is invalid; ``problem`` says which field and why."""
-
-    def __init__(self, index: int, problem: str) -> None:
-        super().__init__(f"events[{index}]: {problem}")
-        self.index = index
-        self.problem = problem
-
-
 def validate_batch(raw: Sequence[object], max_events: int = DEFAULT_MAX_EVENTS) -> list[Event]:
     """All events of a request, validated, or :class:`InvalidEventError` for the first bad one."""
     if not raw:
-        raise InvalidRequestError("events: at least one event is needed")
+        raise InvalidEventError(None, "events: at least one event is needed")
     if len(raw) > max_events:
-        raise InvalidRequestError(f"events: {len(raw)} events; at most {max_events} per request")
+        raise InvalidEventError(
+            None, f"events: {len(raw)} events; at most {max_events} per request"
+        )
     events: list[Event] = []
     for index, item in enumerate(raw):
         if isinstance(item, Event):

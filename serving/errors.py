@@ -22,6 +22,7 @@ from starlette.responses import Response
 from recsys.errors import (
     ForbiddenError,
     InternalError,
+    InvalidEventError,
     InvalidRequestError,
     NotFoundError,
     RecsysError,
@@ -35,6 +36,7 @@ _TYPE_BASE = "urn:pelanggan:problem:"
 #: (error class, status, problem type); the first matching class wins, so subclasses go first.
 _MAPPING: tuple[tuple[type[RecsysError], int, str], ...] = (
     (NotFoundError, 404, "not-found"),
+    (InvalidEventError, 422, "invalid-event"),
     (InvalidRequestError, 400, "invalid-request"),
     (UnauthorizedError, 401, "unauthorized"),
     (ForbiddenError, 403, "forbidden"),
@@ -118,7 +120,9 @@ async def _recsys_error(request: Request, exc: Exception) -> Response:
     if status == 401:
         headers["WWW-Authenticate"] = 'APIKey header="X-API-Key"'
     detail = str(exc) if status != 500 else "an internal invariant was broken"
-    return problem_response(request, status, detail, problem_type=problem_type, headers=headers)
+    return problem_response(
+        request, status, detail, problem_type=problem_type, headers=headers, extra=exc.details()
+    )
 
 
 def _field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:

@@ -19,10 +19,9 @@ from starlette.responses import Response
 from feature_store.ingest import EventWriter
 from recsys.config import Settings
 from recsys.customers.live_update import CustomerSnapshot, LiveUpdate, OnlineModel, plan_updates
-from recsys.errors import InvalidRequestError
-from recsys.events import Event, InvalidEventError, utcnow, validate_batch
+from recsys.errors import InvalidEventError
+from recsys.events import Event, utcnow, validate_batch
 from serving.auth import Principal, require
-from serving.errors import problem_response
 from serving.routes.common import ServingDep, json_response, problems
 from serving.state import ServingState
 
@@ -55,7 +54,7 @@ def _raw_events(payload: Any) -> Sequence[Any]:
     if isinstance(payload, Mapping) and "events" in payload:
         batch = payload["events"]
         if not isinstance(batch, list):
-            raise InvalidRequestError("events: must be a list of event objects")
+            raise InvalidEventError(None, "events: must be a list of event objects")
         return batch
     return [payload]
 
@@ -103,12 +102,5 @@ def post_events(
     accepted, duplicate and ignored (erased customer) events; the customers' next answers
     already reflect them."""
     settings: Settings = request.app.state.settings
-    try:
-        events = validate_batch(_raw_events(payload), settings.serving.max_batch)
-    except InvalidEventError as exc:
-        return problem_response(
-            request, 422, str(exc), problem_type="invalid-event", extra={"index": exc.index}
-        )
-    except InvalidRequestError as exc:
-        return problem_response(request, 422, str(exc), problem_type="invalid-event")
+    events = validate_batch(_raw_events(payload), settings.serving.max_batch)
     return json_response(ingest(request.app, serving, events), status_code=202)

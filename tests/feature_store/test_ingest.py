@@ -18,8 +18,8 @@ from feature_store.ingest import EventWriter, IngestResult, export_stream
 from feature_store.redis_store import RedisFeatureStore
 from recsys.config import Settings
 from recsys.customers.live_update import OnlineModel, plan_updates
-from recsys.errors import StoreUnavailableError
-from recsys.events import Event, InvalidEventError, utcnow, validate_batch
+from recsys.errors import InvalidEventError, StoreUnavailableError
+from recsys.events import Event, utcnow, validate_batch
 from recsys.io.loaders import load_interactions
 from recsys.ranking.foldin import FoldIn
 from recsys.store import BatchRecord

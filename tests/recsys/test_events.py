@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from feature_store.keys import CUSTOMER_ID_PATTERN as KEY_PATTERN
-from recsys.errors import InvalidRequestError
-from recsys.events import Event, InvalidEventError, utcnow, validate_batch
+from recsys.errors import InvalidEventError, InvalidRequestError
+from recsys.events import Event, utcnow, validate_batch
 from recsys.schema import (
     CUSTOMER_ID_PATTERN,
     EVENT_COLUMNS,
