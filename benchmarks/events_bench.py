@@ -42,8 +42,8 @@ from benchmarks.http_load import run_load  # noqa: E402
 from benchmarks.server import serving  # noqa: E402
 from recsys.bundle import ModelBundle, latest_version_dir, read_bundle  # noqa: E402
 from recsys.ranking.foldin import FoldIn  # noqa: E402
-from recsys.ranking.metrics import hit_rate_at_k, ndcg_at_k  # noqa: E402
 from recsys.ranking.scoring import RankingModel, score_items, top_k  # noqa: E402
+from recsys.ranking.topk_metrics import hit_rate_at_k, ndcg_at_k  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATA_FILE = DATA / "online_retail_2010-12_2011-08.csv.gz"

@@ -89,12 +89,12 @@ def run_export(base: str, channel: str) -> tuple[int, int, float]:
 def item_costs(root: Path, n: int = 1000) -> tuple[float, float, float]:
     """Microseconds per customer: the hot path's ``recommend`` one by one, the batch's
     ``recommended_items_many``, one BLAS product."""
-    from serving.model_state import Catalog, ModelState, Snapshot
+    from serving.model_state import ItemCatalogue, ModelState, Snapshot
     from serving.offers import recommended_items, recommended_items_many
 
     bundle = read_bundle(latest_version_dir(root))
     model = ModelState.from_bundle(bundle)
-    snapshot = Snapshot(model, Catalog.build(model, {}, revision=0))
+    snapshot = Snapshot(model, ItemCatalogue.build(model, {}, revision=0))
     rows = np.arange(min(n, len(bundle.customer_ids)))
     states = []
     for row in rows.tolist():
@@ -107,7 +107,7 @@ def item_costs(root: Path, n: int = 1000) -> tuple[float, float, float]:
             history_last_days=bundle.history_last_days.data[start:end].astype(np.float32),
         )
         states.append(CustomerState(str(bundle.customer_ids[row]), record, LiveRecord()))
-    slots = model.intel.item_slots or 4
+    slots = model.customer_models.item_slots or 4
     users = np.ascontiguousarray(bundle.user_factors[rows])
 
     def per_customer() -> None:

@@ -2,28 +2,25 @@
 
 :meth:`EventWriter.ingest` takes one request's validated events and:
 
-1. drops repeats of an ``event_id`` inside the request (the first one counts);
-2. reads, in one pipelined round trip, which customers are erased (``<p>:erased``: their events
-   are acknowledged as ``ignored``, and nothing of theirs is planned or stored), each
-   customer's live record (with its revision ``rev``
-   and the online state ``agg``), their batch record of the serving model version and which of
-   the request's event ids their ``evt`` set already holds;
-3. calls ``plan`` (pure: ``recsys.customers.live_update.plan_updates`` bound to the model) with what it
-   read and the events not seen before;
-4. writes in **one** Lua script (``EVALSHA``): it first checks that no customer was erased
-   meanwhile, every customer's ``rev`` is still the one read and no event id has been applied
-   meanwhile, and only then adds the event
-   ids to the ``evt`` sets, replaces the live-record fields, bumps ``rev``, adds every
-   ``offer_sent`` to the customer's contacts (``ZADD`` member ``offer_id|channel``, score the
-   event time; entries older than the contact horizon -- the longest window of the contact
-   policy -- are trimmed, and the key expires a horizon after its newest entry) and appends
-   every accepted event to the stream (``XADD MAXLEN ~ event_stream_maxlen``). A check that fails
-   writes nothing and the whole request is re-read and re-planned (optimistic concurrency, as
-   ``WATCH`` would do, without its round trips), so two writers of one customer never lose an
-   update and an event is never applied twice.
+1. drops repeats of an ``event_id`` inside the request (the first one counts); 2. reads, in one
+pipelined round trip, which customers are erased (``<p>:erased``: their events are acknowledged as
+``ignored``, and nothing of theirs is planned or stored), each customer's live record (with its
+revision ``rev`` and the online state ``agg``), their batch record of the serving model version and
+which of the request's event ids their ``evt`` set already holds; 3. calls ``plan`` (pure:
+``recsys.customers.live_update.plan_updates`` bound to the model) with what it read and the events
+not seen before; 4. writes in **one** Lua script (``EVALSHA``): it first checks that no customer was
+erased meanwhile, every customer's ``rev`` is still the one read and no event id has been applied
+meanwhile, and only then adds the event ids to the ``evt`` sets, replaces the live-record fields,
+bumps ``rev``, adds every ``offer_sent`` to the customer's contacts (``ZADD`` member
+``offer_id|channel``, score the event time; entries older than the contact horizon -- the longest
+window of the contact policy -- are trimmed, and the key expires a horizon after its newest entry)
+and appends every accepted event to the stream (``XADD MAXLEN ~ event_stream_maxlen``). A check that
+fails writes nothing and the whole request is re-read and re-planned (optimistic concurrency, as
+``WATCH`` would do, without its round trips), so two writers of one customer never lose an update
+and an event is never applied twice.
 
-The 202 is answered only after the script returned, so an accepted event is in the stream (and
-in Redis's append-only file, within its fsync policy) before the client hears of it.
+The 202 is answered only after the script returned, so an accepted event is in the stream (and in
+Redis's append-only file, within its fsync policy) before the client hears of it.
 
 Live-record fields written (the layout of ``feature_store.codec``, plus this module's own):
 ``views``, ``cart``, ``purchased``, ``disliked``, ``features``, ``u`` (folded-in vector, empty:
@@ -33,8 +30,8 @@ none), ``uv`` (the model version ``u`` was folded against), ``agg`` (the online 
 Stream entries carry the events-format columns as fields (``recsys.events.Event.to_row``), so
 :func:`export_stream` writes a file ``recsys train`` reads as it is.
 
-Redis Cluster: the script touches the stream and every customer of the request, so it needs
-them on one slot; on a cluster, send one customer per request (see the known gaps).
+Redis Cluster: the script touches the stream and every customer of the request, so it needs them on
+one slot; on a cluster, send one customer per request (see the known gaps).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from recsys.errors import (
 )
 from recsys.ranking.foldin import FoldIn
 from recsys.ranking.scoring import RankingModel, popularity_prior
-from serving.intelligence import CustomerIntelligence
+from serving.customer_models import LoadedCustomerModels
 
 log = logging.getLogger("recsys.serving")
 
@@ -107,7 +107,9 @@ class ModelState:
     popular_is_trending: np.ndarray  # bool: the trending part dominates
     n_customers: int
     online: OnlineModel  # the event path's view: fold-in (YᵀY + λI once), churn scorer
-    intel: CustomerIntelligence  # offer catalogue, RFM, CLV, rules (serving.intelligence)
+    customer_models: (
+        LoadedCustomerModels  # offer catalogue, RFM, CLV, rules (serving.customer_models)
+    )
     customer_ids: np.ndarray  # U, sorted and unique: the customers the bundle was trained on
 
     @property
@@ -143,7 +145,7 @@ class ModelState:
             popular_is_trending=trend > best,
             n_customers=len(bundle.customer_ids),
             online=_online_model(bundle, ranking.item_factors, item_ids, row_of),
-            intel=CustomerIntelligence.from_extra(bundle.extra, bundle.version),
+            customer_models=LoadedCustomerModels.from_extra(bundle.extra, bundle.version),
             customer_ids=np.unique(np.asarray(bundle.customer_ids).astype(str)),
         )
 
@@ -154,7 +156,7 @@ class ModelState:
 
 
 @dataclass(frozen=True)
-class Catalog:
+class ItemCatalogue:
     """The bundle's catalogue with the store's overrides applied, at one revision."""
 
     revision: int
@@ -170,7 +172,7 @@ class Catalog:
     @classmethod
     def build(
         cls, model: ModelState, overrides: Mapping[str, Mapping[str, Any]], revision: int
-    ) -> Catalog:
+    ) -> ItemCatalogue:
         titles = model.base_titles.astype(object)
         categories = model.base_categories.astype(object)
         prices = model.base_prices.copy()
@@ -220,7 +222,7 @@ class Catalog:
 @dataclass(frozen=True)
 class Snapshot:
     model: ModelState
-    catalog: Catalog
+    catalog: ItemCatalogue
 
     @property
     def version(self) -> str:

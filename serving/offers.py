@@ -1,16 +1,16 @@
 """Offers and the next best action for customers read from the store (no HTTP, no I/O).
 
-The rules are ``recsys.decisions.offers`` and ``recsys.decisions.nba``; this module feeds them what serving knows:
-the merged and re-described features (``serving.intelligence``), the contacts read with the
-customer, the live cart, and recommended items from the hot-path recommender
-(``serving.recommend``) for offers that need items -- computed only for customers who have such
-an offer, since scoring every item is the costly part.
+The rules are ``recsys.decisions.offers`` and ``recsys.decisions.nba``; this module feeds them what
+serving knows: the merged and re-described features (``serving.customer_models``), the contacts read
+with the customer, the live cart, and recommended items from the hot-path recommender
+(``serving.recommend``) for offers that need items -- computed only for customers who have such an
+offer, since scoring every item is the costly part.
 
 * :func:`offers_for` -- one customer (``GET /v1/customers/{id}/offers``, next best action);
-* :func:`offers_for_many` -- a batch (``POST /v1/offers/batch``, export chunks): one feature
-  table, one :func:`~recsys.decisions.offers.offer_matrix` for all rows, the recommended items of every
-  customer who needs them scored together (:func:`recommended_items_many`), then the
-  per-customer contact policy. Both give the same answer for the same customer state.
+* :func:`offers_for_many` -- a batch (``POST /v1/offers/batch``, export chunks): one feature table,
+  one :func:`~recsys.decisions.offers.offer_matrix` for all rows, the recommended items of every
+  customer who needs them scored together (:func:`recommended_items_many`), then the per-customer
+  contact policy. Both give the same answer for the same customer state.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from recsys.decisions.offers import RankedOffer, offer_matrix, rank_offers, rank
 from recsys.ranking.batch import rank_items_batch
 from recsys.ranking.customer_batch import CustomerBatch
 from recsys.store import CustomerState
-from serving.intelligence import (
+from serving.customer_models import (
     changed_by_events,
     describe_row,
     describe_table,
@@ -78,8 +78,8 @@ def offer_dict(offer: RankedOffer) -> dict[str, Any]:
 
 def customer_features(snapshot: Snapshot, customer: CustomerState) -> dict[str, Any]:
     """The customer's merged features with the profile columns up to date."""
-    intel = snapshot.model.intel
-    return describe_row(intel, merged_features(customer), changed_by_events(customer))
+    customer_models = snapshot.model.customer_models
+    return describe_row(customer_models, merged_features(customer), changed_by_events(customer))
 
 
 def items_query(channel: str | None, k: int) -> RecommendationQuery:
@@ -180,17 +180,19 @@ def offers_for(
 ) -> CustomerOffers:
     """One customer's best ``k`` offers; ``items`` (recommended) and ``features``
     (:func:`customer_features`): when the caller has them already."""
-    intel = snapshot.model.intel
-    offer_set = intel.offer_set
+    customer_models = snapshot.model.customer_models
+    offer_set = customer_models.offer_set
     if features is None:
         features = customer_features(snapshot, customer)
     live = customer.live
     eligible, value = offer_matrix(features, offer_set, now, channel)
     if items is None:
-        wanted = intel.wants_items(eligible[0], value[0], live.cart) and channel_open(
+        wanted = customer_models.wants_items(eligible[0], value[0], live.cart) and channel_open(
             live.contacts, channel, now, offer_set.contact_policy
         )
-        items = recommended_items(snapshot, customer, channel, intel.item_slots if wanted else 0)
+        items = recommended_items(
+            snapshot, customer, channel, customer_models.item_slots if wanted else 0
+        )
     offers = rank_offers(
         features,
         offer_set,
@@ -216,25 +218,27 @@ def offers_for_many(
     """:func:`offers_for` of every customer, in order, eligibility computed for all at once."""
     if not customers:
         return []
-    intel = snapshot.model.intel
-    offer_set = intel.offer_set
+    customer_models = snapshot.model.customer_models
+    offer_set = customer_models.offer_set
     rows = [merged_features(c) for c in customers]
     ids = [c.customer_id for c in customers]
     table = pd.DataFrame.from_records(rows)
     table["customer_id"] = ids  # keys the per-customer maps of rank_offers_batch
     changed = np.fromiter((changed_by_events(c) for c in customers), bool, len(customers))
-    table = describe_table(intel, table, changed)
+    table = describe_table(customer_models, table, changed)
     eligible, value = offer_matrix(table, offer_set, now, channel)
     policy = offer_set.contact_policy
     carts = np.fromiter((bool(c.live.cart) for c in customers), bool, len(customers))
     wanted: dict[str, CustomerState] = {}
-    for i in np.flatnonzero(intel.wants_items_many(eligible, value, carts)).tolist():
+    for i in np.flatnonzero(customer_models.wants_items_many(eligible, value, carts)).tolist():
         customer = customers[i]
         if customer.customer_id not in wanted and channel_open(
             customer.live.contacts, channel, now, policy
         ):
             wanted[customer.customer_id] = customer
-    found = recommended_items_many(snapshot, list(wanted.values()), channel, intel.item_slots)
+    found = recommended_items_many(
+        snapshot, list(wanted.values()), channel, customer_models.item_slots
+    )
     items = dict(zip(wanted, found, strict=True))
     ranked = rank_offers_batch(
         table,
@@ -257,16 +261,18 @@ def decide(
     snapshot: Snapshot, customer: CustomerState, *, now: datetime, channel: str | None
 ) -> Decision:
     """The next best action (``recsys.decisions.nba``) with this customer's offers and items."""
-    intel = snapshot.model.intel
+    customer_models = snapshot.model.customer_models
     features = customer_features(snapshot, customer)
-    items = recommended_items(snapshot, customer, channel, max(NBA_ITEMS, intel.item_slots))
+    items = recommended_items(
+        snapshot, customer, channel, max(NBA_ITEMS, customer_models.item_slots)
+    )
     chosen = offers_for(
         snapshot,
         customer,
         now=now,
         channel=channel,
         k=3,
-        items=items[: intel.item_slots],
+        items=items[: customer_models.item_slots],
         features=features,
     )
     return next_best_action(
@@ -274,5 +280,5 @@ def decide(
         offers=chosen.offers,
         items=items,
         channel=channel,
-        journey_rules=intel.journey_rules,
+        journey_rules=customer_models.journey_rules,
     )

@@ -24,7 +24,7 @@ import numpy as np
 from recsys.errors import NotFoundError
 from recsys.ranking.scoring import score_items, top_k
 from recsys.store import CustomerState, LiveRecord
-from serving.model_state import Catalog, ModelState, Snapshot
+from serving.model_state import ItemCatalogue, ModelState, Snapshot
 
 RECENT_VIEWS_USED = 10
 RECENT_VIEW_DECAY = 0.8  # weight of the i-th most recent view: DECAY ** i
@@ -181,7 +181,9 @@ def popular(snapshot: Snapshot, k: int, category: str | None) -> Ranked:
     return Ranked(rows, values, np.where(trending, "trending", "popular").tolist())
 
 
-def serialize_items(catalog: Catalog, item_ids: list[str], ranked: Ranked) -> list[dict[str, Any]]:
+def serialize_items(
+    catalog: ItemCatalogue, item_ids: list[str], ranked: Ranked
+) -> list[dict[str, Any]]:
     """The response items: ``item_id, score, reason, title, category, price``."""
     titles, categories, prices = catalog.titles, catalog.categories, catalog.prices
     return [

@@ -39,7 +39,7 @@ from recsys.errors import (
     StoreUnavailableError,
 )
 from recsys.store import AsyncFeatureReads, CustomerState, FeatureStore, ReadPlan, ReadResult
-from serving.model_state import Catalog, ModelState, Snapshot
+from serving.model_state import ItemCatalogue, ModelState, Snapshot
 
 log = logging.getLogger("recsys.serving")
 
@@ -146,7 +146,7 @@ class ServingState:
     def _prepare(self, version_dir: Path, bundle: ModelBundle | None = None) -> Snapshot:
         """The snapshot of the bundle in ``version_dir``, its catalogue not yet synced."""
         model = ModelState.from_bundle(bundle if bundle is not None else read_bundle(version_dir))
-        return Snapshot(model, Catalog.build(model, {}, revision=-1))
+        return Snapshot(model, ItemCatalogue.build(model, {}, revision=-1))
 
     def _swap(self, snapshot: Snapshot) -> None:
         with self._swap_lock:
@@ -298,7 +298,7 @@ class ServingState:
                 if current.catalog.revision == revision:
                     return current
                 snapshot = current
-            catalog = Catalog.build(snapshot.model, self.store.item_overrides(), revision)
+            catalog = ItemCatalogue.build(snapshot.model, self.store.item_overrides(), revision)
             refreshed = replace(snapshot, catalog=catalog)
             if current is not None and current.model is snapshot.model:
                 self._snapshot = refreshed

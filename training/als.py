@@ -2,9 +2,9 @@
 
 implicit 0.7 takes the matrix passed to ``fit`` as the confidence ``C`` of the observed pairs
 (preference 1; unobserved pairs have confidence 1, preference 0) after multiplying it by its own
-``alpha``. So the weights go in unscaled and ``TrainingConfig.alpha`` is given to implicit once:
-``C = alpha * w``. ``recsys.ranking.foldin`` uses the same convention, so a customer folded in online with
-the same weights (the history counts: distinct orders per item) gets the vector training would
+``alpha``. So the weights go in unscaled and ``TrainingConfig.alpha`` is given to implicit once: ``C
+= alpha * w``. ``recsys.ranking.foldin`` uses the same convention, so a customer folded in online
+with the same weights (the history counts: distinct orders per item) gets the vector training would
 give. Weights are >= 1 and ``alpha`` >= 1, so an observed pair is never less confident than an
 unobserved one.
 """

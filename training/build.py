@@ -22,7 +22,7 @@ from recsys.config import TrainingConfig
 from recsys.errors import InvalidRequestError
 from recsys.ranking.scoring import RankingParams
 from training.als import fit_als
-from training.customers import CustomerIntelligence, build_customer_intelligence
+from training.customers import TrainedCustomerModels, train_customer_models
 from training.interactions import (
     build_purchase_matrices,
     buyer_keys,
@@ -133,9 +133,9 @@ def build_bundle(
     metrics: dict[str, Any] = {}
     if options.with_features:
         t = time.perf_counter()
-        intelligence = _customer_intelligence(events, as_of, config, catalog, options.with_churn)
-        features, extra, metrics = intelligence.features, intelligence.extra, intelligence.metrics
-        churn_onnx = intelligence.churn.onnx_bytes if intelligence.churn else None
+        customers = _customer_models(events, as_of, config, catalog, options.with_churn)
+        features, extra, metrics = customers.features, customers.extra, customers.metrics
+        churn_onnx = customers.churn.onnx_bytes if customers.churn else None
         timings["customer_intelligence_seconds"] = time.perf_counter() - t
 
     manifest = Manifest(
@@ -206,13 +206,13 @@ def build_bundle(
     )
 
 
-def _customer_intelligence(
+def _customer_models(
     events: pd.DataFrame,
     as_of: pd.Timestamp,
     config: TrainingConfig,
     catalog: pd.DataFrame | None,
     with_churn: bool,
-) -> CustomerIntelligence:
+) -> TrainedCustomerModels:
     """Features, churn model, CLV, segments and journey stages (``training.customers``); the
     churn model only when there is enough history for it (else logged and recorded)."""
     first = pd.Timestamp(events["timestamp"].min())
@@ -224,7 +224,7 @@ def _customer_intelligence(
             (as_of - first).days,
             needed.days,
         )
-    return build_customer_intelligence(
+    return train_customer_models(
         events,
         as_of,
         catalog,

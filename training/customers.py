@@ -1,6 +1,6 @@
 """Customer intelligence for a bundle: features, churn model, CLV, RFM segments, journey stages.
 
-:func:`build_customer_intelligence` is the one call the training pipeline needs. It returns the
+:func:`train_customer_models` is the one call the training pipeline needs. It returns the
 customer feature table with the profile columns added (``churn_risk, clv,
 expected_purchases_365d, p_alive, r_score, f_score, m_score, segment, journey_stage``), the
 churn artifacts (ONNX bytes and calibration) and the JSON-able extras serving needs to redo the
@@ -29,14 +29,14 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class CustomerIntelligence:
+class TrainedCustomerModels:
     features: pd.DataFrame
     churn: ChurnArtifacts | None
     extra: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def build_customer_intelligence(
+def train_customer_models(
     interactions: pd.DataFrame,
     as_of: pd.Timestamp | str,
     catalog: pd.DataFrame | None = None,
@@ -46,7 +46,7 @@ def build_customer_intelligence(
     with_churn: bool = True,
     segment_rules: SegmentRules | None = None,
     journey_rules: JourneyRules | None = None,
-) -> CustomerIntelligence:
+) -> TrainedCustomerModels:
     """Everything about customers a bundle holds (module docstring)."""
     as_of = pd.Timestamp(as_of)
     events = interactions.loc[interactions["timestamp"].lt(as_of)]
@@ -98,4 +98,4 @@ def build_customer_intelligence(
     extra["journey_rules"] = (journey_rules or JourneyRules()).model_dump(mode="json")
     offer_set = load_offer_set(offers_path or DEFAULT_OFFERS)
     extra["offers"] = offer_set.model_dump(mode="json")
-    return CustomerIntelligence(features=described, churn=churn, extra=extra, metrics=metrics)
+    return TrainedCustomerModels(features=described, churn=churn, extra=extra, metrics=metrics)

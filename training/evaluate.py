@@ -13,7 +13,7 @@ Methods: ``served`` (``recsys.ranking.scoring``, exactly what the API serves), `
 factor scores alone), ``item_knn`` (sum of the stored neighbour similarities of bought items),
 ``popularity`` (the best-seller prior) and ``buy_again`` (the customer's own items by number
 of orders, most recent first on ties; ``all`` only). Non-product codes are never ranked.
-Metrics are in ``recsys.ranking.metrics``.
+Metrics are in ``recsys.ranking.topk_metrics``.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import scipy.sparse as sp
 from recsys.bundle import ModelBundle
 from recsys.config import TrainingConfig
 from recsys.errors import InvalidRequestError
-from recsys.ranking.metrics import summarize
 from recsys.ranking.scoring import RankingModel, RankingParams, score_items, top_k
+from recsys.ranking.topk_metrics import summarize
 from training.build import BuildOptions, build_bundle
 from training.interactions import index_of
 

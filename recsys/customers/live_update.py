@@ -1,14 +1,14 @@
 """What one request of events does to each of its customers' live records (pure).
 
-:func:`plan_updates` takes the model in memory (:class:`OnlineModel`), what the store holds of
-each customer (:class:`CustomerSnapshot`, read in one round trip) and the request's new events
+:func:`plan_updates` takes the model in memory (:class:`OnlineModel`), what the store holds of each
+customer (:class:`CustomerSnapshot`, read in one round trip) and the request's new events
 (duplicates already removed), and returns each customer's new live record (:class:`LiveUpdate`):
 
-* the online state (``recsys.customers.online_features``) with the events applied, rebased first when the
-  model version changed since it was last written;
+* the online state (``recsys.customers.online_features``) with the events applied, rebased first
+  when the model version changed since it was last written;
 * the lists the hot path reads: recent views, cart, purchased units since training, dislikes;
-* the feature row at the request time, with ``churn_risk`` re-scored by the churn model when a
-  churn input changed (one scorer call for the whole request);
+* the feature row at the request time, with ``churn_risk`` re-scored by the churn model when a churn
+  input changed (one scorer call for the whole request);
 * a folded-in factor vector (``recsys.ranking.foldin``) when the customer's purchases changed: batch
   history weights plus distinct live orders per item, the ALS weights of training.
 """

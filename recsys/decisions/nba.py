@@ -2,9 +2,9 @@
 
 Candidates: ``recommend`` (show or send recommended items), ``offer`` (the best offer of
 ``recsys.decisions.offers``), ``review_request``, ``loyalty_invitation``, ``referral``,
-``service_recovery`` (route to a person) and ``do_nothing``. First **eligibility**, then
-**expected value** = propensity x value - cost; the highest wins, ``do_nothing`` (value 0) wins
-when nothing is worth its cost. The parameters (:class:`NBAParams`) are documented defaults:
+``service_recovery`` (route to a person) and ``do_nothing``. First **eligibility**, then **expected
+value** = propensity x value - cost; the highest wins, ``do_nothing`` (value 0) wins when nothing is
+worth its cost. The parameters (:class:`NBAParams`) are documented defaults:
 
 ====================  ======================================  ===============================
 action                eligible when                           propensity x value - cost
@@ -23,10 +23,10 @@ do_nothing            always                                  0
 ====================  ======================================  ===============================
 
 When the best offer is a referral invitation, a review request or a service recovery, it is a
-candidate of that action type (``action_id`` the offer id), and of it and the built-in action
-the more valuable one stays. A detractor is
-never offered a sales action (recommend, an offer other than service recovery, loyalty,
-referral): service recovery comes first. ``churn_risk`` missing counts as 0.5.
+candidate of that action type (``action_id`` the offer id), and of it and the built-in action the
+more valuable one stays. A detractor is never offered a sales action (recommend, an offer other than
+service recovery, loyalty, referral): service recovery comes first. ``churn_risk`` missing counts as
+0.5.
 """
 
 from __future__ import annotations
@@ -244,7 +244,8 @@ def next_best_action(
 ) -> Decision:
     """The best action now and the other eligible ones, best first.
 
-    ``offers``: the customer's ranked offers (``recsys.decisions.offers.rank_offers``, already filtered by
+    ``offers``: the customer's ranked offers (``recsys.decisions.offers.rank_offers``, already
+    filtered by
     consent and contact policy); ``items``: recommended items, best first.
     """
     actions = candidate_actions(

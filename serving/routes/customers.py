@@ -42,7 +42,7 @@ def _clean(value: Any) -> Any:
 def profile_body(customer: CustomerState, snapshot: Snapshot) -> dict[str, Any]:
     """The profile: every named feature (None where the record has none) and the rest; the
     segment, journey stage and CLV recomputed from the merged features when events changed
-    them (``serving.intelligence``)."""
+    them (``serving.customer_models``)."""
     merged = customer_features(snapshot, customer)
     features = dict.fromkeys(PROFILE_FEATURES)
     features.update({name: _clean(value) for name, value in merged.items()})

@@ -77,7 +77,7 @@ def ingest(app: FastAPI, serving: ServingState, events: list[Event]) -> dict[str
 
     writer: EventWriter = app.state.event_writer  # made by the lifespan (serving.app)
     snapshot = serving.snapshot
-    horizon = snapshot.model.intel.contact_horizon_s if snapshot is not None else None
+    horizon = snapshot.model.customer_models.contact_horizon_s if snapshot is not None else None
     result = writer.ingest(events, model.version, plan, contact_horizon_s=horizon)
     return {
         "accepted": result.accepted,

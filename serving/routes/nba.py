@@ -1,7 +1,8 @@
-"""``GET /v1/customers/{customer_id}/next-best-action``: the one thing to do now (``recsys.decisions.nba``).
+"""``GET /v1/customers/{customer_id}/next-best-action``: the one thing to do now
+(``recsys.decisions.nba``).
 
-Read the customer once (features, contacts, cart), take their offers and recommended items and
-let ``recsys.decisions.nba.next_best_action`` arbitrate: service recovery before any sales action for a
+Read the customer once (features, contacts, cart), take their offers and recommended items and let
+``recsys.decisions.nba.next_best_action`` arbitrate: service recovery before any sales action for a
 detractor, then the highest expected value, ``do_nothing`` when nothing is worth its cost.
 """
 

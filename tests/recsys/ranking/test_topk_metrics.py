@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys.ranking.metrics import (
+from recsys.ranking.topk_metrics import (
     coverage_at_k,
     hit_matrix,
     hit_rate_at_k,

@@ -1,19 +1,18 @@
 """What a model version knows about customers, ready for requests, and a customer's features.
 
-:class:`CustomerIntelligence` is built once per bundle (with :class:`serving.state.ModelState`)
-from the bundle's ``extra`` (``training/customers.py``): the offer set (``offers``), the
-RFM scorer (``rfm``), the CLV model (``clv``) and the segment and journey rules. A bundle
-without them still serves: the offer set falls back to ``recsys/decisions/data/offers.yaml``, and the
-profile columns stay those of the batch record (segment and CLV are then not recomputed).
+:class:`LoadedCustomerModels` is built once per bundle (with :class:`serving.state.ModelState`) from
+the bundle's ``extra`` (``training/customers.py``): the offer set (``offers``), the RFM scorer
+(``rfm``), the CLV model (``clv``) and the segment and journey rules. A bundle without them still
+serves: the offer set falls back to ``recsys/decisions/data/offers.yaml``, and the profile columns
+stay those of the batch record (segment and CLV are then not recomputed).
 
 A customer's **features** are the batch record's overlaid with the live record's (what events
-changed since training: ``recsys.customers.live_update``). When events changed them, the profile columns
-the batch computed (``r_score, f_score, m_score, segment, journey_stage, clv,
-expected_purchases_365d, p_alive``) are stale, so they are recomputed from the merged row with
-the bundle's own models: :func:`describe_row` for one customer, :func:`describe_table` for a
-batch (vectorized). A customer the store knows nothing of gets :data:`NEW_CUSTOMER` (no orders),
-so the offers they are eligible for are a new customer's (welcome).
-"""
+changed since training: ``recsys.customers.live_update``). When events changed them, the profile
+columns the batch computed (``r_score, f_score, m_score, segment, journey_stage, clv,
+expected_purchases_365d, p_alive``) are stale, so they are recomputed from the merged row with the
+bundle's own models: :func:`describe_row` for one customer, :func:`describe_table` for a batch
+(vectorized). A customer the store knows nothing of gets :data:`NEW_CUSTOMER` (no orders), so the
+offers they are eligible for are a new customer's (welcome)."""
 
 from __future__ import annotations
 
@@ -65,7 +64,7 @@ def default_offer_set() -> OfferSet:
 
 
 @dataclass(frozen=True)
-class CustomerIntelligence:
+class LoadedCustomerModels:
     offer_set: OfferSet
     rfm: RFMScorer | None
     clv: CLVModel | None
@@ -81,7 +80,7 @@ class CustomerIntelligence:
         return self.offer_set.contact_policy.horizon_days * DAY_S
 
     @classmethod
-    def from_extra(cls, extra: Mapping[str, Any], version: str = "?") -> CustomerIntelligence:
+    def from_extra(cls, extra: Mapping[str, Any], version: str = "?") -> LoadedCustomerModels:
         """From a bundle's ``extra``; a part missing or unreadable degrades (see the module)."""
         offer_set = _part(version, "offers", extra, parse_offer_set) or default_offer_set()
         offers = offer_set.offers
@@ -152,23 +151,32 @@ def changed_by_events(customer: CustomerState) -> bool:
 
 
 def describe_row(
-    intel: CustomerIntelligence, features: dict[str, Any], changed: bool
+    customer_models: LoadedCustomerModels, features: dict[str, Any], changed: bool
 ) -> dict[str, Any]:
     """``features`` with the profile columns recomputed when ``changed`` (and the journey stage
     filled in when the record has none). Updates and returns ``features``."""
-    if changed and intel.rfm is not None:
-        features.update(describe_one(features, intel.rfm, intel.segment_rules, intel.journey_rules))
+    if changed and customer_models.rfm is not None:
+        features.update(
+            describe_one(
+                features,
+                customer_models.rfm,
+                customer_models.segment_rules,
+                customer_models.journey_rules,
+            )
+        )
     elif changed or not isinstance(features.get("journey_stage"), str):
-        features["journey_stage"] = str(journey_stages(features, None, intel.journey_rules)[0])
-    if changed and intel.clv is not None:
-        predicted = _predict_clv(intel.clv, features)
+        features["journey_stage"] = str(
+            journey_stages(features, None, customer_models.journey_rules)[0]
+        )
+    if changed and customer_models.clv is not None:
+        predicted = _predict_clv(customer_models.clv, features)
         if predicted is not None:
             features.update({name: float(v[0]) for name, v in predicted.items()})
     return features
 
 
 def describe_table(
-    intel: CustomerIntelligence, table: pd.DataFrame, changed: np.ndarray
+    customer_models: LoadedCustomerModels, table: pd.DataFrame, changed: np.ndarray
 ) -> pd.DataFrame:
     """:func:`describe_row` for every row of ``table`` at once (``changed``: one bool per row)."""
     stage = table["journey_stage"] if "journey_stage" in table.columns else None
@@ -178,22 +186,22 @@ def describe_table(
         else ~stage.map(lambda s: isinstance(s, str)).to_numpy(bool)
     )
     redo = np.asarray(changed, dtype=bool)
-    if redo.any() and intel.rfm is not None:
+    if redo.any() and customer_models.rfm is not None:
         part = describe_customers(
             table.loc[redo],
-            intel.rfm,
-            segment_rules=intel.segment_rules,
-            journey_rules=intel.journey_rules,
+            customer_models.rfm,
+            segment_rules=customer_models.segment_rules,
+            journey_rules=customer_models.journey_rules,
         )
         for name in ("r_score", "f_score", "m_score", "segment", "journey_stage"):
             _assign(table, redo, name, part[name].to_numpy())
         missing &= ~redo
-    stage_rows = missing | redo if intel.rfm is None else missing
+    stage_rows = missing | redo if customer_models.rfm is None else missing
     if stage_rows.any():
-        stages = journey_stages(table.loc[stage_rows], None, intel.journey_rules)
+        stages = journey_stages(table.loc[stage_rows], None, customer_models.journey_rules)
         _assign(table, stage_rows, "journey_stage", stages)
-    if redo.any() and intel.clv is not None:
-        predicted = _predict_clv(intel.clv, table.loc[redo])
+    if redo.any() and customer_models.clv is not None:
+        predicted = _predict_clv(customer_models.clv, table.loc[redo])
         for name, values in (predicted or {}).items():
             _assign(table, redo, name, values)
     return table

@@ -8,12 +8,12 @@ import pandas as pd
 from recsys.customers.clv import CLVModel
 from recsys.customers.segments import JOURNEY_STAGES, SEGMENTS, RFMScorer, describe_one
 from recsys.decisions.offer_set import parse_offer_set
-from training.customers import build_customer_intelligence
+from training.customers import train_customer_models
 
 
 def test_customer_table_has_the_profile_columns_and_json_extras(clustered):
     as_of = clustered["timestamp"].max() + pd.Timedelta(days=1)
-    intel = build_customer_intelligence(clustered, as_of, with_churn=False)
+    intel = train_customer_models(clustered, as_of, with_churn=False)
     table = intel.features
     for name in ("clv", "churn_risk", "segment", "journey_stage", "r_score", "p_alive"):
         assert name in table.columns
