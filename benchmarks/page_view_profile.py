@@ -1,0 +1,134 @@
+"""In-process cost of one page view, without sockets: where the time of a request goes.
+
+    python -m benchmarks.page_view_profile --artifacts DIR [--requests N] [--profile]
+
+Builds the app over a trained root (embedded Redis unless ``RECSYS_REDIS_URL`` is set), drives
+the ASGI app directly (a minimal ASGI call: no HTTP parsing, no network) for ``N`` page views of
+rotating real customers, and prints the CPU microseconds per request for the whole app, for
+the customers with the most live activity, and the store read alone. ``--profile`` runs the same
+loop under pyinstrument and prints its tree (``pip install pyinstrument``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from feature_store.embedded import EmbeddedRedis
+from recsys.bundle import latest_version_dir, read_bundle
+from recsys.config import Settings
+from recsys.store import ReadPlan
+from serving.app import create_app
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def call(app: Any, path: str, query: str = "") -> tuple[int, bytes]:
+    """One GET through the ASGI app; (status, body)."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "root_path": "",
+    }
+    sent: dict[str, Any] = {"status": 0, "body": b""}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            sent["status"] = message["status"]
+        elif message["type"] == "http.response.body":
+            sent["body"] += message.get("body", b"")
+
+    await app(scope, receive, send)
+    return sent["status"], sent["body"]
+
+
+async def lifespan(app: Any) -> tuple[asyncio.Queue[dict[str, Any]], asyncio.Task[None]]:
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    task = asyncio.create_task(app({"type": "lifespan"}, inbox.get, outbox.put))
+    message = await outbox.get()
+    if message["type"] != "lifespan.startup.complete":
+        raise RuntimeError(f"startup failed: {message}")
+    return inbox, task
+
+
+async def measure(app: Any, customers: list[str], n: int) -> float:
+    """CPU microseconds per page view over ``n`` requests (after a warm-up)."""
+    for customer in customers[:200]:
+        status, _ = await call(app, f"/v1/customers/{customer}/recommendations", "k=10")
+        assert status == 200, status
+    started = time.process_time()
+    for i in range(n):
+        customer = customers[i % len(customers)]
+        await call(app, f"/v1/customers/{customer}/recommendations", "k=10")
+    return (time.process_time() - started) / n * 1e6
+
+
+async def measure_read(app: Any, customers: list[str], n: int) -> float:
+    serving = app.state.serving
+    snapshot = serving.snapshot
+    started = time.process_time()
+    for i in range(n):
+        plan = ReadPlan.of(snapshot.version, [customers[i % len(customers)]], meta=True)
+        await serving.reader.read(plan)
+    return (time.process_time() - started) / n * 1e6
+
+
+async def run(artifacts: Path, redis_url: str, n: int, profile: bool) -> None:
+    bundle = read_bundle(latest_version_dir(artifacts))
+    customers = [str(c) for c in bundle.customer_ids]
+    random.Random(7).shuffle(customers)
+    settings = Settings(artifacts=artifacts, redis_url=redis_url)
+    app = create_app(settings)
+    inbox, task = await lifespan(app)
+    try:
+        whole = await measure(app, customers, n)
+        read = await measure_read(app, customers, n)
+        print(f"page view, whole app in process: {whole:8.0f} µs CPU per request ({n} requests)")
+        print(f"  of which the store read:        {read:8.0f} µs CPU per request")
+        if profile:
+            from pyinstrument import Profiler
+
+            profiler = Profiler(async_mode="enabled")
+            with profiler:
+                await measure(app, customers, n)
+            print(profiler.output_text(unicode=True, color=False, show_all=False))
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await task
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--artifacts", type=Path, required=True, help="a trained artifacts root")
+    parser.add_argument("--requests", type=int, default=3000, help="page views to time")
+    parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile")
+    parser.add_argument("--redis-url", default=None, help="a Redis to use (default: embedded)")
+    args = parser.parse_args()
+    if args.redis_url:
+        asyncio.run(run(args.artifacts, args.redis_url, args.requests, args.profile))
+        return
+    with EmbeddedRedis(args.artifacts / "redis-profile") as server:
+        asyncio.run(run(args.artifacts, server.url, args.requests, args.profile))
+
+
+if __name__ == "__main__":
+    main()
