@@ -27,6 +27,18 @@ Erasure (:func:`erase_customer`), in this order:
    many customers, add them all to the erased set and purge the stream once with
    :func:`purge_stream_events`, which takes a set of ids.
 
+4. When asked (``rewrite_aof``: the setting ``erase_rewrites_aof``, on for the embedded
+   server), the append-only file is rewritten (:func:`rewrite_aof`: ``BGREWRITEAOF``, then
+   waiting until Redis reports the rewrite done and its status ``ok``). Until then the AOF on
+   disk still holds every command ever written about the customer (their keys, their stream
+   entries); the rewritten file holds only what the keyspace holds now, and Redis has replaced
+   the old files with it (6.x renames over ``appendonly.aof``; 7.x unlinks the history files of
+   ``appendonlydir/``) before it reports the rewrite done. A rewrite already running when we
+   ask may have forked before the erasure, so it is waited for and another one is started.
+   **Cost**: a fork and a write of the whole dataset, per erasure (under a second for the demo's
+   data; erasures are rare admin operations). Only RDB-free setups are covered: the embedded
+   server writes no RDB snapshots (``--save ""``).
+
 Everything is idempotent: an erasure that failed half-way (the store went away) is finished by
 running it again. An erasure is verifiable: :func:`export_customer` afterwards answers
 ``erased: true`` and nothing held (with ``events=True``, no event in the stream either).
@@ -35,15 +47,22 @@ Nothing here logs a customer id.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
+import redis
+import redis.cluster
+
 from feature_store import codec, keys
 from feature_store.connection import RedisClient, store_errors
+from recsys.errors import StoreUnavailableError
 
 #: Stream entries read per script call by the stream purge and the events export.
 STREAM_CHUNK = 1_000
+#: How long an erasure waits for the append-only file's rewrite.
+REWRITE_TIMEOUT_S = 60.0
 
 # KEYS[1] the stream; an entry's customer is its ``customer_id`` field (events format).
 # ARGV: start id (inclusive; "-" for the first call), count, mode ("del" or "get"), then the
@@ -109,7 +128,7 @@ def export_customer(
     prefix: str,
     customer_id: str,
     *,
-    events: bool = False,
+    events: bool = True,
     stream_chunk: int = STREAM_CHUNK,
 ) -> dict[str, Any]:
     """Everything held about the customer (validated id), decoded and JSON-able.
@@ -117,9 +136,9 @@ def export_customer(
     ``batch`` maps each version holding a batch record to it, ``live`` is the live record (or
     None), ``contacts`` offer -> Unix time, ``event_ids`` the applied event ids, ``other`` is
     kept for the shape (always empty: every key is read by name), ``erased`` whether they are in
-    the erased set. Two round trips. With ``events=True``, ``events`` lists their entries of
-    the event stream too (events-format text columns, oldest first): that reads the whole
-    stream (see the module docstring for the cost).
+    the erased set. Two round trips, and ``events``: their entries of the event stream
+    (events-format text columns, oldest first), which reads the whole stream (see the module
+    docstring for the cost); ``events=False`` leaves that out.
     """
     with store_errors("export of a customer"):
         pipe = client.pipeline(transaction=False)
@@ -157,9 +176,15 @@ def export_customer(
 
 
 def erase_customer(
-    client: RedisClient, prefix: str, customer_id: str, *, stream_chunk: int = STREAM_CHUNK
+    client: RedisClient,
+    prefix: str,
+    customer_id: str,
+    *,
+    stream_chunk: int = STREAM_CHUNK,
+    rewrite: bool = False,
 ) -> Erasure:
-    """Erase the customer (validated id): see the module docstring for what and in which order."""
+    """Erase the customer (validated id): see the module docstring for what and in which order;
+    ``rewrite`` rewrites the append-only file afterwards and waits for it (step 4)."""
     with store_errors("erase of a customer"):
         pipe = client.pipeline(transaction=False)
         pipe.sadd(keys.erased_customers(prefix), customer_id)  # first: writers now refuse them
@@ -167,7 +192,55 @@ def erase_customer(
         versions = _versions(pipe.execute()[1:])
         removed = int(client.unlink(*keys.customer_keys(prefix, customer_id, versions)))
     events_removed = purge_stream_events(client, prefix, {customer_id}, stream_chunk)
+    if rewrite:
+        rewrite_aof(client)
     return Erasure(keys_removed=removed, events_removed=events_removed)
+
+
+def _servers(client: RedisClient) -> list[redis.Redis]:
+    if isinstance(client, redis.cluster.RedisCluster):
+        return [client.get_redis_connection(node) for node in client.get_primaries()]
+    return [client]
+
+
+def _rewrite_busy(server: redis.Redis) -> bool:
+    info = server.info("persistence")
+    return bool(
+        int(info.get("aof_rewrite_in_progress", 0)) or int(info.get("aof_rewrite_scheduled", 0))
+    )
+
+
+def _await_no_rewrite(server: redis.Redis, deadline: float) -> None:
+    while _rewrite_busy(server):
+        if time.monotonic() > deadline:
+            raise StoreUnavailableError("the rewrite of Redis's append-only file did not finish")
+        time.sleep(0.01)
+
+
+def rewrite_aof(client: RedisClient, *, timeout_s: float = REWRITE_TIMEOUT_S) -> int:
+    """Rewrite the append-only file of every server (each primary of a cluster) and wait until
+    each reports it done with status ``ok``: the files on disk then hold the keyspace as it is
+    now, nothing older. A server without AOF is skipped. How many were rewritten."""
+    deadline = time.monotonic() + timeout_s
+    rewritten = 0
+    with store_errors("rewrite of the append-only file"):
+        for server in _servers(client):
+            if not int(server.info("persistence").get("aof_enabled", 0)):
+                continue
+            while True:
+                _await_no_rewrite(server, deadline)  # one running may predate the erasure
+                try:
+                    server.bgrewriteaof()
+                    break
+                except redis.exceptions.ResponseError as exc:
+                    if "in progress" not in str(exc):
+                        raise
+            _await_no_rewrite(server, deadline)
+            status = server.info("persistence").get("aof_last_bgrewrite_status")
+            if status != "ok":
+                raise StoreUnavailableError(f"the append-only file rewrite failed ({status})")
+            rewritten += 1
+    return rewritten
 
 
 def _stream_pass(

@@ -118,6 +118,7 @@ class RedisFeatureStore:
         *,
         chunk_size: int = 1000,
         contacts_read: int = 50,
+        rewrite_aof_on_erase: bool = False,
     ) -> None:
         if chunk_size < 1:
             raise InvalidRequestError(f"chunk_size must be positive, got {chunk_size}")
@@ -125,6 +126,8 @@ class RedisFeatureStore:
         self.prefix = prefix
         self.chunk_size = chunk_size
         self.contacts_read = contacts_read
+        #: Erasures rewrite the append-only file and wait for it (``erase_rewrites_aof``).
+        self.rewrite_aof_on_erase = rewrite_aof_on_erase
 
     @classmethod
     def from_settings(
@@ -140,7 +143,11 @@ class RedisFeatureStore:
         if not url:
             raise InvalidRequestError("no Redis URL: set RECSYS_REDIS_URL or start embedded Redis")
         timeout = timeout_ms if timeout_ms is not None else settings.serving.redis_timeout_ms
-        return cls(connect(url, timeout_ms=timeout), settings.redis_prefix)
+        return cls(
+            connect(url, timeout_ms=timeout),
+            settings.redis_prefix,
+            rewrite_aof_on_erase=settings.erase_rewrites_aof,
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -312,13 +319,14 @@ class RedisFeatureStore:
 
     # -- customer privacy (feature_store.privacy: every key by name, no SCAN) ----------------
 
-    def export_customer(self, customer_id: str, *, events: bool = False) -> dict[str, Any]:
-        """Everything held about the customer, decoded and JSON-able (two round trips).
+    def export_customer(self, customer_id: str, *, events: bool = True) -> dict[str, Any]:
+        """Everything held about the customer, decoded and JSON-able.
 
         ``batch`` maps each version still holding a batch record to it, ``live`` is the live
         record (or None), ``contacts`` offer -> Unix time, ``event_ids`` the applied event ids,
-        ``erased`` whether they are in the erased set. ``events=True`` adds their entries of
-        the event stream (reads the whole stream: see :mod:`feature_store.privacy`).
+        ``erased`` whether they are in the erased set, ``events`` their entries of the durable
+        event stream (reads the whole stream: see :mod:`feature_store.privacy`; ``events=False``
+        leaves them out, two round trips then).
         """
         check_customer_id(customer_id)
         return privacy.export_customer(self.client, self.prefix, customer_id, events=events)
@@ -327,10 +335,13 @@ class RedisFeatureStore:
         """Add the customer to the erased set, delete every key of theirs (by name) and their
         entries of the event stream; how many keys and stream entries were removed.
 
-        Reads the whole event stream (see :mod:`feature_store.privacy` for the cost).
+        Reads the whole event stream (see :mod:`feature_store.privacy` for the cost); with
+        ``rewrite_aof_on_erase``, returns only once the append-only file is rewritten.
         """
         check_customer_id(customer_id)
-        erasure = privacy.erase_customer(self.client, self.prefix, customer_id)
+        erasure = privacy.erase_customer(
+            self.client, self.prefix, customer_id, rewrite=self.rewrite_aof_on_erase
+        )
         return erasure.keys_removed + erasure.events_removed
 
     def is_erased(self, customer_id: str) -> bool:

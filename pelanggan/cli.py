@@ -21,8 +21,18 @@ log = logging.getLogger("recsys")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    # Every command that uses the store takes the store's URL (RECSYS_REDIS_URL): a tool can use
+    # the store a running service uses, embedded or not.
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument(
+        "--redis-url",
+        default=None,
+        help="the Redis to use (RECSYS_REDIS_URL; unset: the embedded one beside the artifacts)",
+    )
 
-    demo = sub.add_parser("demo", help="synthetic data, training, embedded Redis, serving")
+    demo = sub.add_parser(
+        "demo", parents=[store], help="synthetic data, training, embedded Redis, serving"
+    )
     demo.add_argument("--dir", type=Path, default=Path(".demo"), help="working directory")
     demo.add_argument("--port", type=int, default=None)
     demo.add_argument("--customers", type=int, default=2000)
@@ -30,14 +40,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=365)
     demo.add_argument("--no-serve", action="store_true", help="prepare everything, do not serve")
 
-    train = sub.add_parser("train", help="build a model bundle from an events file")
+    train = sub.add_parser(
+        "train", parents=[store], help="build a model bundle from an events file"
+    )
     train.add_argument("--events", type=Path, required=True)
     train.add_argument("--format", default="auto", choices=["auto", "events", "online-retail"])
     train.add_argument("--catalog", type=Path, default=None)
     train.add_argument("--as-of", default=None, help="train on data strictly before this date")
     train.add_argument("--out", type=Path, default=None, help="artifact root (RECSYS_ARTIFACTS)")
 
-    serve = sub.add_parser("serve", help="serve the latest model version")
+    serve = sub.add_parser("serve", parents=[store], help="serve the latest model version")
     serve.add_argument("--artifacts", type=Path, default=None)
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
@@ -56,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=7)
     generate.add_argument("--out", type=Path, required=True)
 
-    export = sub.add_parser("export-events", help="write the durable event stream as a file")
+    export = sub.add_parser(
+        "export-events", parents=[store], help="write the durable event stream as a file"
+    )
     export.add_argument("--out", type=Path, required=True)
     return parser
 
@@ -191,7 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = _parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args, get_settings())
+        settings = get_settings()
+        if getattr(args, "redis_url", None):
+            os.environ["RECSYS_REDIS_URL"] = args.redis_url  # for worker processes too
+            settings = settings.model_copy(update={"redis_url": args.redis_url})
+        return COMMANDS[args.command](args, settings)
     except RecsysError as exc:
         print(f"recsys {args.command}: error: {exc}", file=sys.stderr)
         return 2

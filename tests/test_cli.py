@@ -109,3 +109,75 @@ def test_serve_on_all_interfaces_without_api_keys_refuses(tmp_path: Path) -> Non
     assert "refusing to serve on '0.0.0.0' without API keys" in run.stderr
     assert "RECSYS_API_KEYS" in run.stderr
     assert not (tmp_path / "artifacts").exists()  # refused before starting anything
+
+
+def _two_events(url: str, prefix: str) -> None:
+    """Two accepted events in the stream of the store at ``url`` (as ``POST /v1/events``)."""
+    from datetime import datetime
+
+    import redis
+
+    from feature_store.ingest import EventWriter
+    from recsys.customers.live_update import OnlineModel, plan_updates
+    from recsys.events import utcnow, validate_batch
+
+    online = OnlineModel(version=None, as_of=datetime(2024, 1, 1))
+    events = validate_batch(
+        [{"customer_id": f"C{n}", "event_type": "view", "item_id": "I1"} for n in range(2)]
+    )
+    client = redis.Redis.from_url(url)
+    try:
+        EventWriter(client, prefix, stream_maxlen=0).ingest(
+            events, None, lambda snaps, fresh: plan_updates(online, snaps, fresh, utcnow())
+        )
+    finally:
+        client.close()
+
+
+def _exported(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()[1:]
+
+
+def test_export_events_uses_the_embedded_server_a_running_service_owns(tmp_path: Path) -> None:
+    """No second redis-server on the live data folder: the tool uses the running one."""
+    from feature_store.embedded import EmbeddedRedis
+
+    artifacts = tmp_path / "artifacts"
+    with EmbeddedRedis(artifacts / "redis") as running:
+        _two_events(running.url, "pl")
+        out = tmp_path / "events.csv"
+        run = recsys("export-events", "--out", out, cwd=tmp_path, RECSYS_ARTIFACTS=str(artifacts))
+        assert run.returncode == 0, run.stderr
+        assert f"already running (process {os.getpid()}), on {running.url}" in run.stdout
+        assert "wrote 2 events" in run.stdout and len(_exported(out)) == 2
+        assert running.running and running.restarts == 0
+
+
+def test_every_store_command_takes_redis_url(
+    redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    _two_events(redis_url, redis_prefix)
+    out = tmp_path / "events.csv"
+    run = recsys(
+        "export-events", "--redis-url", redis_url, "--out", out, cwd=tmp_path,
+        RECSYS_REDIS_PREFIX=redis_prefix, RECSYS_ARTIFACTS=str(tmp_path / "none"),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert len(_exported(out)) == 2 and "embedded Redis" not in run.stdout
+    assert not (tmp_path / "none").exists()  # no embedded server was started
+    for command in ("demo", "train", "serve", "export-events"):
+        helped = recsys(command, "--help", cwd=tmp_path)
+        assert "--redis-url" in helped.stdout, command
+
+
+def test_demo_says_which_redis_server_binary_and_version_it_runs(tmp_path: Path) -> None:
+    from feature_store.embedded import find_redis_server
+    from feature_store.embedded_dir import server_version
+
+    run = recsys(
+        "demo", "--no-serve", "--dir", tmp_path / "demo", "--customers", "60", "--items", "20",
+        "--days", "30", cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    binary = find_redis_server()
+    assert f"embedded Redis {server_version(binary)} ({binary}) started on" in run.stdout

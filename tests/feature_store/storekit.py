@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 import redis
 
 from feature_store.embedded import find_redis_server, free_port
+from feature_store.embedded_dir import server_version
 from recsys.store import BatchRecord
 
 
@@ -41,11 +44,22 @@ def assert_same_batch(got: BatchRecord | None, want: BatchRecord) -> None:
         assert getattr(got, name).dtype == getattr(want, name).dtype
 
 
-def spawn_redis(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+def redis_7_server() -> str:
+    """A redis-server of version 7 or later (the shipped one, else PATH's), or skip the test:
+    the cluster commands used here (``ADDSLOTSRANGE``, ``--cluster-port``) came with 7.0."""
+    for binary in (find_redis_server(), shutil.which("redis-server")):
+        if binary and int(server_version(binary).split(".")[0]) >= 7:
+            return binary
+    pytest.skip("needs a redis-server 7 or later (the shipped one is older; none on PATH)")
+
+
+def spawn_redis(
+    tmp_path: Path, *args: str, binary: str | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
     """A redis-server with extra ``args`` on a free port, answering; the caller stops it."""
     port = free_port()
     process = subprocess.Popen(
-        [find_redis_server(), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+        [binary or find_redis_server(), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
          "--appendonly", "no", "--dir", str(tmp_path), *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -70,6 +84,7 @@ def one_node_cluster(tmp_path: Path) -> Iterator[int]:
         tmp_path,
         *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
         *("--cluster-port", str(free_port())),  # the default, port + 10000, may not exist
+        binary=redis_7_server(),
     )
     try:
         admin = redis.Redis(port=port)

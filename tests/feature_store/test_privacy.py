@@ -97,7 +97,8 @@ def test_export_before_erase_holds_batch_live_contacts_event_ids_and_stream_even
     assert held["event_ids"] == ["c1-e1", "c1-e2"]
     assert [e["event_id"] for e in held["events"]] == ["c1-e1", "c1-e2"]
     assert {e["customer_id"] for e in held["events"]} == {"c1"}
-    assert "events" not in store.export_customer("c1")  # the stream is read only when asked
+    assert store.export_customer("c1")["events"] == held["events"]  # a complete export
+    assert "events" not in store.export_customer("c1", events=False)  # leaving the stream out
 
 
 def test_erase_leaves_no_key_of_the_customer_and_every_other_key_intact(
