@@ -60,6 +60,22 @@ LIVE_USER_VECTOR_VERSION: Final = "uv"  # the version it was folded against
 LIVE_ONLINE: Final = "agg"  # JSON online state (recsys.customers.online_state)
 LIVE_REVISION: Final = "rev"  # integer, bumped by every write of events
 
+#: What a page view reads of the two hashes (``HMGET``): no features JSON, no online state.
+BATCH_PAGE_VIEW: Final = (
+    BATCH_USER_VECTOR,
+    BATCH_HISTORY_ITEMS,
+    BATCH_HISTORY_COUNTS,
+    BATCH_HISTORY_LAST_DAYS,
+)
+LIVE_PAGE_VIEW: Final = (
+    LIVE_VIEWS,
+    LIVE_CART,
+    LIVE_PURCHASED,
+    LIVE_DISLIKED,
+    LIVE_USER_VECTOR,
+    LIVE_USER_VECTOR_VERSION,
+)
+
 
 def _tag(customer_id: str) -> str:
     return "{c:" + customer_id + "}"

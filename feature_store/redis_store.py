@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,38 +62,77 @@ def _text(value: bytes | str | None) -> str | None:
 READ_OPERATION = "read of customers"
 
 
-def queue_read(client: Any, prefix: str, plan: ReadPlan, *, contacts_read: int) -> Any:
-    """A non-transactional pipeline of ``client`` (redis-py or redis.asyncio: queueing is the
-    same, only ``execute`` differs) with the commands of ``plan`` queued. Per customer: the
-    batch hash of the plan's version, the live hash and, when asked, the newest
-    ``contacts_read`` contacts; then the catalogue revision and the active version when asked.
-    Ids are checked before anything is queued. The caller executes it, awaiting or not, inside
-    ``store_errors(READ_OPERATION)`` and decodes the replies with :func:`decode_read`."""
+def read_commands(prefix: str, plan: ReadPlan, *, contacts_read: int) -> list[tuple[Any, ...]]:
+    """The commands of ``plan``, in order (one description for every reader). Per customer: the
+    batch hash of the plan's version and the live hash (whole, or only the page view's fields:
+    :data:`~feature_store.keys.BATCH_PAGE_VIEW` and :data:`~feature_store.keys.LIVE_PAGE_VIEW`),
+    and, when asked, the newest ``contacts_read`` contacts; then the catalogue revision and the
+    active version when asked. Ids are checked first."""
     for customer_id in plan.customer_ids:
         check_customer_id(customer_id)
-    pipe = client.pipeline(transaction=False)
+    commands: list[tuple[Any, ...]] = []
     for customer_id in plan.customer_ids:
-        pipe.hgetall(keys.customer_batch(prefix, customer_id, plan.version))
-        pipe.hgetall(keys.customer_live(prefix, customer_id))
+        batch = keys.customer_batch(prefix, customer_id, plan.version)
+        live = keys.customer_live(prefix, customer_id)
+        if plan.page_view:
+            commands.append(("HMGET", batch, *keys.BATCH_PAGE_VIEW))
+            commands.append(("HMGET", live, *keys.LIVE_PAGE_VIEW))
+        else:
+            commands.append(("HGETALL", batch))
+            commands.append(("HGETALL", live))
         if plan.contacts:
             contacts = keys.customer_contacts(prefix, customer_id)
-            pipe.zrange(contacts, -contacts_read, -1, withscores=True)
+            commands.append(("ZRANGE", contacts, -contacts_read, -1, "WITHSCORES"))
     if plan.meta:
-        pipe.get(keys.item_revision(prefix))
-        pipe.get(keys.active_version(prefix))
+        commands.append(("GET", keys.item_revision(prefix)))
+        commands.append(("GET", keys.active_version(prefix)))
+    return commands
+
+
+def queue_read(client: Any, prefix: str, plan: ReadPlan, *, contacts_read: int) -> Any:
+    """A non-transactional pipeline of ``client`` (redis-py or redis.asyncio: queueing is the
+    same, only ``execute`` differs) with the commands of :func:`read_commands` queued. The
+    caller executes it, awaiting or not, inside ``store_errors(READ_OPERATION)`` and decodes the
+    replies with :func:`decode_read`."""
+    pipe = client.pipeline(transaction=False)
+    for command in read_commands(prefix, plan, contacts_read=contacts_read):
+        pipe.execute_command(*command)
     return pipe
 
 
+def _hash(reply: Any, fields: Sequence[bytes] | None) -> Mapping[bytes, bytes]:
+    """A hash reply as a mapping: ``HGETALL`` (a dict from redis-py, a flat list from hiredis)
+    or ``HMGET`` of ``fields`` (values in order, None where absent)."""
+    if fields is not None:
+        return {name: value for name, value in zip(fields, reply, strict=True) if value is not None}
+    if isinstance(reply, dict):
+        return reply
+    return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
+def _pairs(reply: Any) -> list[tuple[bytes, float]]:
+    """A ``ZRANGE ... WITHSCORES`` reply as (member, score) pairs, whichever client read it."""
+    if reply and isinstance(reply[0], (tuple, list)):
+        return [(member, float(score)) for member, score in reply]
+    return [(member, float(score)) for member, score in zip(reply[::2], reply[1::2], strict=True)]
+
+
+_BATCH_PAGE_VIEW = tuple(name.encode() for name in keys.BATCH_PAGE_VIEW)
+_LIVE_PAGE_VIEW = tuple(name.encode() for name in keys.LIVE_PAGE_VIEW)
+
+
 def decode_read(plan: ReadPlan, replies: Sequence[Any]) -> ReadResult:
-    """The :class:`ReadResult` of ``plan`` from the replies of the commands :func:`queue_read`
-    queued."""
+    """The :class:`ReadResult` of ``plan`` from the replies to :func:`read_commands`."""
     step = 3 if plan.contacts else 2
+    batch_fields = _BATCH_PAGE_VIEW if plan.page_view else None
+    live_fields = _LIVE_PAGE_VIEW if plan.page_view else None
     states = [
         CustomerState(
             customer_id=customer_id,
-            batch=codec.decode_batch(replies[step * i]),
+            batch=codec.decode_batch(_hash(replies[step * i], batch_fields)),
             live=codec.decode_live(
-                replies[step * i + 1], replies[step * i + 2] if step == 3 else None
+                _hash(replies[step * i + 1], live_fields),
+                _pairs(replies[step * i + 2]) if step == 3 else None,
             ),
         )
         for i, customer_id in enumerate(plan.customer_ids)

@@ -71,20 +71,28 @@ class CustomerState:
 
 @dataclass(frozen=True)
 class ReadPlan:
-    """One read of the online store, described once: both readers (sync and async) execute it
-    in one round trip. ``contacts``: also the offers sent (the offer routes; a page view does not
-    need them); ``meta``: also the catalogue revision and the active version."""
+    """One read of the online store, described once: every reader executes it in one round
+    trip. ``contacts``: also the offers sent (the offer routes); ``meta``: also the catalogue
+    revision and the active version; ``page_view``: of the records, only what ranking uses (the
+    factor vectors, the purchase history, views, cart, purchases and dislikes since training:
+    no features, no online state), so an active customer's page view reads no more than a
+    light one's. :meth:`page_view_of` is the page view's plan."""
 
     version: str
     customer_ids: tuple[str, ...]
     contacts: bool = True
     meta: bool = False
+    page_view: bool = False
 
     @classmethod
     def of(
         cls, version: str, customer_ids: Sequence[str], *, contacts: bool = True, meta: bool = False
     ) -> ReadPlan:
         return cls(version, tuple(customer_ids), contacts, meta)
+
+    @classmethod
+    def page_view_of(cls, version: str, customer_id: str) -> ReadPlan:
+        return cls(version, (customer_id,), contacts=False, meta=True, page_view=True)
 
 
 @dataclass(frozen=True)
@@ -141,3 +149,4 @@ class AsyncFeatureReads(Protocol):
     async def read(self, plan: ReadPlan) -> ReadResult: ...
     async def item_revision(self) -> int: ...
     async def ping(self) -> bool: ...
+    async def aclose(self) -> None: ...

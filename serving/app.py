@@ -9,8 +9,9 @@ store comes from ``settings.redis_url`` or is passed in.
 
 The lifespan also makes the process's one :class:`~feature_store.ingest.EventWriter` (on a
 connection of its own with the longer write timeout, when there is a URL) and the page views'
-:class:`~feature_store.async_store.AsyncFeatureReader` (an asyncio client with the serving
-timeout, so those routes read Redis on the event loop, with no thread-pool hop), and closes
+reader (:class:`~feature_store.multiplexed.MultiplexedReader`, one multiplexed connection with
+the serving timeout; redis.asyncio's :class:`~feature_store.async_store.AsyncFeatureReader` for a
+cluster or TLS), so those routes read Redis on the event loop with no thread-pool hop, and closes
 both on shutdown.
 """
 
@@ -22,7 +23,6 @@ import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -31,8 +31,9 @@ from feature_store.ingest import EventWriter
 from recsys.bundle import ModelBundle
 from recsys.config import Settings
 from recsys.errors import ModelUnavailableError, StoreUnavailableError
-from recsys.store import FeatureStore
+from recsys.store import AsyncFeatureReads, FeatureStore
 from serving.auth import KeyRing
+from serving.circuit import CircuitBreaker
 from serving.errors import install_error_handlers
 from serving.metrics import Metrics
 from serving.middleware import RequestContextMiddleware
@@ -48,9 +49,6 @@ from serving.routes import (
     recommendations,
 )
 from serving.state import ServingState
-
-if TYPE_CHECKING:
-    from feature_store.async_store import AsyncFeatureReader
 
 log = logging.getLogger("recsys.serving")
 
@@ -84,13 +82,20 @@ def _open_store(settings: Settings) -> FeatureStore:
     return RedisFeatureStore.from_settings(settings)
 
 
-def _open_reader(settings: Settings, store: FeatureStore | None) -> AsyncFeatureReader | None:
-    """The page views' async client, on the running loop; None for a store passed in (its
-    reads then run in worker threads: see ``serving.state.ThreadedReader``)."""
+def _open_reader(settings: Settings, store: FeatureStore | None) -> AsyncFeatureReads | None:
+    """The page views' async client, on the running loop: the multiplexed reader for one server
+    (``feature_store.multiplexed``), redis.asyncio for a cluster or TLS; None for a store passed
+    in (its reads then run in worker threads: see ``serving.state.ThreadedReader``)."""
     if store is not None:
         return None
     from feature_store.async_store import AsyncFeatureReader
+    from feature_store.multiplexed import MultiplexedReader
 
+    url = settings.redis_url or ""
+    if settings.serving.multiplexed_reader and MultiplexedReader.supports(url):
+        return MultiplexedReader(
+            url, settings.redis_prefix, timeout_ms=settings.serving.redis_timeout_ms
+        )
     return AsyncFeatureReader.from_settings(settings)
 
 
@@ -124,6 +129,10 @@ def _lifespan(
             _loader(settings, store),
             on_swap=metrics.set_model_version,
             reader=reader,
+            breaker=CircuitBreaker(
+                failure_threshold=settings.serving.circuit_failures,
+                open_s=settings.serving.circuit_open_s,
+            ),
         )
         app.state.serving = serving
         writer, own_writer = _open_event_writer(settings, the_store)
@@ -162,7 +171,11 @@ def create_app(
     app.state.keyring = KeyRing(settings.api_keys)
     app.state.metrics = Metrics()
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=app.state.metrics,
+        access_log_sample=settings.serving.access_log_sample,
+    )
     routers = (recommendations, popular, items, customers, offers, nba, events, model, health)
     for module in routers:
         app.include_router(module.router)

@@ -6,7 +6,8 @@ A plain ASGI middleware (cheaper than ``BaseHTTPMiddleware``). It
   puts it on every response, errors included;
 * observes the latency and status under the matched route *template*, so no customer id reaches
   the metrics or the log (uvicorn's own access log, which prints raw paths, is switched off in
-  ``serving.server``);
+  ``serving.server``); the access log is sampled (``serving.access_log_sample``, off by
+  default: at thousands of page views a second a line each costs as much as the scoring);
 * turns an exception that escaped every handler into a 500 problem+json that leaks nothing,
   logging the traceback with the request id.
 """
@@ -51,9 +52,14 @@ def route_template(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    """``access_log_sample``: the share of requests below 500 that get an access-log line
+    (every ``round(1 / share)``-th one: no random draw on the hot path); 5xx always do."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log_sample: float = 0.0) -> None:
         self.app = app
         self.metrics = metrics
+        self._log_every = round(1 / access_log_sample) if access_log_sample > 0 else 0
+        self._until_log = 1
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,6 +99,13 @@ class RequestContextMiddleware:
     def _record(self, scope: Scope, status: int, seconds: float, request_id: str) -> None:
         route = route_template(scope)
         self.metrics.observe_request(route, scope["method"], status, seconds)
+        if status < 500:
+            if not self._log_every:
+                return
+            self._until_log -= 1
+            if self._until_log:
+                return
+            self._until_log = self._log_every
         access_log.info(
             "%s %s %d %.2fms request_id=%s key=%s",
             scope["method"],

@@ -39,12 +39,11 @@ from recsys.errors import (
     StoreUnavailableError,
 )
 from recsys.store import AsyncFeatureReads, CustomerState, FeatureStore, ReadPlan, ReadResult
+from serving.circuit import CircuitBreaker, FallbackLog
 from serving.model_state import ItemCatalogue, ModelState, Snapshot
 
 log = logging.getLogger("recsys.serving")
 
-#: After the store failed, requests skip it (answering the fallback) for this long.
-STORE_RETRY_AFTER_S = 0.5
 #: A process that could not switch to the store's active version tries again after this long.
 FOLLOW_RETRY_AFTER_S = 5.0
 
@@ -65,6 +64,9 @@ class ThreadedReader:
 
     async def ping(self) -> bool:
         return await anyio.to_thread.run_sync(self.store.ping)
+
+    async def aclose(self) -> None:
+        """Nothing to close: the store belongs to whoever passed it in."""
 
 
 Loader = Callable[[ModelBundle], object]  # loads a bundle's features into the store, activates
@@ -90,6 +92,7 @@ class ServingState:
         *,
         on_swap: Callable[[str], None] | None = None,
         reader: AsyncFeatureReads | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.artifacts = artifacts
         self.store = store
@@ -101,7 +104,10 @@ class ServingState:
         self._snapshot: Snapshot | None = None
         self._swap_lock = threading.Lock()
         self._reload_lock = threading.Lock()
-        self._store_down_until = 0.0
+        #: Opens on repeated store failures only (``serving.circuit``); one slow read costs
+        #: one fallback answer.
+        self.breaker = breaker if breaker is not None else CircuitBreaker()
+        self.fallbacks = FallbackLog()
         self._noticed: tuple[str, str | None] | None = None  # (served, active) last acted on
         self._notice_until = 0.0
 
@@ -305,13 +311,14 @@ class ServingState:
             return refreshed
 
     def read_customer(self, customer_id: str) -> CustomerRead:
-        """The hot path's store read: the customer's state, the catalogue revision and the
-        store's active version, in one round trip (blocking: for sync routes)."""
+        """A customer's whole state (features and contacts included: offers, next best action),
+        the catalogue revision and the store's active version, in one round trip (blocking: for
+        sync routes)."""
         snapshot = self._snapshot
-        if snapshot is None or time.monotonic() < self._store_down_until:
+        if snapshot is None or not self.breaker.allow():
             return self._skipped_read(snapshot)
         try:
-            read = self.store.read(self._page_view_plan(snapshot, customer_id))
+            read = self.store.read(ReadPlan.of(snapshot.version, [customer_id], meta=True))
             customer, revision, active = read.states[0], read.revision, read.active
             snapshot = self.sync_catalog(snapshot, revision)
         except (StoreUnavailableError, InternalError) as exc:
@@ -319,41 +326,42 @@ class ServingState:
         return self._done_read(snapshot, customer, active)
 
     async def read_customer_async(self, customer_id: str) -> CustomerRead:
-        """:meth:`read_customer` awaited on the event loop through :attr:`reader` (a worker
-        thread only to rebuild the catalogue, when its revision changed)."""
+        """The page view's read (:meth:`recsys.store.ReadPlan.page_view_of`: only what ranking
+        uses, with the catalogue revision and the active version) awaited on the event loop
+        through :attr:`reader` (a worker thread only to rebuild the catalogue, when its revision
+        changed)."""
         snapshot = self._snapshot
-        if snapshot is None or time.monotonic() < self._store_down_until:
+        if snapshot is None or not self.breaker.allow():
             return self._skipped_read(snapshot)
         try:
-            read = await self.reader.read(self._page_view_plan(snapshot, customer_id))
+            read = await self.reader.read(ReadPlan.page_view_of(snapshot.version, customer_id))
             customer, revision, active = read.states[0], read.revision, read.active
             snapshot = await self._synced(snapshot, revision)
         except (StoreUnavailableError, InternalError) as exc:
             return self._failed_read(snapshot, exc)
         return self._done_read(snapshot, customer, active)
 
-    @staticmethod
-    def _page_view_plan(snapshot: Snapshot, customer_id: str) -> ReadPlan:
-        """One customer's state with the catalogue revision and the active version."""
-        return ReadPlan.of(snapshot.version, [customer_id], meta=True)
-
-    @staticmethod
-    def _skipped_read(snapshot: Snapshot | None) -> CustomerRead:
+    def _skipped_read(self, snapshot: Snapshot | None) -> CustomerRead:
         if snapshot is None:
+            self.fallbacks.record("model_unavailable", "no model version is loaded")
             return CustomerRead(None, None, "model_unavailable")
-        return CustomerRead(snapshot, None, "store_unavailable")  # failed a moment ago
+        self.fallbacks.record("store_unavailable", "the circuit is open")
+        return CustomerRead(snapshot, None, "store_unavailable")
 
     def _failed_read(self, snapshot: Snapshot, error: RecsysError) -> CustomerRead:
+        self.breaker.failed()
         if isinstance(error, StoreUnavailableError):
-            self._store_down_until = time.monotonic() + STORE_RETRY_AFTER_S
+            self.fallbacks.record("store_unavailable", str(error))
             return CustomerRead(snapshot, None, "store_unavailable")
         # a bug on our side (InternalError): logged, but the page still gets an answer
         log.exception("reading a customer's state failed; answering the fallback")
+        self.fallbacks.record("store_error", type(error).__name__)
         return CustomerRead(snapshot, None, "store_error")
 
     def _done_read(
         self, snapshot: Snapshot, customer: CustomerState, active: str | None
     ) -> CustomerRead:
+        self.breaker.succeeded()
         if active != snapshot.version:
             self._notice_active(snapshot.version, active)
         return CustomerRead(snapshot, customer, None)
@@ -384,21 +392,25 @@ class ServingState:
     def current(self) -> Snapshot | None:
         """The snapshot with an up-to-date catalogue, or the cached one if the store is down."""
         snapshot = self._snapshot
-        if snapshot is None or time.monotonic() < self._store_down_until:
+        if snapshot is None or not self.breaker.allow():
             return snapshot
         try:
-            return self.sync_catalog(snapshot, self.store.item_revision())
+            synced = self.sync_catalog(snapshot, self.store.item_revision())
         except StoreUnavailableError:
-            self._store_down_until = time.monotonic() + STORE_RETRY_AFTER_S
+            self.breaker.failed()
             return snapshot
+        self.breaker.succeeded()
+        return synced
 
     async def current_async(self) -> Snapshot | None:
         """:meth:`current` awaited on the event loop through :attr:`reader`."""
         snapshot = self._snapshot
-        if snapshot is None or time.monotonic() < self._store_down_until:
+        if snapshot is None or not self.breaker.allow():
             return snapshot
         try:
-            return await self._synced(snapshot, await self.reader.item_revision())
+            synced = await self._synced(snapshot, await self.reader.item_revision())
         except StoreUnavailableError:
-            self._store_down_until = time.monotonic() + STORE_RETRY_AFTER_S
+            self.breaker.failed()
             return snapshot
+        self.breaker.succeeded()
+        return synced

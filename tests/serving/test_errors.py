@@ -90,11 +90,36 @@ def test_every_response_carries_a_request_id(client: TestClient) -> None:
     assert len(ids) == len(responses)
 
 
+def _app_logging(settings: Settings, share: float) -> FastAPI:
+    serving = settings.serving.model_copy(update={"access_log_sample": share})
+    return create_app(settings.model_copy(update={"serving": serving}))
+
+
 def test_the_access_log_redacts_customer_ids(
-    client: TestClient, caplog: pytest.LogCaptureFixture
+    settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, "recsys.access"):
-        client.get("/v1/customers/kitchen-1/recommendations", headers=READ)
-        client.get("/v1/customers/garden-1", headers=READ)
+    with TestClient(_app_logging(settings, 1.0)) as client:
+        with caplog.at_level(logging.INFO, "recsys.access"):
+            client.get("/v1/customers/kitchen-1/recommendations", headers=READ)
+            client.get("/v1/customers/garden-1", headers=READ)
     assert "/v1/customers/{customer_id}/recommendations" in caplog.text
     assert "kitchen-1" not in caplog.text and "garden-1" not in caplog.text
+
+
+def test_the_access_log_is_off_by_default_and_samples_when_asked(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    def access_lines() -> int:
+        return sum(1 for r in caplog.records if r.name == "recsys.access")
+
+    with TestClient(create_app(settings)) as client:
+        with caplog.at_level(logging.INFO, "recsys.access"):
+            for _ in range(10):
+                client.get("/v1/popular?k=1", headers=READ)
+    assert access_lines() == 0
+    caplog.clear()
+    with TestClient(_app_logging(settings, 0.25)) as client:
+        with caplog.at_level(logging.INFO, "recsys.access"):
+            for _ in range(12):
+                client.get("/v1/popular?k=1", headers=READ)
+    assert access_lines() == 3  # every 4th request

@@ -14,7 +14,6 @@ from servingkit import API_KEYS, READ, TestClient, item_ids, metric, serve
 from feature_store import keys
 from feature_store.embedded import EmbeddedRedis
 from recsys.config import Settings
-from serving import state
 from serving.app import create_app
 
 RECS = "/v1/customers/kitchen-1/recommendations"
@@ -64,7 +63,7 @@ def test_answers_come_back_when_the_store_does(
         assert http.get(RECS).json()["strategy"] == "fallback"
         own_redis.port = port
         own_redis.start()  # an empty server: the features are gone, readiness reloads them
-        time.sleep(state.STORE_RETRY_AFTER_S)
+        time.sleep(own_settings.serving.circuit_open_s)
         assert wait_until_ready(http)
         assert http.get(RECS).json()["strategy"] == "personalized"
 
@@ -88,7 +87,7 @@ def test_a_store_down_at_start_still_serves_the_fallback(
         body = http.get(RECS, params={"k": 1}).json()
         assert (body["strategy"], item_ids(body)) == ("fallback", ["G0"])
         own_redis.start()
-        time.sleep(state.STORE_RETRY_AFTER_S)
+        time.sleep(own_settings.serving.circuit_open_s)
         assert wait_until_ready(http)
         assert http.get(RECS).json()["strategy"] == "personalized"
 
