@@ -44,3 +44,16 @@ def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     module = tmp_path / "bad.py"
     module.write_text("import os\nfrom serving.app import create_app\n")
     assert "serving" in imported_top_levels(module)
+
+
+def test_no_test_reads_the_data_beside_the_checkout() -> None:
+    """A clone has no ``../shared``: tests use ``tests/data`` (only its maker reads the file)."""
+    maker = ROOT / "tests" / "data" / "make_sample.py"
+    readers = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        if path != maker and path != Path(__file__).resolve()
+        if any(marker in path.read_text() for marker in ('"shared"', "shared/data", "../shared"))
+    ]
+    assert readers == []
+    assert (ROOT / "tests" / "data" / "online_retail_sample.csv.gz").is_file()
