@@ -35,6 +35,7 @@ from serving.auth import KeyRing
 from serving.errors import install_error_handlers
 from serving.metrics import Metrics
 from serving.middleware import RequestContextMiddleware
+from serving.openapi import add_cors, make_app
 from serving.routes import (
     customers,
     events,
@@ -151,7 +152,7 @@ def create_app(
     """The service. ``store`` overrides the Redis store built from ``settings.redis_url`` (the
     caller then owns it); ``bundle_dir`` overrides ``settings.artifacts`` as the directory whose
     newest version is served."""
-    app = FastAPI(
+    app = make_app(
         title="Pelanggan",
         summary="Real-time personalization and recommendations",
         version="1",
@@ -162,6 +163,7 @@ def create_app(
     app.state.metrics = Metrics()
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    add_cors(app, settings)  # outermost: a preflight is answered before anything else runs
     routers = (recommendations, popular, items, customers, offers, nba, events, model, health)
     for module in routers:
         app.include_router(module.router)
