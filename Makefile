@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+PORT   ?= 8000
 export OPENBLAS_NUM_THREADS ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint format bench loadtest evaluate clean
+.PHONY: help demo port-free test lint format bench loadtest evaluate clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -18,8 +19,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $(STAMP)
 
-demo: $(STAMP) ## synthetic data, training, embedded Redis, serve on 127.0.0.1:8000
-	$(BIN)/recsys demo
+demo: port-free $(STAMP) ## synthetic data, training, embedded Redis, serve on 127.0.0.1 (PORT=8000)
+	$(BIN)/recsys demo --port $(PORT)
+
+port-free: # before the install: is 127.0.0.1:$(PORT) free? (system Python, standard library)
+	@$(PYTHON) pelanggan/ports.py 127.0.0.1 $(PORT)
 
 test: $(STAMP) ## run the test suite (real Redis: embedded, or RECSYS_TEST_REDIS_URL)
 	$(BIN)/python -m pytest -q
@@ -40,9 +44,9 @@ evaluate: $(STAMP) ## offline evaluation on the shared purchase data (split 2011
 bench: $(STAMP) ## latency, throughput and quality benchmarks on the shared data (prints figures)
 	$(BIN)/python -m benchmarks.run_all
 
-loadtest: $(STAMP) ## Locust, headless, 60 s against a running demo on 127.0.0.1:8000
+loadtest: $(STAMP) ## Locust, headless, 60 s against a running demo on 127.0.0.1 (PORT=8000)
 	$(BIN)/locust -f benchmarks/locustfile.py --headless -u 50 -r 10 -t 60s \
-	    --host http://127.0.0.1:8000 --only-summary
+	    --host http://127.0.0.1:$(PORT) --only-summary
 
 clean: ## remove the environment, the demo and caches
 	rm -rf $(VENV) .demo evaluation .pytest_cache .ruff_cache .mypy_cache

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pelanggan.ports import require_free_port
 from pelanggan.store import redis_for
 from recsys.config import Settings, get_settings
 from recsys.errors import InvalidRequestError, RecsysError
@@ -18,9 +19,30 @@ from recsys.errors import InvalidRequestError, RecsysError
 log = logging.getLogger("recsys")
 
 
+FORMATS = ["auto", "events", "online-retail"]
+FORMAT_HELP = "auto (guess from the columns), events, or online-retail (UCI); default %(default)s"
+
+
+def version() -> str:
+    """The installed distribution's version (``pyproject.toml``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("pelanggan")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "0+unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="recsys",
+        description=__doc__,
+        epilog="Settings come from RECSYS_* environment variables (see the README).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
     # Every command that uses the store takes the store's URL (RECSYS_REDIS_URL): a tool can use
     # the store a running service uses, embedded or not.
     store = argparse.ArgumentParser(add_help=False)
@@ -33,45 +55,76 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", parents=[store], help="synthetic data, training, embedded Redis, serving"
     )
-    demo.add_argument("--dir", type=Path, default=Path(".demo"), help="working directory")
-    demo.add_argument("--port", type=int, default=None)
-    demo.add_argument("--customers", type=int, default=2000)
-    demo.add_argument("--items", type=int, default=500)
-    demo.add_argument("--days", type=int, default=365)
+    demo.add_argument(
+        "--dir", type=Path, default=Path(".demo"), help="working directory (%(default)s)"
+    )
+    demo.add_argument(
+        "--port", type=int, default=None, help="port on 127.0.0.1 (RECSYS_PORT, else 8000)"
+    )
+    demo.add_argument(
+        "--customers", type=int, default=2000, help="synthetic customers (%(default)s)"
+    )
+    demo.add_argument("--items", type=int, default=500, help="synthetic items (%(default)s)")
+    demo.add_argument("--days", type=int, default=365, help="days of history (%(default)s)")
     demo.add_argument("--no-serve", action="store_true", help="prepare everything, do not serve")
 
     train = sub.add_parser(
         "train", parents=[store], help="build a model bundle from an events file"
     )
-    train.add_argument("--events", type=Path, required=True)
-    train.add_argument("--format", default="auto", choices=["auto", "events", "online-retail"])
-    train.add_argument("--catalog", type=Path, default=None)
-    train.add_argument("--as-of", default=None, help="train on data strictly before this date")
+    train.add_argument(
+        "--events", type=Path, required=True, help="events file: .csv, .csv.gz or .parquet"
+    )
+    train.add_argument("--format", default="auto", choices=FORMATS, help=FORMAT_HELP)
+    train.add_argument(
+        "--catalog", type=Path, default=None, help="catalogue file (default: derived from events)"
+    )
+    train.add_argument(
+        "--as-of", default=None, help="train on data strictly before this date (default: all)"
+    )
     train.add_argument("--out", type=Path, default=None, help="artifact root (RECSYS_ARTIFACTS)")
 
     serve = sub.add_parser("serve", parents=[store], help="serve the latest model version")
-    serve.add_argument("--artifacts", type=Path, default=None)
-    serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
-    serve.add_argument("--workers", type=int, default=None)
+    serve.add_argument(
+        "--artifacts", type=Path, default=None, help="artifact root (RECSYS_ARTIFACTS)"
+    )
+    serve.add_argument("--host", default=None, help="address to bind (RECSYS_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (RECSYS_PORT, 8000)")
+    serve.add_argument(
+        "--workers", type=int, default=None, help="worker processes (RECSYS_WORKERS, 1)"
+    )
 
     evaluate = sub.add_parser("evaluate", help="time-based offline evaluation")
-    evaluate.add_argument("--events", type=Path, required=True)
-    evaluate.add_argument("--split-date", required=True)
-    evaluate.add_argument("--format", default="auto", choices=["auto", "events", "online-retail"])
-    evaluate.add_argument("--out", type=Path, default=Path("evaluation"))
+    evaluate.add_argument(
+        "--events", type=Path, required=True, help="events file: .csv, .csv.gz or .parquet"
+    )
+    evaluate.add_argument(
+        "--split-date", required=True, help="train before this date, test from it (YYYY-MM-DD)"
+    )
+    evaluate.add_argument("--format", default="auto", choices=FORMATS, help=FORMAT_HELP)
+    evaluate.add_argument(
+        "--out", type=Path, default=Path("evaluation"), help="report directory (%(default)s)"
+    )
 
     generate = sub.add_parser("generate", help="write the synthetic data set")
-    generate.add_argument("--customers", type=int, required=True)
-    generate.add_argument("--items", type=int, required=True)
-    generate.add_argument("--days", type=int, required=True)
-    generate.add_argument("--seed", type=int, default=7)
-    generate.add_argument("--out", type=Path, required=True)
+    generate.add_argument("--customers", type=int, required=True, help="number of customers")
+    generate.add_argument("--items", type=int, required=True, help="number of items")
+    generate.add_argument("--days", type=int, required=True, help="days of history")
+    generate.add_argument(
+        "--seed", type=int, default=7, help="random seed: same seed, same data (%(default)s)"
+    )
+    generate.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="events file (.csv, .csv.gz or .parquet); the catalogue goes beside it",
+    )
 
     export = sub.add_parser(
         "export-events", parents=[store], help="write the durable event stream as a file"
     )
-    export.add_argument("--out", type=Path, required=True)
+    export.add_argument(
+        "--out", type=Path, required=True, help="events file (.csv, .csv.gz or .parquet)"
+    )
     return parser
 
 
@@ -137,6 +190,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             f"refusing to serve on {settings.host!r} without API keys: set RECSYS_API_KEYS "
             "or bind a loopback address"
         )
+    require_free_port(settings.host, settings.port)
     os.environ["RECSYS_ARTIFACTS"] = str(settings.artifacts)
     with redis_for(settings, settings.artifacts / "redis") as ready:
         run(ready)

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from pelanggan.ports import require_free_port
 from pelanggan.store import redis_for
 from recsys.bundle import latest_version_dir, read_bundle
 from recsys.config import Settings
@@ -38,8 +39,9 @@ def _prepare(args: argparse.Namespace, settings: Settings) -> Path:
         )
 
 
-def _print_what_to_try(version_dir: Path, base: str) -> None:
+def _print_what_to_try(version_dir: Path, base: str, port: int) -> None:
     bundle = read_bundle(version_dir)
+    loadtest = "make loadtest" if port == 8000 else f"make loadtest PORT={port}"
     customer = str(bundle.customer_ids[0]) if len(bundle.customer_ids) else "C00001"
     item = str(bundle.items.item_ids[int(bundle.popular[0])]) if len(bundle.popular) else "I0001"
     print(
@@ -58,16 +60,19 @@ Try:
        -d '{{"customer_id": "{customer}", "event_type": "purchase", "item_id": "{item}", \
 "quantity": 1, "price": 2.5}}'
   open {base}/docs
-Load test: make loadtest   (Ctrl-C stops the server)
+Load test: {loadtest}   (Ctrl-C stops the server)
 """
     )
 
 
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    port = args.port or settings.port
+    if not args.no_serve:
+        require_free_port("127.0.0.1", port)  # before generating, training or printing a URL
     version_dir = _prepare(args, settings)
     artifacts = version_dir.parent
     settings = settings.model_copy(
-        update={"artifacts": artifacts, "port": args.port or settings.port, "host": "127.0.0.1"}
+        update={"artifacts": artifacts, "port": port, "host": "127.0.0.1"}
     )
     with redis_for(settings, artifacts / "redis") as ready:
         from feature_store.bulk_load import ensure_loaded
@@ -78,7 +83,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         if ensure_loaded(store, bundle):
             print(f"loaded features of {bundle.version} into Redis")
         base = f"http://{ready.host}:{ready.port}"
-        _print_what_to_try(version_dir, base)
+        _print_what_to_try(version_dir, base, ready.port)
         if args.no_serve:
             return 0
         from serving.server import run

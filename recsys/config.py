@@ -71,8 +71,31 @@ class Settings(BaseSettings):
     port: int = 8000
     workers: int = 1
     event_stream_maxlen: int = 1_000_000
+    #: Browser origins allowed to call the API (CORS), ``RECSYS_CORS_ORIGINS`` comma-separated
+    #: (``https://crm.example.com,http://localhost:3000``); none by default: no CORS headers.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_cors_origins(cls, value: object) -> object:
+        """``"https://a.example,https://b.example"``; each origin is a scheme, host and port
+        (``*`` allows any origin); a path or a trailing slash is refused."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]
+        if not isinstance(value, list | tuple):
+            return value
+        origins = tuple(str(v) for v in value if str(v))
+        for origin in origins:
+            scheme, sep, rest = origin.partition("://")
+            if origin != "*" and (
+                scheme not in {"http", "https"} or not sep or not rest or "/" in rest
+            ):
+                raise ValueError(
+                    f"CORS origin {origin!r} must be scheme://host[:port] (or *), with no path"
+                )
+        return origins
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -37,6 +37,7 @@ from serving.circuit import CircuitBreaker
 from serving.errors import install_error_handlers
 from serving.metrics import Metrics
 from serving.middleware import RequestContextMiddleware
+from serving.openapi import add_cors, make_app
 from serving.routes import (
     customers,
     events,
@@ -161,7 +162,7 @@ def create_app(
     """The service. ``store`` overrides the Redis store built from ``settings.redis_url`` (the
     caller then owns it); ``bundle_dir`` overrides ``settings.artifacts`` as the directory whose
     newest version is served."""
-    app = FastAPI(
+    app = make_app(
         title="Pelanggan",
         summary="Real-time personalization and recommendations",
         version="1",
@@ -176,6 +177,7 @@ def create_app(
         metrics=app.state.metrics,
         access_log_sample=settings.serving.access_log_sample,
     )
+    add_cors(app, settings)  # outermost: a preflight is answered before anything else runs
     routers = (recommendations, popular, items, customers, offers, nba, events, model, health)
     for module in routers:
         app.include_router(module.router)

@@ -54,11 +54,14 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+#: A deterministic sample of the UCI Online Retail data (CC BY 4.0): see tests/data/README.md.
+RETAIL_SAMPLE = Path(__file__).resolve().parent / "data" / "online_retail_sample.csv.gz"
+
+
 @pytest.fixture(scope="session")
-def shared_data_path() -> Path:
-    """The real purchase data beside the checkout (``../shared/data``)."""
-    root = Path(__file__).resolve().parents[1]
-    path = root.parent / "shared" / "data" / "online_retail_2010-12_2011-08.csv.gz"
-    if not path.is_file():
-        pytest.fail(f"shared data set missing: {path}")
-    return path
+def retail_sample_path() -> Path:
+    """Real purchase data inside the repository: whole customers and some guest invoices of
+    the UCI Online Retail file, with its quirks (``tests/data/make_sample.py`` makes it)."""
+    if not RETAIL_SAMPLE.is_file():
+        pytest.fail(f"test data missing from the checkout: {RETAIL_SAMPLE}")
+    return RETAIL_SAMPLE

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,3 +184,91 @@ def test_demo_says_which_redis_server_binary_and_version_it_runs(tmp_path: Path)
     assert run.returncode == 0, run.stderr
     binary = find_redis_server()
     assert f"embedded Redis {server_version(binary)} ({binary}) started on" in run.stdout
+
+
+def test_version_prints_the_installed_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    run = recsys("--version", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"recsys {version('pelanggan')}"
+
+
+def test_every_option_of_every_command_has_help_text() -> None:
+    import argparse
+
+    from pelanggan.cli import COMMANDS, _parser
+
+    parser = _parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(sub.choices) == set(COMMANDS)
+    missing = [
+        f"{name} {'/'.join(action.option_strings)}"
+        for name, command in [("recsys", parser), *sub.choices.items()]
+        for action in command._actions
+        if action.option_strings and not (action.help and action.help.strip())
+    ]
+    assert missing == []
+    helps = {choice.dest: choice.help for choice in sub._choices_actions}
+    assert all(helps.get(name) for name in COMMANDS)
+
+
+def test_train_help_describes_its_options(tmp_path: Path) -> None:
+    run = recsys("train", "--help", cwd=tmp_path)
+    assert run.returncode == 0
+    assert "events file: .csv, .csv.gz or .parquet" in run.stdout
+    assert "train on data strictly before this date" in run.stdout
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port some other server listens on."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+def test_demo_on_a_busy_port_says_so_before_doing_anything(tmp_path: Path, busy_port: int):
+    run = recsys("demo", "--dir", tmp_path / "demo", "--port", str(busy_port), cwd=tmp_path)
+    assert run.returncode == 2
+    assert f"port {busy_port} on 127.0.0.1 is already in use" in run.stderr
+    assert f"make demo PORT={busy_port + 1}" in run.stderr
+    assert run.stdout == ""  # no "generating ...", no curl lines for someone else's server
+    assert not (tmp_path / "demo").exists()
+
+
+def test_serve_on_a_busy_port_refuses_before_starting_redis(tmp_path: Path, busy_port: int):
+    artifacts = tmp_path / "artifacts"
+    run = recsys("serve", "--port", str(busy_port), "--artifacts", artifacts, cwd=tmp_path)
+    assert run.returncode == 2
+    assert f"port {busy_port} on 127.0.0.1 is already in use" in run.stderr
+    assert not artifacts.exists()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_demo_checks_the_port_before_installing(tmp_path: Path, busy_port: int) -> None:
+    venv = tmp_path / "venv"
+    run = subprocess.run(
+        ["make", "-s", "demo", f"PORT={busy_port}", f"VENV={venv}", f"PYTHON={sys.executable}"],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode != 0
+    assert f"port {busy_port} on 127.0.0.1 is already in use" in run.stderr
+    assert not venv.exists()  # nothing installed, generated or printed first
+    assert "curl" not in run.stdout
+
+
+def test_the_port_probe_sees_a_free_port_as_free() -> None:
+    from pelanggan.ports import port_problem
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert port_problem("127.0.0.1", port) is None
+    assert "not a TCP port" in (port_problem("127.0.0.1", 70000) or "")

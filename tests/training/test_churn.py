@@ -14,6 +14,7 @@ from training.churn import (
     ChurnArtifacts,
     build_window,
     churn_labels,
+    float32_booster,
     top_decile_lift,
     train_churn,
     window_cutoffs,
@@ -23,13 +24,10 @@ AS_OF = pd.Timestamp("2011-06-01")
 
 
 @pytest.fixture(scope="module")
-def retail(shared_data_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A deterministic third of the shared data's customers (and the guests' rows)."""
-    loaded = load_interactions(shared_data_path)
-    events = loaded.interactions
-    ids = pd.to_numeric(events["customer_id"], errors="coerce")
-    keep = ids.isna() | (ids % 3 == 0)
-    return events.loc[keep.to_numpy()].reset_index(drop=True), loaded.catalog
+def retail(retail_sample_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The test sample: a deterministic third of the real customers, with all their rows."""
+    loaded = load_interactions(retail_sample_path)
+    return loaded.interactions, loaded.catalog
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +52,41 @@ def test_onnx_raw_probabilities_equal_lightgbm_predict_proba(artifacts, rows):
     lgbm_probs = artifacts.model.predict_proba(rows)
     assert onnx_probs.shape == lgbm_probs.shape == (len(rows), 2)
     np.testing.assert_allclose(onnx_probs, lgbm_probs, rtol=0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def rows_on_the_splits(artifacts, rows) -> np.ndarray:
+    """For every split of the fitted trees, a real row with that feature set to the float32
+    nearest the (float64) threshold and to its two float32 neighbours."""
+    dump = artifacts.model.booster_.dump_model()
+    stack = [tree["tree_structure"] for tree in dump["tree_info"]]
+    made = []
+    while stack:
+        node = stack.pop()
+        if "split_index" not in node:
+            continue
+        stack.extend((node["left_child"], node["right_child"]))
+        nearest = np.float32(node["threshold"])
+        for value in (np.nextafter(nearest, -np.inf), nearest, np.nextafter(nearest, np.inf)):
+            row = rows[len(made) % (len(rows) - 3)].copy()
+            row[node["split_feature"]] = value
+            made.append(row)
+    return np.asarray(made, dtype=np.float32)
+
+
+def test_onnx_agrees_with_lightgbm_on_values_at_the_split_thresholds(artifacts, rows_on_the_splits):
+    session = ort.InferenceSession(artifacts.onnx_bytes, providers=["CPUExecutionProvider"])
+    (onnx_probs,) = session.run(["probabilities"], {"input": rows_on_the_splits})
+    lgbm_probs = artifacts.model.predict_proba(rows_on_the_splits)
+    assert len(rows_on_the_splits) >= 3 * 300  # 300 trees, at least one split each
+    np.testing.assert_allclose(onnx_probs, lgbm_probs, rtol=0, atol=1e-5)
+
+
+def test_float32_thresholds_change_no_prediction_on_float32_input(artifacts, rows_on_the_splits):
+    moved = float32_booster(artifacts.model)
+    np.testing.assert_array_equal(
+        moved.predict(rows_on_the_splits), artifacts.model.predict_proba(rows_on_the_splits)[:, 1]
+    )
 
 
 def test_calibrated_serving_scorer_equals_calibration_of_lightgbm(artifacts, rows):

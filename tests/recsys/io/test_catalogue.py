@@ -46,9 +46,9 @@ def test_categorize_keeps_the_index_and_maps_missing_to_other():
     assert set(CATEGORIES) >= set(result)
 
 
-def test_on_the_real_descriptions_other_is_a_small_minority(shared_data_path: Path):
+def test_on_the_real_descriptions_other_is_a_small_minority(retail_sample_path: Path):
     products = pd.read_csv(
-        shared_data_path, usecols=["StockCode", "Description"], dtype=str
+        retail_sample_path, usecols=["StockCode", "Description"], dtype=str
     ).dropna()
     titles = products.drop_duplicates("StockCode", keep="last")["Description"]
     shares = categorize(titles).value_counts(normalize=True)

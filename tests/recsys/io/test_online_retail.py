@@ -1,7 +1,8 @@
-"""The Online Retail format and each of its quirks, on deterministic samples of the real file.
+"""The Online Retail format and each of its quirks, on the repository's sample of the real file.
 
-The expected counts were taken once from the file with Python's ``csv`` module (independently of
-the loader) and are pinned here.
+``tests/data/online_retail_sample.csv.gz`` is whole customers and some guest invoices of the UCI
+file, rows byte for byte (``tests/data/README.md``). The expected counts were taken once from it
+with Python's ``csv`` module (independently of the loader) and are pinned here.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ SAMPLE_ROWS = 20_000
 
 
 @pytest.fixture(scope="module")
-def sample_path(shared_data_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The header and the first 20,000 data lines of the shared file, byte for byte."""
+def sample_path(retail_sample_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The header and the first 20,000 data lines of the sample, byte for byte."""
     path = tmp_path_factory.mktemp("retail") / "first-20000.csv"
-    with gzip.open(shared_data_path, "rt", encoding="utf-8", newline="") as source:
+    with gzip.open(retail_sample_path, "rt", encoding="utf-8", newline="") as source:
         lines = [next(source) for _ in range(SAMPLE_ROWS + 1)]
     path.write_text("".join(lines), encoding="utf-8")
     return path
@@ -47,27 +48,27 @@ def test_sample_is_detected_as_online_retail(sample):
 def test_sample_report_pins_the_known_counts(sample):
     report = sample.report
     assert report.rows_read == 20_000
-    assert report.rows_loaded == 19_863
+    assert report.rows_loaded == 19_944
     assert report.dropped == {
         "missing_invoice": 0,
         "missing_item": 0,
-        "bad_quantity": 48,
-        "bad_price": 89,
+        "bad_quantity": 32,
+        "bad_price": 24,
     }
-    assert report.counts["cancellations_as_returns"] == 261
-    assert report.counts["guest_rows"] == 6_517
-    assert report.counts["non_product_rows"] == 89
-    assert report.counts["customers"] == 559
+    assert report.counts["cancellations_as_returns"] == 360
+    assert report.counts["guest_rows"] == 4_567
+    assert report.counts["non_product_rows"] == 100
+    assert report.counts["customers"] == 472
 
 
 def test_cancellations_become_returns_with_positive_quantity(sample, sample_raw):
     table = sample.interactions
     returns = table[table["event_type"] == "return"]
-    assert len(returns) == 261
+    assert len(returns) == 360
     assert (returns["quantity"] > 0).all()
     assert returns["order_id"].str.startswith("C").all()
     assert (table.loc[table["event_type"] == "purchase", "quantity"] > 0).all()
-    # C536379 cancels one unit of item D at 27.50
+    # C536622 cancels two of item 22752 at 8.50
     first = sample_raw[sample_raw["InvoiceNo"].str.startswith("C")].iloc[0]
     row = returns[returns["order_id"] == first["InvoiceNo"]].iloc[0]
     assert row["quantity"] == -float(first["Quantity"])
@@ -88,14 +89,13 @@ def test_non_product_codes_are_kept_but_flagged(sample):
     table = sample.interactions
     flagged = table.loc[~table["is_product"], "item_id"].value_counts().to_dict()
     assert flagged == {
-        "POST": 33,
-        "M": 21,
-        "DOT": 16,
-        "AMAZONFEE": 7,
-        "D": 4,
-        "C2": 4,
+        "POST": 45,
+        "M": 29,
+        "DOT": 18,
+        "AMAZONFEE": 3,
         "BANK CHARGES": 2,
-        "S": 2,
+        "D": 2,
+        "C2": 1,
     }
     assert set(flagged) <= NON_PRODUCT_CODES
     assert table.loc[table["item_id"] == "85123A", "is_product"].all()
@@ -104,7 +104,7 @@ def test_non_product_codes_are_kept_but_flagged(sample):
 def test_guest_rows_keep_a_missing_customer(sample, sample_raw):
     table = sample.interactions
     guests = table[table["customer_id"].isna()]
-    assert len(guests) == 6_517
+    assert len(guests) == 4_567
     assert guests["event_type"].isin(["purchase", "return"]).all()
     assert not (table["customer_id"] == "").any()
 
@@ -130,7 +130,7 @@ def test_descriptions_lose_stray_spaces(sample, sample_raw):
 def test_bad_quantities_and_prices_are_dropped(sample, sample_raw):
     quantity = sample_raw["Quantity"].astype(float)
     written_off = ~sample_raw["InvoiceNo"].str.startswith("C") & (quantity < 0)
-    assert int(written_off.sum()) == 48  # stock write-offs: all counted as bad_quantity
+    assert int(written_off.sum()) == 32  # stock write-offs: all counted as bad_quantity
     table = sample.interactions
     assert (table["price"] > 0).all()
     assert (table["quantity"] > 0).all()
@@ -138,7 +138,7 @@ def test_bad_quantities_and_prices_are_dropped(sample, sample_raw):
 
 def test_country_goes_to_properties(sample):
     first = sample.interactions["properties"].iloc[0]
-    assert first == '{"country":"United Kingdom"}'
+    assert first == '{"country":"France"}'
 
 
 def test_float_customer_ids_and_parquet_give_the_same_table(sample, sample_path, tmp_path):
@@ -211,14 +211,15 @@ def test_missing_retail_column_is_named(sample_raw, tmp_path):
     assert "UnitPrice" in caught.value.problem
 
 
-def test_full_shared_file_report(shared_data_path):
-    report = load_interactions(shared_data_path).report
-    assert report.rows_read == 320_705
-    assert report.rows_loaded == 318_906
-    assert report.dropped["bad_quantity"] == 925
-    assert report.dropped["bad_price"] == 874
-    assert report.counts["cancellations_as_returns"] == 5_847
-    assert report.counts["customers"] == 3_360
+def test_whole_sample_report(retail_sample_path):
+    report = load_interactions(retail_sample_path).report
+    assert report.rows_read == 85_129
+    assert report.rows_loaded == 84_828
+    assert report.dropped["bad_quantity"] == 141
+    assert report.dropped["bad_price"] == 160
+    assert report.counts["cancellations_as_returns"] == 1_610
+    assert report.counts["guest_rows"] == 13_145
+    assert report.counts["customers"] == 1_086
 
 
 def test_a_latin1_byte_does_not_stop_the_load(sample_raw, tmp_path):
