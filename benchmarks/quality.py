@@ -10,8 +10,10 @@ the best NDCG@20 sum over both tasks), neighbours (K x shrinkage; the largest K 
 best item_knn discovery NDCG), the best-seller window, then the ranking weights (argmax of the
 served NDCG@20 sum over both tasks); ``--out`` also gets tune.json with every grid. The default
 run trains before 2011-06-01, scores June to August, prints NDCG@20 / Recall@20 per task and
-method with the served ranking's lift, and measures ``train_bundle`` on the full file in a
-child process (wall seconds, peak RSS).
+method with the served ranking's lift, EASE and "buy again + popular" (``training.baselines``,
+tuned on the last 28 days before the split), 95% bootstrap intervals and the paired verdicts
+(served vs each baseline; churn model vs logistic regression on RFM), and measures
+``train_bundle`` on the full file in a child process (wall seconds, peak RSS).
 """
 
 from __future__ import annotations
@@ -102,6 +104,13 @@ def run_test(events: Path, out: Path | None, config: Any) -> dict[str, Any]:
     wall = time.perf_counter() - started
     print(f"split {TEST_SPLIT}: {report['counts']}")
     print(_table(report["tasks"], K))
+    print("\n95% bootstrap intervals over customers; paired differences (served - baseline):")
+    for task, block in report["intervals"].items():
+        for method, row in block["methods"].items():
+            m = row[f"ndcg@{K}"]
+            print(f"  {task} {method}: NDCG@{K} {m['value']:.4f} [{m['lo']:.4f}, {m['hi']:.4f}]")
+    for line in report["verdicts"]:
+        print(f"  {line}")
     print(
         f"\nevaluate: {wall:.1f} s wall, peak RSS {report['peak_memory_mb']:.0f} MB, "
         f"timing {report['timing']}"

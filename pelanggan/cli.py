@@ -204,6 +204,8 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         args.events, args.split_date, out_dir=args.out, fmt=args.format, config=settings.training
     )
     print(json.dumps(report.get("summary", report), indent=2, default=str))
+    for line in report.get("verdicts", []):  # "beats" only where the 95% interval excludes 0
+        print(line)
     print(f"report written to {args.out}")
     return 0
 

@@ -19,6 +19,7 @@ import numpy as np
 from recsys.bundle import Manifest, ModelBundle
 from recsys.config import TrainingConfig
 from recsys.customers.churn import ChurnScorer, calibration_from_dict
+from recsys.customers.clv import BetaGeoModel
 from recsys.customers.live_update import OnlineModel
 from recsys.errors import (
     ModelUnavailableError,
@@ -58,6 +59,16 @@ def churn_scorer(bundle: ModelBundle) -> ChurnScorer | None:
     return scorer
 
 
+def _churn_alive(bundle: ModelBundle) -> BetaGeoModel | None:
+    """The BG/NBD model behind the churn input's ``p_alive`` (training/churn.py), if stored."""
+    params = bundle.extra.get("churn", {}).get("alive")
+    try:
+        return BetaGeoModel.from_params(params) if params else None
+    except (KeyError, TypeError, ValueError):
+        log.warning("version %s: unreadable churn alive model; p_alive is missing", bundle.version)
+        return None
+
+
 def _online_model(
     bundle: ModelBundle, item_factors: np.ndarray, item_ids: list[str], row_of: dict[str, int]
 ) -> OnlineModel:
@@ -84,6 +95,7 @@ def _online_model(
             item_factors, float(params["regularization"]), float(params["alpha"])
         ),
         churn=churn_scorer(bundle),
+        churn_alive=_churn_alive(bundle),
         price_of=price_of,
         is_product=is_product,
     )

@@ -2,11 +2,22 @@
 
 Windows. For a training date ``T`` (``as_of``) and a horizon ``H`` days, a window with cutoff
 ``c`` has features computed from events before ``c`` and the label "no purchase in
-``[c, c + H)``", for every customer who bought at least once before ``c``. The newest window,
-``c0 = T - H``, ends exactly at ``T`` and is held out; ``n_windows`` older ones
-(``c0 - k * step_days``) are stacked to train the LightGBM classifier. The held-out window is
-split at random by customer into two halves: one fits the calibration (Platt scaling on the raw
-margin), the other gives the metrics in ``ChurnArtifacts.metrics``. Nothing after ``T`` is read.
+``[c, c + H)``", for every customer who bought at least once before ``c``. The newest labelled
+window, ``c0 = T - H``, ends exactly at ``T``. Nothing after ``T`` is read.
+
+* The **served model** stacks ``n_windows`` older windows (``c0 - k * step_days``, k >= 1;
+  their labels end before ``T``) to train the LightGBM classifier, and is calibrated (Platt
+  scaling on the raw margin) on the whole newest window ``c0``, so its mean risk matches the
+  most recent base rate known at ``T`` rather than that of the pooled windows.
+* The **held-out metric** (``ChurnArtifacts.metrics``) must not let training labels see the
+  held-out period ``[c0, T)``: it is measured with the same recipe shifted back by one horizon,
+  a model trained on windows ``c0 - H - k * step_days`` (k >= 0; every label ends by ``c0``),
+  calibrated on a random half of the customers of ``c0`` and scored on the other half. With
+  too little history for those windows the metric says so (``skipped``) instead of leaking.
+
+Every window's ``p_alive`` comes from a BG/NBD model fitted on that window's own feature table
+(``recsys.customers.churn``); the served model's, fitted at ``T``, is stored with it
+(``ChurnArtifacts.alive``).
 
 Export. The ``LGBMClassifier`` alone is converted with ``onnxmltools.convert_lightgbm``
 (``zipmap=False``: outputs ``label`` and ``probabilities (n, 2)``), with its split thresholds
@@ -39,6 +50,7 @@ from recsys.customers.churn import (
     calibration_from_dict,
     churn_matrix,
 )
+from recsys.customers.clv import BetaGeoModel, clv_inputs
 from recsys.customers.features import compute_customer_features
 
 #: Shallow trees with large leaves: the windows are short and the behaviour drifts between
@@ -68,10 +80,17 @@ class ChurnArtifacts:
     feature_names: list[str]
     model: LGBMClassifier = field(repr=False)
     baselines: dict[str, Pipeline] = field(repr=False, default_factory=dict)
+    alive: dict[str, float] | None = None  # BG/NBD params fitted at as_of, for ``p_alive``
+
+    def alive_model(self) -> BetaGeoModel | None:
+        return BetaGeoModel.from_params(self.alive) if self.alive else None
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
-        """Calibrated churn probabilities from LightGBM directly (the ONNX model agrees)."""
-        raw = raw_probabilities(self.model, churn_matrix(features))
+        """Calibrated churn probabilities from LightGBM directly (the ONNX model agrees).
+
+        ``p_alive`` uses the BG/NBD model of ``as_of`` (:attr:`alive`), as serving does.
+        """
+        raw = raw_probabilities(self.model, churn_matrix(features, self.alive_model()))
         return calibration_from_dict(self.calibration).apply(raw)
 
 
@@ -85,6 +104,22 @@ class ChurnWindow:
     cutoff: pd.Timestamp
     features: pd.DataFrame  # buyers before the cutoff
     labels: np.ndarray  # 1 = no purchase in [cutoff, cutoff + horizon)
+    alive: BetaGeoModel | None = None  # BG/NBD fitted on this window's features
+
+    def matrix(self) -> np.ndarray:
+        return churn_matrix(self.features, self.alive)
+
+
+def fit_alive(features: pd.DataFrame) -> BetaGeoModel | None:
+    """BG/NBD on a feature table's buyers (None when it cannot be fitted)."""
+    inp = clv_inputs(features)
+    keep = inp["bought"]
+    if keep.sum() < 2:
+        return None
+    try:
+        return BetaGeoModel().fit(inp["x"][keep], inp["t_x"][keep], inp["T"][keep])
+    except ValueError:
+        return None
 
 
 def churn_labels(
@@ -104,18 +139,26 @@ def build_window(
     horizon_days: int,
     catalog: pd.DataFrame | None = None,
 ) -> ChurnWindow:
+    if not interactions["timestamp"].lt(cutoff).any():  # before the data: an empty window
+        return ChurnWindow(cutoff, pd.DataFrame(), np.zeros(0, dtype=np.int8))
     feats = compute_customer_features(interactions, cutoff, catalog)
     feats = feats.loc[feats["frequency"] > 0].reset_index(drop=True)
     labels = churn_labels(interactions, feats["customer_id"], cutoff, horizon_days)
-    return ChurnWindow(cutoff=cutoff, features=feats, labels=labels)
+    alive = fit_alive(feats) if len(feats) else None
+    return ChurnWindow(cutoff=cutoff, features=feats, labels=labels, alive=alive)
 
 
 def window_cutoffs(
-    as_of: pd.Timestamp, horizon_days: int, n_windows: int, step_days: int
+    as_of: pd.Timestamp, horizon_days: int, n_windows: int, step_days: int, *, shift: int = 0
 ) -> list[pd.Timestamp]:
-    """Newest first: the held-out cutoff ``as_of - horizon`` and ``n_windows`` older ones."""
+    """Newest first: the newest labelled cutoff ``c0 = as_of - horizon`` and ``n_windows``
+    older ones ``c0 - shift - k * step_days`` (k from 1 without ``shift``, from 0 with it)."""
     newest = pd.Timestamp(as_of) - pd.Timedelta(days=horizon_days)
-    return [newest - pd.Timedelta(days=k * step_days) for k in range(n_windows + 1)]
+    first = 0 if shift else 1
+    older = [
+        newest - pd.Timedelta(days=shift + k * step_days) for k in range(first, first + n_windows)
+    ]
+    return [newest, *older]
 
 
 def top_decile_lift(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -220,6 +263,59 @@ def export_onnx(model: LGBMClassifier, n_features: int) -> bytes:
     return onnx_model.SerializeToString()
 
 
+def _fit(windows: list[ChurnWindow], params: dict[str, Any], seed: int) -> Any:
+    """LightGBM and the baselines on the stacked windows (None: too few rows or one class)."""
+    train = [w for w in windows if len(w.labels)]
+    if not train:
+        return None
+    y = np.concatenate([w.labels for w in train])
+    if np.unique(y).size < 2:
+        return None
+    x = np.vstack([w.matrix() for w in train])
+    model = LGBMClassifier(**{**DEFAULT_PARAMS, **params, "random_state": seed})
+    model.fit(x, y)
+    feats = pd.concat([w.features for w in train], ignore_index=True)
+    return model, fit_baselines(feats, y), int(y.size)
+
+
+def held_out_metrics(
+    past: pd.DataFrame,
+    held: ChurnWindow,
+    as_of: pd.Timestamp,
+    horizon_days: int,
+    catalog: pd.DataFrame | None,
+    n_windows: int,
+    step_days: int,
+    params: dict[str, Any],
+    random_state: int,
+) -> dict[str, Any]:
+    """The recipe's figures on ``held`` from windows whose labels end by its cutoff."""
+    cutoffs = window_cutoffs(as_of, horizon_days, n_windows, step_days, shift=horizon_days)
+    metrics: dict[str, Any] = {
+        "window": "held-out newest window, evaluation half; trained on windows ending by it",
+        "held_out_cutoff": f"{cutoffs[0]:%Y-%m-%d}",
+        "train_cutoffs": [f"{c:%Y-%m-%d}" for c in cutoffs[1:]],
+    }
+    old = [build_window(past, c, horizon_days, catalog) for c in cutoffs[1:]]
+    fitted = _fit(old, params, random_state) if len(held.labels) >= 4 else None
+    if fitted is None:
+        metrics["skipped"] = "not enough history for training windows that end by the held-out one"
+        return metrics
+    model, baselines, n_rows = fitted
+    metrics["train_rows"] = n_rows
+    rng = np.random.default_rng(random_state)
+    in_calib = rng.random(len(held.labels)) < 0.5
+    raw = raw_probabilities(model, held.matrix())
+    calibration = PlattCalibration.fit(raw[in_calib], held.labels[in_calib])
+    evaluate = ~in_calib
+    if np.unique(held.labels[evaluate]).size == 2:
+        metrics["model"] = binary_metrics(held.labels[evaluate], calibration.apply(raw[evaluate]))
+        base = baseline_scores(baselines, held.features.loc[evaluate])
+        for name, scores in base.items():
+            metrics[name] = binary_metrics(held.labels[evaluate], scores)
+    return metrics
+
+
 def train_churn(
     interactions: pd.DataFrame,
     as_of: pd.Timestamp | str,
@@ -233,39 +329,31 @@ def train_churn(
 ) -> ChurnArtifacts:
     """Fit, calibrate and export the churn model on data before ``as_of`` (module docstring)."""
     as_of = pd.Timestamp(as_of)
+    params = params or {}
     past = interactions.loc[interactions["timestamp"].lt(as_of)]
     cutoffs = window_cutoffs(as_of, horizon_days, n_windows, step_days)
     windows = [build_window(past, c, horizon_days, catalog) for c in cutoffs]
-    held, train = windows[0], [w for w in windows[1:] if len(w.labels)]
-    if not train or len(held.labels) < 4:
+    held = windows[0]
+    fitted = _fit(windows[1:], params, random_state)
+    if fitted is None or len(held.labels) < 4:
         raise ValueError(
             f"not enough history before {as_of:%Y-%m-%d} for churn windows of {horizon_days} days"
+            " (or a single class)"
         )
-    train_feats = pd.concat([w.features for w in train], ignore_index=True)
-    train_y = np.concatenate([w.labels for w in train])
-    if np.unique(train_y).size < 2:
-        raise ValueError("churn training rows have a single class; need churners and stayers")
-
-    model = LGBMClassifier(**{**DEFAULT_PARAMS, **(params or {}), "random_state": random_state})
-    model.fit(churn_matrix(train_feats), train_y)
-    baselines = fit_baselines(train_feats, train_y)
-
-    rng = np.random.default_rng(random_state)
-    in_calib = rng.random(len(held.labels)) < 0.5
-    raw = raw_probabilities(model, churn_matrix(held.features))
-    calibration = PlattCalibration.fit(raw[in_calib], held.labels[in_calib])
-    evaluate = ~in_calib
-    metrics: dict[str, Any] = {
-        "window": "held-out newest window, evaluation half",
-        "cutoffs": [f"{c:%Y-%m-%d}" for c in cutoffs],
-        "train_rows": int(train_y.size),
-    }
-    if np.unique(held.labels[evaluate]).size == 2:
-        probs = calibration.apply(raw[evaluate])
-        metrics["model"] = binary_metrics(held.labels[evaluate], probs)
-        base = baseline_scores(baselines, held.features.loc[evaluate])
-        for name, scores in base.items():
-            metrics[name] = binary_metrics(held.labels[evaluate], scores)
+    model, baselines, n_rows = fitted
+    calibration = PlattCalibration.fit(raw_probabilities(model, held.matrix()), held.labels)
+    metrics = held_out_metrics(
+        past, held, as_of, horizon_days, catalog, n_windows, step_days, params, random_state
+    )
+    metrics.update(
+        {
+            "served_train_cutoffs": [f"{c:%Y-%m-%d}" for c in cutoffs[1:]],
+            "served_train_rows": n_rows,
+            "calibration_window": f"{held.cutoff:%Y-%m-%d}",
+            "calibration_base_rate": float(np.mean(held.labels)),
+        }
+    )
+    alive = fit_alive(compute_customer_features(past, as_of, catalog))
     return ChurnArtifacts(
         onnx_bytes=export_onnx(model, len(CHURN_FEATURES)),
         calibration=calibration.to_dict(),
@@ -273,4 +361,5 @@ def train_churn(
         feature_names=list(CHURN_FEATURES),
         model=model,
         baselines=baselines,
+        alive=alive.params_ if alive is not None else None,
     )

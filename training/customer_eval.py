@@ -29,8 +29,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import pearsonr, spearmanr
 
+from recsys.config import TrainingConfig
 from recsys.customers.clv import CLVModel
 from recsys.customers.features import compute_customer_features
+from training.bootstrap import binary_intervals, reliability
 from training.churn import baseline_scores, binary_metrics, build_window, train_churn
 
 DAY = pd.Timedelta(days=1)
@@ -52,8 +54,39 @@ def churn_figures(
         "label_window": [f"{as_of:%Y-%m-%d}", f"{as_of + horizon_days * DAY:%Y-%m-%d}"],
         "label_window_complete": bool(end >= as_of + (horizon_days - 1) * DAY),
         "test": {name: binary_metrics(test.labels, s) for name, s in scores.items()},
+        "intervals": binary_intervals(test.labels, scores, reference="model"),
+        "reliability": {name: reliability(test.labels, s) for name, s in scores.items()},
         "held_out_window": artifacts.metrics,
     }
+
+
+def churn_report(
+    interactions: pd.DataFrame,
+    catalog: pd.DataFrame | None,
+    split: pd.Timestamp,
+    config: TrainingConfig | None,
+    end: Any = None,
+) -> dict[str, Any]:
+    """The served churn model vs logistic regression on RFM at ``split`` (or why not)."""
+    horizon = (config or TrainingConfig()).churn_horizon_days
+    data = interactions
+    if end is not None:
+        data = data.loc[data["timestamp"].lt(pd.Timestamp(end))]
+    try:
+        return churn_figures(data, split, horizon, catalog)
+    except ValueError as exc:  # too little history for the churn windows, or one class
+        return {"skipped": str(exc)}
+
+
+def churn_verdicts(churn: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, row in churn.get("intervals", {}).get("comparisons", {}).items():
+        for metric, d in row.items():
+            lines.append(
+                f"churn {metric}: model - {name} = {d['value']:+.4f} "
+                f"[{d['lo']:+.4f}, {d['hi']:+.4f}]: {d['verdict']}"
+            )
+    return lines
 
 
 def clv_figures(

@@ -63,10 +63,11 @@ def train_customer_models(
             log.warning("no churn model: %s", exc)
             metrics["churn"] = {"skipped": str(exc)}
     if churn is not None:
-        raw = raw_probabilities(churn.model, churn_matrix(features))
+        raw = raw_probabilities(churn.model, churn_matrix(features, churn.alive_model()))
         risk = calibration_from_dict(churn.calibration).apply(raw)
         extra["churn"] = {
             "calibration": churn.calibration,
+            "alive": churn.alive,
             "feature_names": churn.feature_names,
             "horizon_days": horizon_days,
         }

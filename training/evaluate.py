@@ -12,8 +12,17 @@ are counted in ``counts["unknown_item_purchases"]``). Two tasks:
 Methods: ``served`` (``recsys.ranking.scoring``, exactly what the API serves), ``als`` (user x item
 factor scores alone), ``item_knn`` (sum of the stored neighbour similarities of bought items),
 ``popularity`` (the best-seller prior) and ``buy_again`` (the customer's own items by number
-of orders, most recent first on ties; ``all`` only). Non-product codes are never ranked.
-Metrics are in ``recsys.ranking.topk_metrics``.
+of orders, most recent first on ties; ``all`` only), and the strong baselines of
+``training.baselines``, tuned on a validation split carved from the training window: ``ease``
+(closed-form EASE, L2 tuned per task) and ``buy_again_popular`` (recency-weighted repeat counts,
+then best sellers; ``all`` only). Non-product codes are never ranked. Metrics are in
+``recsys.ranking.topk_metrics``.
+
+Intervals (``training.bootstrap``): 95% bootstrap intervals over the task's customers for
+NDCG and recall at the largest k, and the paired difference served minus each other method with
+its interval; ``report["verdicts"]`` says "served beats X" only when that interval excludes 0.
+Churn (``report["churn"]``, ``training.customer_eval``): the served churn model against
+logistic regression on RFM, with intervals for ROC-AUC and Brier and their paired differences.
 """
 
 from __future__ import annotations
@@ -33,11 +42,23 @@ from recsys.bundle import ModelBundle
 from recsys.config import TrainingConfig
 from recsys.errors import InvalidRequestError
 from recsys.ranking.scoring import RankingModel, RankingParams, score_items, top_k
-from recsys.ranking.topk_metrics import summarize
+from recsys.ranking.topk_metrics import hit_matrix, ndcg_at_k, recall_at_k, summarize
+from training.baselines import TunedBaselines, top_k_rows, tune_baselines
+from training.bootstrap import ranking_intervals, verdicts
 from training.build import BuildOptions, build_bundle
 from training.interactions import index_of
 
-METHODS: tuple[str, ...] = ("served", "als", "item_knn", "popularity", "buy_again")
+METHODS: tuple[str, ...] = (
+    "served",
+    "ease",
+    "buy_again_popular",
+    "als",
+    "item_knn",
+    "popularity",
+    "buy_again",
+)
+BASELINES: tuple[str, ...] = ("ease", "buy_again_popular")
+ALL_ONLY: tuple[str, ...] = ("buy_again", "buy_again_popular")  # nothing of one's own is new
 TASKS: tuple[str, ...] = ("discovery", "all")
 HEADLINE = ("ndcg", "recall")
 _BATCH = 1024
@@ -96,24 +117,6 @@ def ground_truth(bundle: ModelBundle, test: pd.DataFrame) -> EvalSet:
     )
 
 
-def _top_k_batch(scores: np.ndarray, k: int) -> np.ndarray:
-    """Row-wise top k columns of a dense block, best first; -inf entries become -1 pads."""
-    n, m = scores.shape
-    k_eff = min(k, m)
-    part = (
-        np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
-        if k_eff < m
-        else (np.tile(np.arange(m), (n, 1)))
-    )
-    vals = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -vals), axis=1)
-    part = np.take_along_axis(part, order, axis=1)
-    vals = np.take_along_axis(vals, order, axis=1)
-    out = np.full((n, k), -1, dtype=np.int32)
-    out[:, :k_eff] = np.where(np.isneginf(vals), -1, part)
-    return out
-
-
 def _neighbour_matrix(bundle: ModelBundle) -> sp.csr_matrix:
     idx, sims = bundle.neighbour_indices, bundle.neighbour_scores
     n = idx.shape[0]
@@ -131,6 +134,7 @@ def rank_users(
     users: np.ndarray,
     k: int,
     exclude_history: bool,
+    baselines: TunedBaselines | None = None,
 ) -> np.ndarray:
     """``(len(users), k)`` item rows ranked by ``method`` (-1 pads)."""
     history = bundle.history.tocsr()
@@ -143,7 +147,12 @@ def rank_users(
     for start in range(0, len(users), _BATCH):
         batch = users[start : start + _BATCH]
         hist = history[batch]
-        if method == "als":
+        if method in BASELINES:
+            if baselines is None:
+                raise ValueError(f"{method!r} needs the tuned baselines")
+            task = "discovery" if exclude_history else "all"
+            scores = baselines.scores(method, batch, task, len(bundle.items))
+        elif method == "als":
             scores = bundle.user_factors[batch] @ bundle.item_factors.T
         elif method == "popularity":
             scores = np.tile(model.popularity, (len(batch), 1))
@@ -163,7 +172,7 @@ def rank_users(
         if exclude_history:
             r, c = hist.nonzero()
             scores[r, c] = -np.inf
-        out[start : start + len(batch)] = _top_k_batch(scores, k)
+        out[start : start + len(batch)] = top_k_rows(scores, k)
     return out
 
 
@@ -205,8 +214,12 @@ def evaluate_bundle(
     ranking: RankingParams | None = None,
     methods: tuple[str, ...] = METHODS,
     eval_set: EvalSet | None = None,
+    baselines: TunedBaselines | None = None,
 ) -> dict[str, Any]:
-    """Metrics per task per method (``{"tasks": {task: {method: {...}}}, "counts", "timing"}``)."""
+    """Metrics per task per method (``{"tasks": {task: {method: {...}}}, "intervals", ...}``).
+
+    Methods of ``BASELINES`` are skipped when ``baselines`` is None.
+    """
     eval_set = eval_set or ground_truth(bundle, test)
     model = RankingModel.from_bundle(bundle)
     if ranking is not None:
@@ -214,21 +227,34 @@ def evaluate_bundle(
     n_candidates = int(bundle.items.is_product.sum())
     k_max = max(k_values)
     tasks: dict[str, dict[str, Any]] = {}
+    intervals: dict[str, Any] = {}
     timing: dict[str, float] = {}
     for task in TASKS:
         users = eval_set.users[task]
         if len(users) == 0:
             continue
         tasks[task] = {}
+        per_user: dict[str, dict[str, np.ndarray]] = {}
+        relevant = eval_set.relevant[task]
+        n_relevant = np.diff(relevant.indptr)
         for method in methods:
-            if method == "buy_again" and task == "discovery":
-                continue  # nothing of one's own is new
+            if (method in ALL_ONLY and task == "discovery") or (
+                method in BASELINES and baselines is None
+            ):
+                continue
             t = time.perf_counter()
-            ranked = rank_users(method, bundle, model, users, k_max, task == "discovery")
+            ranked = rank_users(method, bundle, model, users, k_max, task == "discovery", baselines)
             timing[f"{task}/{method}"] = time.perf_counter() - t
-            tasks[task][method] = summarize(ranked, eval_set.relevant[task], k_values, n_candidates)
+            tasks[task][method] = summarize(ranked, relevant, k_values, n_candidates)
+            hits = hit_matrix(ranked, relevant)
+            per_user[method] = {
+                f"ndcg@{k_max}": ndcg_at_k(hits, n_relevant, k_max),
+                f"recall@{k_max}": recall_at_k(hits, n_relevant, k_max),
+            }
+        intervals[task] = ranking_intervals(per_user)
     return {
         "tasks": tasks,
+        "intervals": intervals,
         "counts": {**eval_set.counts, "items": len(bundle.items), "products": n_candidates},
         "timing": {"scoring_seconds": {key: round(v, 4) for key, v in timing.items()}},
         "ranking": model.params.to_dict(),
@@ -264,8 +290,12 @@ def evaluate_split(
     methods: tuple[str, ...] = METHODS,
     end: Any = None,
     catalog_is_derived: bool = True,
+    with_churn: bool = True,
 ) -> dict[str, Any]:
     """Train on events before ``split`` and score purchases in ``[split, end)``.
+
+    ``with_churn``: also train the churn model before ``split`` and score it (and logistic
+    regression on RFM) on the customers known at ``split`` (``report["churn"]``).
 
     ``catalog_is_derived``: the catalogue was derived from the whole events file (no catalogue
     file), so it lists items first sold after the split; they are dropped to keep the future
@@ -287,10 +317,31 @@ def evaluate_split(
         raise InvalidRequestError(
             f"no purchases after {split:%Y-%m-%d} by customers seen before it: nothing to score"
         )
-    result = evaluate_bundle(bundle, test, k_values, ranking, methods, eval_set)
+    t = time.perf_counter()
+    baselines = None
+    if any(m in BASELINES for m in methods):
+        baselines = tune_baselines(
+            interactions,
+            bundle.customer_ids,
+            bundle.items.item_ids,
+            bundle.items.is_product,
+            RankingModel.from_bundle(bundle).popularity,
+            split,
+            k=max(k_values),
+        )
+    tune_seconds = time.perf_counter() - t
+    result = evaluate_bundle(bundle, test, k_values, ranking, methods, eval_set, baselines)
     result["split_date"] = f"{split:%Y-%m-%d %H:%M:%S}"
     result["timing"]["train_seconds"] = round(train_seconds, 3)
+    result["timing"]["baseline_tuning_seconds"] = round(tune_seconds, 3)
+    result["baseline_tuning"] = baselines.tuning if baselines is not None else {}
     result["summary"] = summary(result["tasks"], max(k_values))
+    result["verdicts"] = verdicts(result["intervals"])
+    if with_churn:
+        from training.customer_eval import churn_report, churn_verdicts
+
+        result["churn"] = churn_report(interactions, catalog, split, config, end)
+        result["verdicts"] += churn_verdicts(result["churn"])
     return result
 
 

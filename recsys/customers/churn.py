@@ -11,6 +11,11 @@ serve: it takes the feature table of ``recsys.customers.features`` (a DataFrame)
 feature dicts (the online path) and returns ``float32`` rows in the order of
 :data:`CHURN_FEATURES`. Missing values become :data:`MISSING` (-1; every raw feature is >= 0), so
 the ONNX trees and LightGBM never disagree about where a NaN goes.
+
+``p_alive`` is the BG/NBD probability of being alive (``recsys.customers.clv``) under the model
+fitted on the same feature table's customers (``alive``); training fits one per window, the
+bundle stores the one fitted at ``as_of`` (``extra["churn"]["alive"]``) and serving passes it, so
+the column is computed the same way everywhere. Without ``alive`` the column is missing.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ from typing import Any, Final, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from recsys.customers.clv import BetaGeoModel, clv_inputs
+
 MISSING: Final = -1.0
+_GRID: Final = 1024.0
 
 #: Feature columns taken as they are from the customer feature table.
 BASE_FEATURES: Final[tuple[str, ...]] = (
@@ -53,6 +61,19 @@ BASE_FEATURES: Final[tuple[str, ...]] = (
 DERIVED_FEATURES: Final[tuple[str, ...]] = (
     "recency_over_rhythm",  # recency_days / inter_purchase_mean_days: "overdue" factor
     "orders_per_month",  # frequency / tenure in 30-day months
+    "gap_cv",  # inter_purchase_std / inter_purchase_mean: regularity of the rhythm
+    "recency_z",  # (recency - mean gap) / max(std gap, 1): overdue in the customer's own units
+    "recent_rate_ratio",  # orders_90d / the 90-day share of lifetime orders: trend
+    "orders_30d_share",  # orders_30d / orders_90d: is the recent activity fading
+    "items_per_order",  # n_items_distinct / frequency: basket breadth
+    "p_alive",  # BG/NBD P(alive) under ``alive`` (see the module docstring)
+)
+
+#: Columns besides BASE_FEATURES that ``p_alive`` reads (``recsys.customers.clv.clv_inputs``).
+ALIVE_INPUTS: Final[tuple[str, ...]] = (
+    "first_purchase_at",
+    "last_purchase_at",
+    "avg_repeat_order_value",
 )
 
 #: The ordered columns of the model input.
@@ -70,15 +91,18 @@ class ChurnScorer(Protocol):
 
 def churn_matrix(
     features: pd.DataFrame | Sequence[Mapping[str, Any]] | Mapping[str, Any],
+    alive: BetaGeoModel | None = None,
 ) -> np.ndarray:
     """The model input, ``float32 (n, len(CHURN_FEATURES))``, from a table or feature dicts.
 
-    A single dict gives one row. Absent or non-numeric values count as missing.
+    A single dict gives one row. Absent or non-numeric values count as missing; so does
+    ``p_alive`` without ``alive`` (the BG/NBD model, see the module docstring).
     """
     if isinstance(features, Mapping):
         features = [features]
     if not isinstance(features, pd.DataFrame):
-        features = pd.DataFrame.from_records(list(features), columns=list(BASE_FEATURES))
+        columns = list(BASE_FEATURES + ALIVE_INPUTS)
+        features = pd.DataFrame.from_records(list(features), columns=columns)
     base = np.empty((len(features), len(BASE_FEATURES)), dtype=np.float64)
     for j, name in enumerate(BASE_FEATURES):
         if name in features.columns:
@@ -86,12 +110,34 @@ def churn_matrix(
         else:
             base[:, j] = np.nan
     col = {name: base[:, j] for j, name in enumerate(BASE_FEATURES)}
+    recency, freq = col["recency_days"], col["frequency"]
+    gap_mean, gap_std = col["inter_purchase_mean_days"], col["inter_purchase_std_days"]
     with np.errstate(divide="ignore", invalid="ignore"):
-        rhythm = col["recency_days"] / np.maximum(col["inter_purchase_mean_days"], 1.0)
-        per_month = col["frequency"] / np.maximum(col["tenure_days"] / 30.0, 1.0)
-    matrix = np.column_stack([base, rhythm, per_month])
+        rhythm = recency / np.maximum(gap_mean, 1.0)
+        per_month = freq / np.maximum(col["tenure_days"] / 30.0, 1.0)
+        gap_cv = gap_std / np.maximum(gap_mean, 1.0)
+        recency_z = (recency - gap_mean) / np.maximum(gap_std, 1.0)
+        expected_90d = freq * 90.0 / np.maximum(col["tenure_days"], 90.0)
+        recent_rate = col["orders_90d"] / np.where(freq > 0, expected_90d, np.nan)
+        share_30d = col["orders_30d"] / np.where(col["orders_90d"] > 0, col["orders_90d"], np.nan)
+        breadth = col["n_items_distinct"] / np.where(freq > 0, freq, np.nan)
+    p_alive = _p_alive(features, alive)
+    derived = np.column_stack(
+        [rhythm, per_month, gap_cv, recency_z, recent_rate, share_30d, breadth, p_alive]
+    )
+    # on a grid of 1/1024: the values and the midpoints between them are exact in float32 and
+    # float64, so LightGBM (double thresholds) and the ONNX trees (float32) split them alike
+    matrix = np.column_stack([base, np.round(derived * _GRID) / _GRID])
     matrix[~np.isfinite(matrix)] = MISSING
     return matrix.astype(np.float32)
+
+
+def _p_alive(features: pd.DataFrame, alive: BetaGeoModel | None) -> np.ndarray:
+    if alive is None or not all(name in features.columns for name in ALIVE_INPUTS):
+        return np.full(len(features), np.nan)
+    inp = clv_inputs(features)
+    p = alive.p_alive(inp["x"], inp["t_x"], inp["T"])
+    return np.where(inp["bought"], p, np.nan)
 
 
 def _logit(p: np.ndarray, eps: float = 1e-7) -> np.ndarray:

@@ -86,6 +86,15 @@ class BetaGeoModel:
     def params_(self) -> dict[str, float]:
         return {"r": self.r_, "alpha": self.alpha_, "a": self.a_, "b": self.b_}
 
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> BetaGeoModel:
+        """The inverse of :attr:`params_`."""
+        model = cls()
+        model.r_, model.alpha_, model.a_, model.b_ = (
+            float(params[k]) for k in ("r", "alpha", "a", "b")
+        )
+        return model
+
     def p_alive(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
         x, t_x, T = (np.asarray(v, dtype=np.float64) for v in (x, t_x, T))
         r, alpha, a, b = self.r_, self.alpha_, self.a_, self.b_
@@ -262,8 +271,7 @@ class CLVModel:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CLVModel:
         model = cls(horizon_days=int(data["horizon_days"]))
-        bg = BetaGeoModel()
-        bg.r_, bg.alpha_, bg.a_, bg.b_ = (float(data["bgnbd"][k]) for k in ("r", "alpha", "a", "b"))
+        bg = BetaGeoModel.from_params(data["bgnbd"])
         gg = GammaGammaModel()
         gg.p_, gg.q_, gg.gamma_ = (float(data["gamma_gamma"][k]) for k in ("p", "q", "gamma"))
         model.bgnbd_, model.gamma_gamma_ = bg, gg

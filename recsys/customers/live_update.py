@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from recsys.customers.churn import BASE_FEATURES, ChurnScorer, churn_matrix
+from recsys.customers.clv import BetaGeoModel
 from recsys.customers.online_features import changed, online_features
 from recsys.customers.online_state import (
     IsProduct,
@@ -53,6 +54,7 @@ class OnlineModel:
     row_of: Mapping[str, int] = field(default_factory=dict)
     fold: FoldIn | None = None
     churn: ChurnScorer | None = None
+    churn_alive: BetaGeoModel | None = None  # the BG/NBD of the churn input's p_alive
     price_of: PriceOf = no_price
     is_product: IsProduct = any_product
 
@@ -161,7 +163,8 @@ def plan_updates(
             refolded=refolded,
         )
     if rescore and model.churn is not None:
-        risks = model.churn.score(churn_matrix([plans[c].features for c in rescore]))
+        matrix = churn_matrix([plans[c].features for c in rescore], model.churn_alive)
+        risks = model.churn.score(matrix)
         for customer_id, risk in zip(rescore, np.asarray(risks).tolist(), strict=True):
             plans[customer_id].features["churn_risk"] = float(risk)
     return plans

@@ -48,7 +48,7 @@ def test_evaluate_split_reports_every_method_per_task_and_the_served_lift() -> N
     frame = with_future(clustered_interactions())
     report = evaluate_split(frame, None, SPLIT, CONFIG, k_values=(2, 5))
     assert set(report["tasks"]["all"]) == set(METHODS)
-    assert set(report["tasks"]["discovery"]) == set(METHODS) - {"buy_again"}
+    assert set(report["tasks"]["discovery"]) == set(METHODS) - {"buy_again", "buy_again_popular"}
     for task in report["tasks"].values():
         for metrics in task.values():
             assert 0.0 <= metrics["ndcg@5"] <= 1.0 and "recall@2" in metrics
@@ -72,3 +72,20 @@ def test_evaluate_writes_report_json_and_plots(tmp_path: Path) -> None:
 def test_a_split_with_nothing_after_it_is_refused() -> None:
     with pytest.raises(InvalidRequestError, match="nothing to score"):
         evaluate_split(clustered_interactions(), None, SPLIT, CONFIG)
+
+
+def test_served_beats_a_baseline_only_where_the_paired_interval_excludes_zero() -> None:
+    frame = with_future(clustered_interactions())
+    report = evaluate_split(frame, None, SPLIT, CONFIG, k_values=(5,), with_churn=False)
+    assert "ease" in report["tasks"]["discovery"] and "buy_again_popular" in report["tasks"]["all"]
+    assert report["baseline_tuning"]["ease"]["discovery"]["best_l2"] > 0
+    for task, block in report["intervals"].items():
+        served = block["methods"]["served"]["ndcg@5"]
+        assert served["lo"] <= served["value"] <= served["hi"]
+        assert served["value"] == report["tasks"][task]["served"]["ndcg@5"]
+        for method, row in block["comparisons"].items():
+            d = row["ndcg@5"]
+            beats = d["verdict"] == f"served beats {method}"
+            assert beats == (d["lo"] > 0)
+    assert any("served - ease" in line for line in report["verdicts"])
+    assert "churn" not in report
