@@ -21,6 +21,8 @@ from training.churn import (
 )
 
 AS_OF = pd.Timestamp("2011-06-01")
+#: LightGBM's kZeroThreshold: inputs within it of zero are taken as zero when predicting.
+ZERO_THRESHOLD = float(np.float32(1e-35))
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,10 @@ def rows_on_the_splits(artifacts, rows) -> np.ndarray:
             continue
         stack.extend((node["left_child"], node["right_child"]))
         nearest = np.float32(node["threshold"])
-        for value in (np.nextafter(nearest, -np.inf), nearest, np.nextafter(nearest, np.inf)):
+        values = (np.nextafter(nearest, -np.inf), nearest, np.nextafter(nearest, np.inf))
+        if abs(node["threshold"]) <= ZERO_THRESHOLD:  # a split at zero: LightGBM reads any
+            values = (np.float32(-1e-20), np.float32(0.0), np.float32(1e-20))  # |x| <= it as 0
+        for value in values:
             row = rows[len(made) % (len(rows) - 3)].copy()
             row[node["split_feature"]] = value
             made.append(row)
