@@ -38,16 +38,8 @@ Command = Sequence[bytes | str | int | float]
 
 
 def pack(commands: Sequence[Command]) -> bytes:
-    """Commands in the RESP wire format, concatenated (one ``write``)."""
-    out: list[bytes] = []
-    for command in commands:
-        out.append(b"*%d\r\n" % len(command))
-        for arg in command:
-            raw = arg if isinstance(arg, bytes) else str(arg).encode()
-            out.append(b"$%d\r\n" % len(raw))
-            out.append(raw)
-            out.append(b"\r\n")
-    return b"".join(out)
+    """Commands in the RESP wire format, concatenated (one ``write``; hiredis packs each)."""
+    return b"".join([hiredis.pack_command(tuple(command)) for command in commands])
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ key without an early exit, so the time taken says nothing about how close a gues
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -27,6 +28,7 @@ API_KEY_HEADER = "X-API-Key"
 _header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 
 
+@functools.lru_cache(maxsize=4096)  # per request otherwise: ipaddress parsing is slow
 def is_loopback(host: str | None) -> bool:
     """True for 127.0.0.0/8 and ::1 (also IPv4-mapped); False for names and anything else."""
     if not host:

@@ -155,11 +155,10 @@ def neighbour_sum(model: RankingModel, items: np.ndarray, weights: np.ndarray) -
     """``sum_j weights[j] * sim(items[j], i)`` for every item i, from the stored neighbours."""
     if len(items) == 0:
         return np.zeros(model.n_items, dtype=np.float32)
-    idx = model.neighbour_indices[items]
+    bins = model.neighbour_bins[items]  # row + 1; pads go to bin 0, dropped below
     sims = model.neighbour_scores[items] * np.asarray(weights, dtype=np.float32)[:, None]
-    valid = idx >= 0
-    summed = np.bincount(idx[valid], weights=sims[valid], minlength=model.n_items)
-    return summed.astype(np.float32)
+    summed = np.bincount(bins.ravel(), weights=sims.ravel(), minlength=model.n_items + 1)
+    return summed[1:].astype(np.float32)
 
 
 def score_items(
