@@ -109,10 +109,11 @@ def load_with_wrk(base: str, ids_file: Path, connections: int, seconds: float) -
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_WRK_SCRIPT % ids_file)
     try:
+        duration = f"-d{max(1, round(seconds))}s"
+        command = ["wrk", "-t1", f"-c{connections}", duration, "-s", script.name, base]
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", script.name, base],
-            capture_output=True, text=True, check=True, timeout=seconds + 30,
-        ).stdout  # fmt: skip
+            command, capture_output=True, text=True, check=True, timeout=seconds + 30
+        ).stdout
     finally:
         os.unlink(script.name)
     match = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+) (\d+)", out)
