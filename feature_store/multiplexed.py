@@ -34,12 +34,12 @@ from feature_store.redis_store import decode_read, read_commands
 from recsys.errors import InternalError, InvalidRequestError, StoreUnavailableError
 from recsys.store import ReadPlan, ReadResult
 
-Command = Sequence[bytes | str | int | float]
+Command = tuple[bytes | str | int | float, ...]
 
 
 def pack(commands: Sequence[Command]) -> bytes:
     """Commands in the RESP wire format, concatenated (one ``write``; hiredis packs each)."""
-    return b"".join([hiredis.pack_command(tuple(command)) for command in commands])
+    return b"".join([hiredis.pack_command(command) for command in commands])  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -75,10 +75,10 @@ class Address:
         """The commands a fresh connection sends first (AUTH, SELECT), if any."""
         commands: list[Command] = []
         if self.password is not None:
-            auth: list[str] = ["AUTH"] + ([self.username] if self.username else [])
-            commands.append([*auth, self.password])
+            user = (self.username,) if self.username else ()
+            commands.append(("AUTH", *user, self.password))
         if self.db:
-            commands.append(["SELECT", self.db])
+            commands.append(("SELECT", self.db))
         return commands
 
 

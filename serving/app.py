@@ -35,6 +35,7 @@ from recsys.store import AsyncFeatureReads, FeatureStore
 from serving.auth import KeyRing
 from serving.circuit import CircuitBreaker
 from serving.errors import install_error_handlers
+from serving.fast_path import FastPath
 from serving.metrics import Metrics
 from serving.middleware import RequestContextMiddleware
 from serving.openapi import add_cors, make_app
@@ -172,6 +173,13 @@ def create_app(
     app.state.keyring = KeyRing(settings.api_keys)
     app.state.metrics = Metrics()
     install_error_handlers(app)
+    app.add_middleware(  # innermost: inside the request context, before the router
+        FastPath,
+        pattern=r"/v1/customers/(?P<customer_id>[^/]+)/recommendations",
+        template="/v1/customers/{customer_id}/recommendations",
+        handler=recommendations.lean_recommendations,
+        routes=recommendations.router.routes,
+    )
     app.add_middleware(
         RequestContextMiddleware,
         metrics=app.state.metrics,

@@ -113,6 +113,12 @@ def internal_error_response(path: str, request_id: str | None) -> Response:
 
 async def _recsys_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RecsysError)
+    return recsys_error_response(request, exc)
+
+
+def recsys_error_response(request: Request, exc: RecsysError) -> Response:
+    """The problem+json response for one of our errors (the exception handler's, and the page
+    view fast path's, which runs outside the exception middleware)."""
     status, problem_type = status_for(exc)
     headers: dict[str, str] = {}
     if status == 503:
