@@ -15,6 +15,7 @@ the ONNX trees and LightGBM never disagree about where a NaN goes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
@@ -73,18 +74,65 @@ def churn_matrix(
 ) -> np.ndarray:
     """The model input, ``float32 (n, len(CHURN_FEATURES))``, from a table or feature dicts.
 
-    A single dict gives one row. Absent or non-numeric values count as missing.
+    A single dict gives one row. Absent or non-numeric values count as missing. A table (training)
+    goes through pandas; dicts (the event path) through :func:`churn_rows`, plain numpy, which
+    gives the same numbers (``tests/recsys/customers/test_churn_rows.py``).
     """
     if isinstance(features, Mapping):
         features = [features]
     if not isinstance(features, pd.DataFrame):
-        features = pd.DataFrame.from_records(list(features), columns=list(BASE_FEATURES))
+        return churn_rows(features)
     base = np.empty((len(features), len(BASE_FEATURES)), dtype=np.float64)
     for j, name in enumerate(BASE_FEATURES):
         if name in features.columns:
             base[:, j] = pd.to_numeric(features[name], errors="coerce").to_numpy(np.float64)
         else:
             base[:, j] = np.nan
+    return _with_derived(base)
+
+
+_PLAIN: Final = frozenset({float, int, bool, type(None)})
+
+
+def _number(value: Any) -> float:
+    """One value as ``pd.to_numeric(errors="coerce")`` reads it: numbers (and bools) as they
+    are, numeric text parsed (ASCII, no ``_`` separators), anything else NaN."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool | int | float | np.number):
+        try:
+            return float(value)
+        except (OverflowError, TypeError, ValueError):
+            return math.nan
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace")
+    if isinstance(value, str) and value.isascii() and "_" not in value:
+        try:
+            return float(value)
+        except ValueError:
+            return math.nan
+    return math.nan
+
+
+def churn_rows(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """:func:`churn_matrix` of feature dicts without pandas (the per-event path): one
+    ``np.array`` over the rows' values when they are all plain numbers or None (the online
+    features always are), else value by value with :func:`_number`."""
+    values = [[row.get(name) for name in BASE_FEATURES] for row in rows]
+    base: np.ndarray | None = None
+    if all(type(v) in _PLAIN for row in values for v in row):
+        try:
+            base = np.array(values, dtype=np.float64).reshape(len(values), len(BASE_FEATURES))
+        except OverflowError:  # an int too large for a float
+            base = None
+    if base is None:
+        parsed = [[_number(v) for v in row] for row in values]
+        base = np.array(parsed, dtype=np.float64).reshape(len(values), len(BASE_FEATURES))
+    return _with_derived(base)
+
+
+def _with_derived(base: np.ndarray) -> np.ndarray:
+    """The base columns (float64, NaN missing) with the derived ones, missing as MISSING."""
     col = {name: base[:, j] for j, name in enumerate(BASE_FEATURES)}
     with np.errstate(divide="ignore", invalid="ignore"):
         rhythm = col["recency_days"] / np.maximum(col["inter_purchase_mean_days"], 1.0)
