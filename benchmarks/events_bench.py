@@ -9,10 +9,13 @@
    their *later orders*: HitRate@20 and NDCG@20 of the fold-in alone, of the served blend with
    and without the folded vector (``recsys.ranking.scoring.score_items``), and of the popularity
    fallback a cold-start customer gets.
-2. **Ingestion throughput**: a uvicorn server on 127.0.0.1 (embedded Redis unless
-   ``RECSYS_REDIS_URL`` is set), ``POST /v1/events`` with real June-August purchase lines in
-   batches of 100 and one at a time, 4 clients, bounded by ``--seconds`` per run and
-   ``--max-requests``.
+2. **Ingestion throughput**: ``recsys serve`` with ``--workers`` processes (default 2) on
+   127.0.0.1 (embedded Redis unless ``RECSYS_REDIS_URL`` is set), ``POST /v1/events`` with real
+   June-August purchase lines: in batches of 100 consecutive lines (``--batch-connections``
+   clients, default 2); one event at a time at 8 connections (p50/p99); and **8 concurrent
+   writers** of batches of 100 lines drawn at random (so ~100 customers each, overlapping
+   between writers): every answer must be a 2xx. Each run is bounded by ``--seconds`` and
+   ``--max-requests``. The load generator shares the machine with the server.
 3. **Purchase to recommendation**: for known customers, the top recommended item is bought;
    the time from the purchase's 202 to a recommendation call that no longer offers it.
 """
@@ -155,7 +158,9 @@ def _event_bodies(interactions: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def throughput(base: str, events: list[dict[str, Any]], batch: int, args: Any) -> dict[str, Any]:
+def throughput(
+    base: str, events: list[dict[str, Any]], batch: int, concurrency: int, args: Any
+) -> dict[str, Any]:
     offset = {"n": 0}
 
     def request(i: int) -> tuple[str, str, object]:
@@ -163,12 +168,16 @@ def throughput(base: str, events: list[dict[str, Any]], batch: int, args: Any) -
         chunk = events[start : start + batch]
         return "POST", "/v1/events", chunk[0] if batch == 1 else {"events": chunk}
 
-    warm = run_load(base, request, concurrency=4, total=20)
+    warm = run_load(base, request, concurrency=concurrency, total=20)
     offset["n"] += 20 * batch
     total = int(min(args.max_requests, max(50, warm.rps * args.seconds)))
-    result = run_load(base, request, concurrency=4, total=total)
+    result = run_load(base, request, concurrency=concurrency, total=total)
+    offset["n"] += total * batch
+    non_2xx = sum(n for status, n in result.status_counts.items() if not 200 <= status < 300)
     return {
         "batch": batch,
+        "connections": concurrency,
+        "non_2xx": non_2xx,
         "requests": result.requests,
         "errors": result.errors,
         "status": result.status_counts,
@@ -217,6 +226,9 @@ def main() -> int:
     parser.add_argument("--max-requests", type=int, default=20_000)
     parser.add_argument("--customers", type=int, default=100, help="purchase-to-rec probes")
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true", help="no fold-in quality part")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-connections", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -233,10 +245,12 @@ def main() -> int:
             train_bundle(DATA_FILE, artifacts, as_of=SPLIT, holdout_days=None)
         bundle = read_bundle(latest_version_dir(artifacts))
         report: dict[str, Any] = {"model_version": bundle.version, "split": SPLIT}
-        report["foldin_quality"] = foldin_quality(bundle, interactions)
-        print(json.dumps(report["foldin_quality"], indent=2), flush=True)
+        if not args.skip_quality:
+            report["foldin_quality"] = foldin_quality(bundle, interactions)
+            print(json.dumps(report["foldin_quality"], indent=2), flush=True)
         if not args.skip_http:
             events = _event_bodies(interactions)
+            shuffled = [events[i] for i in np.random.default_rng(3).permutation(len(events))]
             rng = np.random.default_rng(7)
             probes = rng.choice(bundle.customer_ids.astype(str), args.customers, replace=False)
             with (
@@ -248,13 +262,19 @@ def main() -> int:
                         "RECSYS_REDIS_PREFIX": f"bench{uuid.uuid4().hex[:6]}",
                         "RECSYS_API_KEYS": "",
                     },
+                    workers=args.workers,
                     timeout_s=300,  # the first start bulk-loads the features
                 ) as base,
             ):
-                report["throughput_batch_100"] = throughput(base, events, 100, args)
+                report["workers"] = args.workers
+                report["throughput_batch_100"] = throughput(
+                    base, events, 100, args.batch_connections, args
+                )
                 print(json.dumps(report["throughput_batch_100"]), flush=True)
-                report["throughput_single"] = throughput(base, events, 1, args)
+                report["throughput_single"] = throughput(base, events, 1, 8, args)
                 print(json.dumps(report["throughput_single"]), flush=True)
+                report["concurrent_writers_random_100"] = throughput(base, shuffled, 100, 8, args)
+                print(json.dumps(report["concurrent_writers_random_100"]), flush=True)
                 report["purchase_to_recommendation"] = purchase_to_recommendation(
                     base, probes.tolist()
                 )

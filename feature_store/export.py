@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from feature_store.connection import connect
-from feature_store.ingest import export_stream
+from feature_store.event_stream import export_stream
 from feature_store.privacy import erased_customers
 from recsys.config import Settings
 from recsys.errors import InvalidRequestError

@@ -1,26 +1,42 @@
-"""Events into Redis: idempotent, durable and applied to the live records, all or nothing.
+"""Events into Redis: idempotent, durable, applied to live records, writers serialized per customer.
 
-:meth:`EventWriter.ingest` takes one request's validated events and:
+:class:`EventWriter` (sync) and :class:`AsyncEventWriter` (``redis.asyncio``, the route's) take one
+request's validated events and run the same rounds (:class:`_Request` holds them; only the I/O
+differs):
 
-1. drops repeats of an ``event_id`` inside the request (the first one counts); 2. reads, in one
-pipelined round trip, which customers are erased (``<p>:erased``: their events are acknowledged as
-``ignored``, and nothing of theirs is planned or stored), each customer's live record (with its
-revision ``rev`` and the online state ``agg``), their batch record of the serving model version and
-which of the request's event ids their ``evt`` set already holds; 3. calls ``plan`` (pure:
-``recsys.customers.live_update.plan_updates`` bound to the model) with what it read and the events
-not seen before; 4. writes in **one** Lua script (``EVALSHA``): it first checks that no customer was
-erased meanwhile, every customer's ``rev`` is still the one read and no event id has been applied
-meanwhile, and only then adds the event ids to the ``evt`` sets, replaces the live-record fields,
-bumps ``rev``, adds every ``offer_sent`` to the customer's contacts (``ZADD`` member
-``offer_id|channel``, score the event time; entries older than the contact horizon -- the longest
-window of the contact policy -- are trimmed, and the key expires a horizon after its newest entry)
-and appends every accepted event to the stream (``XADD MAXLEN ~ event_stream_maxlen``). A check that
-fails writes nothing and the whole request is re-read and re-planned (optimistic concurrency, as
-``WATCH`` would do, without its round trips), so two writers of one customer never lose an update
-and an event is never applied twice.
+1. Once per request: repeats of an ``event_id`` inside it are dropped (the first counts) and the
+   events are grouped by customer (one pass; nothing below loops over the events per customer).
+2. **Read**, one pipelined round trip for the customers still pending: which are erased (the
+   erased set of their shard, ``feature_store.shards``), each one's live record (with its revision
+   ``rev`` and online state ``agg``), batch record of the serving model version, and which of
+   their event ids their ``evt`` set already holds.
+3. **Plan** (pure: ``recsys.customers.live_update.plan_updates`` bound to the model) each
+   customer's new live record from what was read and the events not seen before.
+4. **Write**: one Lua script (``feature_store.ingest_script``) per shard -- on one server, one
+   script for the whole request; on Redis Cluster one per hash slot the batch touches, since a
+   script's keys must share a slot. Only the live-record fields whose bytes changed are sent.
 
-The 202 is answered only after the script returned, so an accepted event is in the stream (and in
-Redis's append-only file, within its fsync policy) before the client hears of it.
+**Concurrent writers of one customer.** The new live record is computed in Python (online features,
+fold-in, the ONNX churn model: none of it can run in Lua) from the record as read, so it is only
+right if no other write to that customer landed in between. Redis runs scripts one at a time, so
+the script is the serialization point: for each customer it checks, atomically with the write,
+that the revision is still the one read and that none of the event ids was applied meanwhile.
+A customer that passes is written (ids, changed fields, revision + 1, contacts) and their events
+are appended to the stream, all in that one script; a customer that does not is left untouched
+and the script says so (``c``) -- and, unlike an all-or-nothing check, the request's other
+customers are written regardless. Only the conflicting customers are read, re-planned and
+written again, in the next round, after a short random pause. There is no attempt limit and no
+503 for contention: a conflict means another writer's write to that customer succeeded, so every
+round some writer makes progress, and a request waits only while others keep writing the very
+same customers; re-reading also turns an event applied meanwhile by a concurrent repeat of the
+request into a duplicate. So concurrent writers all succeed, no update is lost and no event is
+applied twice. On one server with no contention, a request is exactly one read and one script.
+
+An erased customer (in the erased set at the read or at the write) is acknowledged as
+``ignored``: nothing of theirs is written.
+
+The 202 is answered only after every script returned, so an accepted event is in the stream (and
+in Redis's append-only file, within its fsync policy) before the client hears of it.
 
 Live-record fields written (the layout of ``feature_store.codec``, plus this module's own):
 ``views``, ``cart``, ``purchased``, ``disliked``, ``features``, ``u`` (folded-in vector, empty:
@@ -28,105 +44,47 @@ none), ``uv`` (the model version ``u`` was folded against), ``agg`` (the online 
 ``recsys.customers.online_features``, JSON) and ``rev`` (revision, an integer).
 
 Stream entries carry the events-format columns as fields (``recsys.events.Event.to_row``), so
-:func:`export_stream` writes a file ``recsys train`` reads as it is.
-
-Redis Cluster: the script touches the stream and every customer of the request, so it needs them on
-one slot; on a cluster, send one customer per request (see the known gaps).
+:func:`feature_store.event_stream.export_stream` writes a file ``recsys train`` reads as it is.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
+import asyncio
 import math
 import random
-import string
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any
 
 import orjson
 
-from feature_store import codec, keys
+from feature_store import codec, keys, shards
 from feature_store.connection import RedisClient, store_errors
+from feature_store.event_stream import export_stream, stream_rows
+from feature_store.ingest_script import (
+    APPLIED,
+    ERASED,
+    WRITE,
+    CustomerWrite,
+    ScriptCall,
+    script_call,
+    statuses,
+)
 from recsys.customers.live_update import CustomerSnapshot, LiveUpdate
 from recsys.customers.online_state import to_seconds
 from recsys.decisions.offer_set import ContactPolicy
-from recsys.errors import StoreUnavailableError
 from recsys.events import Event
-from recsys.schema import EVENT_COLUMNS
 from recsys.store import LiveRecord
+
+__all__ = ["EventWriter", "AsyncEventWriter", "IngestResult", "export_stream", "stream_rows"]
 
 #: How long contacts are kept when the caller names no horizon: the default policy's.
 DEFAULT_CONTACT_HORIZON_S = ContactPolicy().horizon_days * 86_400.0
+#: The longest pause between two rounds of a contended request (seconds).
+MAX_PAUSE_S = 0.005
 
-_WRITE = string.Template("""
-local maxlen = tonumber(ARGV[1])
-local n = tonumber(ARGV[2])
-local cutoff = ARGV[3]
-local horizon = tonumber(ARGV[4])
-local pos = 5
--- ARGV holds counted lists: a count, then that many values
-local function take_list()
-  local count = tonumber(ARGV[pos])
-  local list = {}
-  for j = 1, count do list[j] = ARGV[pos + j] end
-  pos = pos + count + 1
-  return list
-end
-local plans = {}
-for i = 1, n do
-  local live, evt, contacts = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
-  if redis.call('SISMEMBER', KEYS[3 * n + 2], ARGV[pos]) == 1 then return -1 end
-  pos = pos + 1
-  local rev = redis.call('HGET', live, '$REVISION')
-  if not rev then rev = '0' end
-  if rev ~= ARGV[pos] then return -1 end
-  pos = pos + 1
-  local ids = take_list()
-  for j = 1, #ids do
-    if redis.call('SISMEMBER', evt, ids[j]) == 1 then return -1 end
-  end
-  local fields = take_list()
-  local sent = take_list()
-  plans[i] = {live, evt, ids, fields, contacts, sent}
-end
-for i = 1, n do
-  local plan = plans[i]
-  if #plan[3] > 0 then redis.call('SADD', plan[2], unpack(plan[3])) end
-  if #plan[4] > 0 then redis.call('HSET', plan[1], unpack(plan[4])) end
-  redis.call('HINCRBY', plan[1], '$REVISION', 1)
-  if #plan[6] > 0 then
-    redis.call('ZADD', plan[5], unpack(plan[6]))
-    redis.call('ZREMRANGEBYSCORE', plan[5], '-inf', '(' .. cutoff)
-    local newest = redis.call('ZRANGE', plan[5], -1, -1, 'WITHSCORES')
-    if #newest > 0 then
-      redis.call('EXPIREAT', plan[5], math.ceil(tonumber(newest[2]) + horizon))
-    end
-  end
-end
-local nevents = tonumber(ARGV[pos])
-pos = pos + 1
-for j = 1, nevents do
-  local nkv = tonumber(ARGV[pos])
-  pos = pos + 1
-  local args
-  if maxlen > 0 then
-    args = {KEYS[1], 'MAXLEN', '~', maxlen, '*'}
-  else
-    args = {KEYS[1], '*'}
-  end
-  for k = 1, nkv do
-    args[#args + 1] = ARGV[pos]
-    pos = pos + 1
-  end
-  redis.call('XADD', unpack(args))
-end
-return nevents
-""").substitute(REVISION=keys.LIVE_REVISION)
 Plan = Callable[[Mapping[str, CustomerSnapshot], Sequence[Event]], Mapping[str, LiveUpdate]]
 
 
@@ -156,163 +114,9 @@ def encode_update(update: LiveUpdate, version: str | None) -> dict[str, bytes]:
     return fields
 
 
-def _unique(events: Sequence[Event]) -> tuple[list[Event], int]:
-    """Events with repeated ids (inside the request) removed, and how many were removed."""
-    seen: set[tuple[str, str]] = set()
-    kept: list[Event] = []
-    for event in events:
-        if event.event_id is not None:
-            key = (event.customer_id, event.event_id)
-            if key in seen:
-                continue
-            seen.add(key)
-        kept.append(event)
-    return kept, len(events) - len(kept)
-
-
-class EventWriter:
-    """Writes requests of events (see the module docstring); one instance per process."""
-
-    def __init__(
-        self,
-        client: RedisClient,
-        prefix: str,
-        stream_maxlen: int,
-        *,
-        max_attempts: int = 20,
-        contact_horizon_s: float = DEFAULT_CONTACT_HORIZON_S,
-    ) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.stream_maxlen = max(int(stream_maxlen), 0)
-        self.max_attempts = max_attempts
-        self.contact_horizon_s = contact_horizon_s
-        self._script = client.register_script(_WRITE)
-
-    def ingest(
-        self,
-        events: Sequence[Event],
-        version: str | None,
-        plan: Plan,
-        *,
-        contact_horizon_s: float | None = None,
-    ) -> IngestResult:
-        """Apply and store ``events`` (validated); ``version`` is the serving model's.
-
-        ``contact_horizon_s``: how long sent offers are kept (the serving catalogue's longest
-        contact-policy window; default the writer's)."""
-        horizon = self.contact_horizon_s if contact_horizon_s is None else contact_horizon_s
-        unique, _ = _unique(events)
-        customers = list(dict.fromkeys(e.customer_id for e in unique))
-        for attempt in range(self.max_attempts):
-            erased, snapshots, revisions, seen = self._read(customers, unique, version)
-            ignored = sum(1 for e in events if e.customer_id in erased)
-            fresh = [
-                e
-                for e in unique
-                if e.customer_id not in erased and (e.customer_id, e.event_id) not in seen
-            ]
-            if not fresh:
-                return IngestResult(0, len(events) - ignored, ignored)
-            live = {c: s for c, s in snapshots.items() if c not in erased}
-            updates = plan(live, fresh)
-            if self._write(fresh, updates, revisions, version, horizon):
-                return IngestResult(len(fresh), len(events) - ignored - len(fresh), ignored)
-            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # jitter
-        raise StoreUnavailableError(
-            f"events of {len(customers)} customer(s) kept conflicting with concurrent writes"
-        )
-
-    def _read(
-        self, customers: list[str], events: Sequence[Event], version: str | None
-    ) -> tuple[
-        set[str], dict[str, CustomerSnapshot], dict[str, bytes], set[tuple[str, str | None]]
-    ]:
-        ids: dict[str, list[str]] = {c: [] for c in customers}
-        for event in events:
-            if event.event_id is not None:
-                ids[event.customer_id].append(event.event_id)
-        p = self.prefix
-        pipe = self.client.pipeline(transaction=False)
-        if customers:
-            pipe.smismember(keys.erased_customers(p), customers)
-        for customer in customers:
-            pipe.hgetall(keys.customer_live(p, customer))
-            if version is not None:
-                pipe.hgetall(keys.customer_batch(p, customer, version))
-            if ids[customer]:
-                pipe.smismember(keys.customer_event_ids(p, customer), ids[customer])
-        with store_errors("read before event write"):
-            replies: Iterator[Any] = iter(pipe.execute())
-        flags = next(replies) if customers else []
-        erased = {c for c, hit in zip(customers, flags, strict=True) if hit}
-        snapshots: dict[str, CustomerSnapshot] = {}
-        revisions: dict[str, bytes] = {}
-        seen: set[tuple[str, str | None]] = set()
-        for customer in customers:
-            live = next(replies)
-            batch = codec.decode_batch(next(replies)) if version is not None else None
-            if ids[customer]:
-                flags = next(replies)
-                seen.update(
-                    (customer, i) for i, hit in zip(ids[customer], flags, strict=True) if hit
-                )
-            raw_online = live.get(keys.LIVE_ONLINE.encode())
-            vector_version = live.get(keys.LIVE_USER_VECTOR_VERSION.encode())
-            record = codec.decode_live(live)
-            if record.user_vector is not None and vector_version not in (
-                None,
-                (version or "").encode(),
-            ):
-                record = _without_vector(record)
-            snapshots[customer] = CustomerSnapshot(
-                customer_id=customer,
-                batch=batch,
-                live=record,
-                online=orjson.loads(raw_online) if raw_online else None,
-            )
-            revisions[customer] = live.get(keys.LIVE_REVISION.encode(), b"0")
-        return erased, snapshots, revisions, seen
-
-    def _write(
-        self,
-        events: Sequence[Event],
-        updates: Mapping[str, LiveUpdate],
-        revisions: Mapping[str, bytes],
-        version: str | None,
-        horizon_s: float,
-    ) -> bool:
-        p = self.prefix
-        customers = list(dict.fromkeys(e.customer_id for e in events))
-        script_keys: list[str] = [keys.event_stream(p)]
-        cutoff = repr(time.time() - horizon_s)
-        args: list[Any] = [self.stream_maxlen, len(customers), cutoff, repr(float(horizon_s))]
-        for customer in customers:
-            script_keys += [
-                keys.customer_live(p, customer),
-                keys.customer_event_ids(p, customer),
-                keys.customer_contacts(p, customer),
-            ]
-            mine = [e for e in events if e.customer_id == customer]
-            ids = [e.event_id for e in mine if e.event_id]
-            fields = encode_update(updates[customer], version)
-            args += [customer, revisions[customer], len(ids), *ids, 2 * len(fields)]
-            for name, value in fields.items():
-                args += [name, value]
-            sent = _contacts(mine)
-            args.append(2 * len(sent))
-            for member, score in sent.items():
-                args += [repr(score), member]
-        script_keys.append(keys.erased_customers(p))
-        args.append(len(events))
-        for event in events:
-            row = event.to_row()
-            args.append(2 * len(row))
-            for column, text in row.items():
-                args += [column, text]
-        with store_errors("event write"):
-            written = self._script(keys=script_keys, args=args)
-        return int(written) >= 0
+def _changed(fields: Mapping[str, bytes], stored: Mapping[bytes, bytes]) -> dict[str, bytes]:
+    """The fields whose bytes differ from the stored ones."""
+    return {name: value for name, value in fields.items() if stored.get(name.encode()) != value}
 
 
 def _contacts(events: Sequence[Event]) -> dict[str, float]:
@@ -331,66 +135,277 @@ def _without_vector(record: LiveRecord) -> LiveRecord:
     return replace(record, user_vector=None)
 
 
-# -- export ---------------------------------------------------------------------------------
+class _Request:
+    """One request's rounds of read, plan and write (see the module docstring), without I/O."""
 
+    def __init__(
+        self,
+        events: Sequence[Event],
+        version: str | None,
+        plan: Plan,
+        *,
+        prefix: str,
+        cluster: bool,
+        maxlen: int,
+        horizon_s: float,
+    ) -> None:
+        self.version, self.plan, self.prefix, self.cluster = version, plan, prefix, cluster
+        self.maxlen, self.horizon_s = maxlen, horizon_s
+        self.total = len(events)
+        self.per_customer = Counter(e.customer_id for e in events)
+        self.order: dict[int, int] = {}  # id(event) -> position in the request
+        self.events: dict[str, list[Event]] = {}
+        seen: set[tuple[str, str]] = set()
+        for position, event in enumerate(events):
+            if event.event_id is not None:
+                key = (event.customer_id, event.event_id)
+                if key in seen:
+                    continue
+                seen.add(key)
+            self.order[id(event)] = position
+            self.events.setdefault(event.customer_id, []).append(event)
+        self.pending = list(self.events)
+        self.accepted = self.ignored = 0
+        self.fresh: dict[str, list[Event]] = {}
 
-def _open_text(path: Path) -> IO[str]:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "wb"), encoding="utf-8", newline="")
-    return path.open("w", encoding="utf-8", newline="")
+    def result(self) -> IngestResult:
+        return IngestResult(self.accepted, self.total - self.ignored - self.accepted, self.ignored)
 
+    # -- read -------------------------------------------------------------------------------
 
-def stream_rows(
-    client: RedisClient,
-    prefix: str,
-    chunk: int = 10_000,
-    exclude: Collection[str] = frozenset(),
-) -> Iterator[dict[str, str]]:
-    """Every entry of the event stream, oldest first, as events-format text columns, but those
-    of the customers in ``exclude`` (the erased ones)."""
-    stream = keys.event_stream(prefix)
-    start = "-"
-    while True:
-        with store_errors("export of the event stream"):
-            entries = cast(
-                list[tuple[bytes, dict[bytes, bytes]]],
-                client.xrange(stream, min=start, max="+", count=chunk),
+    def queue_read(self, pipe: Any, unregistered: set[shards.Shard]) -> None:
+        """Queue the round's reads (and, on a cluster, the registration of new shards)."""
+        p = self.prefix
+        self.groups = shards.group_by_shard(self.cluster, self.pending)
+        for shard, group in self.groups.items():
+            pipe.smismember(keys.erased_customers(p, shard), group)
+        for customer in self.pending:
+            pipe.hgetall(keys.customer_live(p, customer))
+            if self.version is not None:
+                pipe.hgetall(keys.customer_batch(p, customer, self.version))
+            ids = self._ids(customer)
+            if ids:
+                pipe.smismember(keys.customer_event_ids(p, customer), ids)
+        shards.register(pipe, p, [s for s in self.groups if s in unregistered])
+
+    def _ids(self, customer: str) -> list[str]:
+        return [e.event_id for e in self.events[customer] if e.event_id is not None]
+
+    def take_read(self, replies: Sequence[Any]) -> list[ScriptCall]:
+        """Plan the round from its read replies: the script calls to make (none: done)."""
+        it: Iterator[Any] = iter(replies)
+        erased: set[str] = set()
+        for group in self.groups.values():
+            erased.update(c for c, hit in zip(group, next(it), strict=True) if hit)
+        snapshots: dict[str, CustomerSnapshot] = {}
+        stored: dict[str, tuple[Mapping[bytes, bytes], bytes]] = {}
+        fresh: dict[str, list[Event]] = {}
+        for customer in self.pending:
+            live = next(it)
+            batch = codec.decode_batch(next(it)) if self.version is not None else None
+            mine = self.events[customer]
+            ids = self._ids(customer)
+            if ids:
+                seen = {i for i, hit in zip(ids, next(it), strict=True) if hit}
+                mine = [e for e in mine if e.event_id is None or e.event_id not in seen]
+            if customer in erased:
+                self.ignored += self.per_customer[customer]
+                continue
+            if not mine:
+                continue  # every event of theirs was applied before: duplicates
+            fresh[customer] = mine
+            snapshots[customer] = self._snapshot(customer, live, batch)
+            stored[customer] = (live, live.get(keys.LIVE_REVISION.encode(), b"0"))
+        self.fresh = fresh
+        if not fresh:
+            self.pending = []
+            return []
+        everything = [e for mine in fresh.values() for e in mine]
+        updates = self.plan(snapshots, everything)
+        return self._calls(fresh, updates, stored)
+
+    def _snapshot(self, customer: str, live: Mapping[bytes, bytes], batch: Any) -> CustomerSnapshot:
+        raw_online = live.get(keys.LIVE_ONLINE.encode())
+        vector_version = live.get(keys.LIVE_USER_VECTOR_VERSION.encode())
+        record = codec.decode_live(live)
+        if record.user_vector is not None and vector_version not in (
+            None,
+            (self.version or "").encode(),
+        ):
+            record = _without_vector(record)
+        return CustomerSnapshot(
+            customer_id=customer,
+            batch=batch,
+            live=record,
+            online=orjson.loads(raw_online) if raw_online else None,
+        )
+
+    def _calls(
+        self,
+        fresh: Mapping[str, list[Event]],
+        updates: Mapping[str, LiveUpdate],
+        stored: Mapping[str, tuple[Mapping[bytes, bytes], bytes]],
+    ) -> list[ScriptCall]:
+        cutoff = time.time() - self.horizon_s
+        maxlen = shards.shard_maxlen(self.cluster, self.maxlen)
+        calls = []
+        for shard, group in shards.group_by_shard(self.cluster, fresh).items():
+            writes: list[CustomerWrite] = []
+            rows: list[tuple[int, int, dict[str, str]]] = []
+            for index, customer in enumerate(group):
+                mine = fresh[customer]
+                live, revision = stored[customer]
+                fields = _changed(encode_update(updates[customer], self.version), live)
+                ids = [e.event_id for e in mine if e.event_id is not None]
+                writes.append(CustomerWrite(customer, revision, ids, fields, _contacts(mine)))
+                rows += [(self.order[id(e)], index, e.to_row()) for e in mine]
+            rows.sort(key=lambda r: r[0])  # the request's order
+            stream_rows_ = [(owner, row) for _, owner, row in rows]
+            calls.append(
+                script_call(
+                    self.prefix, shard, maxlen, cutoff, self.horizon_s, writes, stream_rows_
+                )
             )
-        for _, fields in entries:
-            row = {k.decode(): v.decode() for k, v in fields.items()}
-            if row.get("customer_id") not in exclude:
-                yield row
-        if len(entries) < chunk:
-            return
-        start = "(" + entries[-1][0].decode()
+        return calls
+
+    # -- write ------------------------------------------------------------------------------
+
+    def take_write(self, calls: Sequence[ScriptCall], replies: Sequence[Any]) -> None:
+        """Count what the scripts applied; the conflicting customers stay pending."""
+        pending = []
+        for call, reply in zip(calls, replies, strict=True):
+            for customer, status in statuses(call, reply).items():
+                if status == APPLIED:
+                    self.accepted += len(self.fresh[customer])
+                elif status == ERASED:
+                    self.ignored += self.per_customer[customer]
+                else:
+                    pending.append(customer)
+        self.pending = pending
 
 
-def export_stream(
-    client: RedisClient,
-    prefix: str,
-    path: Path,
-    chunk: int = 10_000,
-    exclude: Collection[str] = frozenset(),
-) -> int:
-    """Write the event stream to ``path`` as an events file (CSV; gzip when it ends ``.gz``),
-    without the events of the customers in ``exclude``.
+def _pause(round_: int) -> float:
+    """A random pause before round ``round_`` (2, 3, ...) of a contended request."""
+    return random.uniform(0, min(0.0005 * round_, MAX_PAUSE_S))
 
-    Written to a temporary file beside ``path`` and renamed into place when complete.
-    Returns the number of events written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    count = 0
-    try:
-        with _open_text(tmp) as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(EVENT_COLUMNS), extrasaction="ignore")
-            writer.writeheader()
-            for row in stream_rows(client, prefix, chunk, exclude):
-                writer.writerow(row)
-                count += 1
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return count
+
+class _Writer:
+    def __init__(
+        self,
+        client: Any,
+        prefix: str,
+        stream_maxlen: int,
+        *,
+        contact_horizon_s: float = DEFAULT_CONTACT_HORIZON_S,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.stream_maxlen = max(int(stream_maxlen), 0)
+        self.contact_horizon_s = contact_horizon_s
+        self.cluster = shards.is_cluster(client)
+        self._script = client.register_script(WRITE)
+        self._registered: set[shards.Shard] = {None}
+
+    def _request(
+        self, events: Sequence[Event], version: str | None, plan: Plan, horizon_s: float | None
+    ) -> _Request:
+        return _Request(
+            events,
+            version,
+            plan,
+            prefix=self.prefix,
+            cluster=self.cluster,
+            maxlen=self.stream_maxlen,
+            horizon_s=self.contact_horizon_s if horizon_s is None else horizon_s,
+        )
+
+    def _unregistered(self, request: _Request) -> set[shards.Shard]:
+        if not self.cluster:
+            return set()
+        groups = shards.group_by_shard(True, request.pending)
+        return {s for s in groups if s not in self._registered}
+
+
+class EventWriter(_Writer):
+    """Writes requests of events on a sync client (see the module docstring)."""
+
+    def __init__(
+        self,
+        client: RedisClient,
+        prefix: str,
+        stream_maxlen: int,
+        *,
+        contact_horizon_s: float = DEFAULT_CONTACT_HORIZON_S,
+    ) -> None:
+        super().__init__(client, prefix, stream_maxlen, contact_horizon_s=contact_horizon_s)
+
+    def ingest(
+        self,
+        events: Sequence[Event],
+        version: str | None,
+        plan: Plan,
+        *,
+        contact_horizon_s: float | None = None,
+    ) -> IngestResult:
+        """Apply and store ``events`` (validated); ``version`` is the serving model's.
+
+        ``contact_horizon_s``: how long sent offers are kept (the serving catalogue's longest
+        contact-policy window; default the writer's)."""
+        request = self._request(events, version, plan, contact_horizon_s)
+        round_ = 1
+        while request.pending:
+            unregistered = self._unregistered(request)
+            pipe = self.client.pipeline(transaction=False)
+            request.queue_read(pipe, unregistered)
+            with store_errors("read before event write"):
+                replies = pipe.execute()
+            self._registered |= unregistered
+            calls = request.take_read(replies)
+            with store_errors("event write"):
+                written = [self._script(keys=c.keys, args=c.args) for c in calls]
+            request.take_write(calls, written)
+            if request.pending:
+                round_ += 1
+                time.sleep(_pause(round_))
+        return request.result()
+
+
+class AsyncEventWriter(_Writer):
+    """Writes requests of events on a ``redis.asyncio`` client, on the event loop (the route's
+    writer); the same rounds as :class:`EventWriter`. On a cluster the scripts of a request's
+    slots run concurrently."""
+
+    async def ingest(
+        self,
+        events: Sequence[Event],
+        version: str | None,
+        plan: Plan,
+        *,
+        contact_horizon_s: float | None = None,
+    ) -> IngestResult:
+        """:meth:`EventWriter.ingest`, awaited."""
+        request = self._request(events, version, plan, contact_horizon_s)
+        round_ = 1
+        while request.pending:
+            unregistered = self._unregistered(request)
+            pipe = self.client.pipeline(transaction=False)
+            request.queue_read(pipe, unregistered)
+            with store_errors("read before event write"):
+                replies = await pipe.execute()
+            self._registered |= unregistered
+            calls = request.take_read(replies)
+            with store_errors("event write"):
+                if len(calls) == 1:
+                    written = [await self._script(keys=calls[0].keys, args=calls[0].args)]
+                else:
+                    written = await asyncio.gather(
+                        *(self._script(keys=c.keys, args=c.args) for c in calls)
+                    )
+            request.take_write(calls, written)
+            if request.pending:
+                round_ += 1
+                await asyncio.sleep(_pause(round_))
+        return request.result()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

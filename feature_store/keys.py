@@ -23,10 +23,22 @@ key                                    type         holds
 ``<p>:{items}:rev``                    integer      bumped on every catalogue change
 ``<p>:events``                         stream       every accepted event, durable
 ``<p>:erased``                         set          erased customer ids (kept out of training)
+``<p>:{<slot tag>}:events``            stream       Redis Cluster: the events of the customers
+                                                    of one hash slot
+``<p>:{<slot tag>}:erased``            set          Redis Cluster: the erased customers of one
+                                                    hash slot
+``<p>:meta:shards``                    set          Redis Cluster: the slots whose shards exist
 =====================================  ===========  =====================================
 
 The two catalogue keys share the hash tag ``{items}`` so that one ``MULTI`` can change both on
 Redis Cluster too.
+
+**Shards** (``feature_store.shards``): one Lua script writes a customer's records, their events
+to the stream and checks the erased set, so on Redis Cluster all of those keys must share the
+customer's slot. There, the stream and the erased set are sharded by slot: the shard of slot
+``s`` has the hash tag :func:`slot_tag` ``(s)``, a short text whose CRC16 is ``s``, so
+``<p>:{<slot tag>}:events`` lives on the same slot as ``<p>:{c:<id>}:*`` of every customer of
+that slot. On one server (no cluster) there is one shard, the unsharded keys above.
 
 The fields of the two per-customer hashes are named here too (``BATCH_*``, ``LIVE_*``): the
 codec, the ingest path and the Lua scripts all take them from this module.
@@ -35,7 +47,9 @@ codec, the ingest path and the Lua scripts all take them from this module.
 from __future__ import annotations
 
 import re
+from binascii import crc_hqx
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Final
 
 from recsys import schema
@@ -167,9 +181,49 @@ def item_revision(prefix: str) -> str:
     return f"{prefix}:{{items}}:rev"
 
 
-def event_stream(prefix: str) -> str:
-    return f"{prefix}:events"
+SLOTS: Final = 16384  # Redis Cluster's hash slots
 
 
-def erased_customers(prefix: str) -> str:
-    return f"{prefix}:erased"
+def event_stream(prefix: str, shard: str | None = None) -> str:
+    """The event stream; ``shard``: a :func:`slot_tag` (Redis Cluster), None: unsharded."""
+    return f"{prefix}:events" if shard is None else f"{prefix}:{{{shard}}}:events"
+
+
+def erased_customers(prefix: str, shard: str | None = None) -> str:
+    """The erased set; ``shard`` as for :func:`event_stream`."""
+    return f"{prefix}:erased" if shard is None else f"{prefix}:{{{shard}}}:erased"
+
+
+def stream_shards(prefix: str) -> str:
+    """Redis Cluster: the set of slots (decimal text) whose stream or erased shard was written."""
+    return f"{prefix}:meta:shards"
+
+
+def tag_slot(tag: str) -> int:
+    """The hash slot of the keys with hash tag ``tag`` (Redis Cluster's CRC16 of it)."""
+    return crc_hqx(tag.encode(), 0) % SLOTS
+
+
+def customer_slot(customer_id: str) -> int:
+    """The hash slot of every key of the customer."""
+    return tag_slot("c:" + customer_id)
+
+
+@lru_cache(maxsize=1)
+def _slot_tags() -> tuple[str, ...]:
+    """For every slot, the first text ``e<hex>`` whose CRC16 is that slot (found once, ~0.3 s)."""
+    tags: list[str | None] = [None] * SLOTS
+    left, n = SLOTS, 0
+    while left:
+        tag = f"e{n:x}"
+        slot = crc_hqx(tag.encode(), 0) % SLOTS
+        if tags[slot] is None:
+            tags[slot] = tag
+            left -= 1
+        n += 1
+    return tuple(t for t in tags if t is not None)
+
+
+def slot_tag(slot: int) -> str:
+    """The hash tag of the stream and erased shards of ``slot`` (see the module docstring)."""
+    return _slot_tags()[slot]

@@ -9,13 +9,15 @@ those keys by name, in two round trips, whatever the size of the keyspace; no ``
 
 Erasure (:func:`erase_customer`), in this order:
 
-1. ``SADD <p>:erased <id>``: from now on the event writer's script refuses to write the
+1. ``SADD <p>:erased <id>`` (on Redis Cluster, the erased set of the customer's slot:
+   ``feature_store.shards``): from now on the event writer's script refuses to write the
    customer (their events are acknowledged as ``ignored``, nothing is stored), a bulk load drops
    their batch record before it marks the version loaded, ``recsys export-events`` leaves them
    out and training excludes them. The id stays in that set for good: it is the suppression
    list that keeps them out, and the one thing held about them (export says ``erased``).
 2. ``UNLINK`` of every key of the customer, by name, in one command (one hash slot).
-3. Their entries in the durable event stream ``<p>:events`` are deleted: a Lua script reads
+3. Their entries in the durable event stream ``<p>:events`` (on a cluster, the shard of their
+   slot, and the unsharded stream an earlier layout may have filled) are deleted: a Lua script reads
    ``stream_chunk`` entries (``XRANGE``), deletes (``XDEL``) those whose ``customer_id`` is
    theirs and returns where it stopped, so only ids cross the network.
 
@@ -55,7 +57,7 @@ from typing import Any, cast
 import redis
 import redis.cluster
 
-from feature_store import codec, keys
+from feature_store import codec, keys, shards
 from feature_store.connection import RedisClient, store_errors
 from recsys.errors import StoreUnavailableError
 
@@ -143,7 +145,7 @@ def export_customer(
     with store_errors("export of a customer"):
         pipe = client.pipeline(transaction=False)
         _queue_versions(pipe, prefix)
-        pipe.sismember(keys.erased_customers(prefix), customer_id)
+        pipe.sismember(_erased_key(client, prefix, customer_id), customer_id)
         pipe.hgetall(keys.customer_live(prefix, customer_id))
         pipe.zrange(keys.customer_contacts(prefix, customer_id), 0, -1, withscores=True)
         pipe.smembers(keys.customer_event_ids(prefix, customer_id))
@@ -187,9 +189,11 @@ def erase_customer(
     ``rewrite`` rewrites the append-only file afterwards and waits for it (step 4)."""
     with store_errors("erase of a customer"):
         pipe = client.pipeline(transaction=False)
-        pipe.sadd(keys.erased_customers(prefix), customer_id)  # first: writers now refuse them
+        shard = shards.shard_of(shards.is_cluster(client), customer_id)
+        pipe.sadd(keys.erased_customers(prefix, shard), customer_id)  # first: writers refuse them
         _queue_versions(pipe, prefix)
-        versions = _versions(pipe.execute()[1:])
+        shards.register(pipe, prefix, [shard])
+        versions = _versions(pipe.execute()[1:4])
         removed = int(client.unlink(*keys.customer_keys(prefix, customer_id, versions)))
     events_removed = purge_stream_events(client, prefix, {customer_id}, stream_chunk)
     if rewrite:
@@ -243,21 +247,34 @@ def rewrite_aof(client: RedisClient, *, timeout_s: float = REWRITE_TIMEOUT_S) ->
     return rewritten
 
 
+def _erased_key(client: RedisClient, prefix: str, customer_id: str) -> str:
+    return keys.erased_customers(prefix, shards.shard_of(shards.is_cluster(client), customer_id))
+
+
+def _streams_of(client: RedisClient, customers: Collection[str]) -> dict[str | None, list[str]]:
+    """The stream shards that may hold the customers' events -> those customers."""
+    groups = shards.group_by_shard(shards.is_cluster(client), customers)
+    every = sorted(customers)
+    return {None: every, **{s: g for s, g in groups.items() if s is not None}}
+
+
 def _stream_pass(
     client: RedisClient, prefix: str, customers: Collection[str], mode: str, chunk: int
 ) -> Iterator[list[Any]]:
-    """Run the stream script over the whole stream, chunk by chunk; yields each reply."""
+    """Run the stream script over each stream shard that may hold the customers' events, chunk
+    by chunk; yields each reply."""
     script = client.register_script(_STREAM_SCAN)
-    stream = keys.event_stream(prefix)
-    start = "-"
-    while True:
-        with store_errors("scan of the event stream"):
-            reply = cast(list[Any], script(keys=[stream], args=[start, chunk, mode, *customers]))
-        yield reply
-        read, last = int(reply[0]), _text(reply[1])
-        if read < chunk or not last:
-            return
-        start = "(" + last
+    for shard, group in _streams_of(client, customers).items():
+        stream = keys.event_stream(prefix, shard)
+        start = "-"
+        while True:
+            with store_errors("scan of the event stream"):
+                reply = cast(list[Any], script(keys=[stream], args=[start, chunk, mode, *group]))
+            yield reply
+            read, last = int(reply[0]), _text(reply[1])
+            if read < chunk or not last:
+                break
+            start = "(" + last
 
 
 def purge_stream_events(
@@ -287,14 +304,19 @@ def stream_events(
 
 def is_erased(client: RedisClient, prefix: str, customer_id: str) -> bool:
     with store_errors("is_erased"):
-        return bool(client.sismember(keys.erased_customers(prefix), customer_id))
+        return bool(client.sismember(_erased_key(client, prefix, customer_id), customer_id))
 
 
 def erased_customers(client: RedisClient, prefix: str) -> set[str]:
-    """Every erased customer id (training and the events export leave them out)."""
+    """Every erased customer id, of every shard (training and the events export leave them
+    out)."""
+    known = shards.known_shards(client, prefix)
     with store_errors("erased_customers"):
-        members = client.smembers(keys.erased_customers(prefix))
-    return {str(_text(m)) for m in members}
+        pipe = client.pipeline(transaction=False)
+        for shard in known:
+            pipe.smembers(keys.erased_customers(prefix, shard))
+        replies = pipe.execute()
+    return {str(_text(m)) for members in replies for m in members}
 
 
 def drop_erased_batches(client: RedisClient, prefix: str, version: str, chunk: int = 1000) -> int:

@@ -7,12 +7,14 @@ it starts, answers recommendations with the fallback, and ``/readyz`` says 503 u
 there. The embedded Redis of ``recsys demo`` / ``recsys serve`` is the CLI's business: here the
 store comes from ``settings.redis_url`` or is passed in.
 
-The lifespan also makes the process's one :class:`~feature_store.ingest.EventWriter` (on a
-connection of its own with the longer write timeout, when there is a URL) and the page views'
-reader (:class:`~feature_store.multiplexed.MultiplexedReader`, one multiplexed connection with
-the serving timeout; redis.asyncio's :class:`~feature_store.async_store.AsyncFeatureReader` for a
-cluster or TLS), so those routes read Redis on the event loop with no thread-pool hop, and closes
-both on shutdown.
+The lifespan also makes the process's one event writer -- an
+:class:`~feature_store.ingest.AsyncEventWriter` on an asyncio client of its own with the longer
+write timeout when there is a URL (``POST /v1/events`` then awaits Redis on the event loop), else
+a sync :class:`~feature_store.ingest.EventWriter` on the store passed in (run in a worker
+thread) -- and the page views' reader (:class:`~feature_store.multiplexed.MultiplexedReader`,
+one multiplexed connection with the serving timeout; redis.asyncio's
+:class:`~feature_store.async_store.AsyncFeatureReader` for a cluster or TLS), so those routes
+read Redis on the event loop with no thread-pool hop, and closes both on shutdown.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 import anyio.to_thread
 from fastapi import FastAPI
 
-from feature_store.ingest import EventWriter
+from feature_store.ingest import AsyncEventWriter, EventWriter
 from recsys.bundle import ModelBundle
 from recsys.config import Settings
 from recsys.errors import ModelUnavailableError, StoreUnavailableError
@@ -101,18 +103,18 @@ def _open_reader(settings: Settings, store: FeatureStore | None) -> AsyncFeature
     return AsyncFeatureReader.from_settings(settings)
 
 
-def _open_event_writer(settings: Settings, store: FeatureStore) -> tuple[EventWriter, bool]:
-    """The process's event writer, and whether it has a connection of its own (to close)."""
-    from feature_store.connection import connect
-
-    own = bool(settings.redis_url)
-    client = (
-        connect(settings.redis_url, timeout_ms=WRITE_TIMEOUT_MS)
-        if settings.redis_url
-        else store.client  # type: ignore[attr-defined]
-    )
+def _open_event_writer(
+    settings: Settings, store: FeatureStore, passed_in: bool
+) -> AsyncEventWriter | EventWriter:
+    """The process's event writer: asyncio on a connection of its own, on the running loop;
+    sync on the client of a store passed in."""
     prefix = getattr(store, "prefix", settings.redis_prefix)
-    return EventWriter(client, prefix, settings.event_stream_maxlen), own
+    if settings.redis_url and not passed_in:
+        from feature_store.async_store import connect_async
+
+        client = connect_async(settings.redis_url, timeout_ms=WRITE_TIMEOUT_MS)
+        return AsyncEventWriter(client, prefix, settings.event_stream_maxlen)
+    return EventWriter(store.client, prefix, settings.event_stream_maxlen)  # type: ignore[attr-defined]
 
 
 def _lifespan(
@@ -137,7 +139,7 @@ def _lifespan(
             ),
         )
         app.state.serving = serving
-        writer, own_writer = _open_event_writer(settings, the_store)
+        writer = _open_event_writer(settings, the_store, store is not None)
         app.state.event_writer = writer
         try:
             await anyio.to_thread.run_sync(serving.load_latest)
@@ -148,8 +150,8 @@ def _lifespan(
         finally:
             if reader is not None:
                 await reader.aclose()
-            if own_writer:
-                writer.client.close()
+            if isinstance(writer, AsyncEventWriter):
+                await writer.aclose()
             close = getattr(the_store, "close", None)
             if store is None and close is not None:
                 close()

@@ -20,6 +20,7 @@ the column is computed the same way everywhere. Without ``alive`` the column is 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
@@ -96,19 +97,65 @@ def churn_matrix(
     """The model input, ``float32 (n, len(CHURN_FEATURES))``, from a table or feature dicts.
 
     A single dict gives one row. Absent or non-numeric values count as missing; so does
-    ``p_alive`` without ``alive`` (the BG/NBD model, see the module docstring).
+    ``p_alive`` without ``alive`` (the BG/NBD model, see the module docstring). A table
+    (training) goes through pandas; dicts (the event path) through :func:`churn_rows`, plain
+    numpy, which gives the same numbers (``tests/recsys/customers/test_churn_rows.py``).
     """
     if isinstance(features, Mapping):
         features = [features]
     if not isinstance(features, pd.DataFrame):
-        columns = list(BASE_FEATURES + ALIVE_INPUTS)
-        features = pd.DataFrame.from_records(list(features), columns=columns)
+        return churn_rows(features, alive)
     base = np.empty((len(features), len(BASE_FEATURES)), dtype=np.float64)
     for j, name in enumerate(BASE_FEATURES):
         if name in features.columns:
             base[:, j] = pd.to_numeric(features[name], errors="coerce").to_numpy(np.float64)
         else:
             base[:, j] = np.nan
+    return _with_derived(base, _p_alive(features, alive))
+
+
+_PLAIN: Final = frozenset({float, int, bool, type(None)})
+
+
+def _number(value: Any) -> float:
+    """One value as ``pd.to_numeric(errors="coerce")`` reads it: numbers (and bools) as they
+    are, numeric text parsed (ASCII, no ``_`` separators), anything else NaN."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool | int | float | np.number):
+        try:
+            return float(value)
+        except (OverflowError, TypeError, ValueError):
+            return math.nan
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace")
+    if isinstance(value, str) and value.isascii() and "_" not in value:
+        try:
+            return float(value)
+        except ValueError:
+            return math.nan
+    return math.nan
+
+
+def churn_rows(rows: Sequence[Mapping[str, Any]], alive: BetaGeoModel | None = None) -> np.ndarray:
+    """:func:`churn_matrix` of feature dicts without pandas (the per-event path): one
+    ``np.array`` over the rows' values when they are all plain numbers or None (the online
+    features always are), else value by value with :func:`_number`."""
+    values = [[row.get(name) for name in BASE_FEATURES] for row in rows]
+    base: np.ndarray | None = None
+    if all(type(v) in _PLAIN for row in values for v in row):
+        try:
+            base = np.array(values, dtype=np.float64).reshape(len(values), len(BASE_FEATURES))
+        except OverflowError:  # an int too large for a float
+            base = None
+    if base is None:
+        parsed = [[_number(v) for v in row] for row in values]
+        base = np.array(parsed, dtype=np.float64).reshape(len(values), len(BASE_FEATURES))
+    return _with_derived(base, _p_alive_rows(rows, alive))
+
+
+def _with_derived(base: np.ndarray, p_alive: np.ndarray) -> np.ndarray:
+    """The base columns (float64, NaN missing) with the derived ones, missing as MISSING."""
     col = {name: base[:, j] for j, name in enumerate(BASE_FEATURES)}
     recency, freq = col["recency_days"], col["frequency"]
     gap_mean, gap_std = col["inter_purchase_mean_days"], col["inter_purchase_std_days"]
@@ -121,7 +168,6 @@ def churn_matrix(
         recent_rate = col["orders_90d"] / np.where(freq > 0, expected_90d, np.nan)
         share_30d = col["orders_30d"] / np.where(col["orders_90d"] > 0, col["orders_90d"], np.nan)
         breadth = col["n_items_distinct"] / np.where(freq > 0, freq, np.nan)
-    p_alive = _p_alive(features, alive)
     derived = np.column_stack(
         [rhythm, per_month, gap_cv, recency_z, recent_rate, share_30d, breadth, p_alive]
     )
@@ -138,6 +184,17 @@ def _p_alive(features: pd.DataFrame, alive: BetaGeoModel | None) -> np.ndarray:
     inp = clv_inputs(features)
     p = alive.p_alive(inp["x"], inp["t_x"], inp["T"])
     return np.where(inp["bought"], p, np.nan)
+
+
+def _p_alive_rows(rows: Sequence[Mapping[str, Any]], alive: BetaGeoModel | None) -> np.ndarray:
+    """:func:`_p_alive` of feature dicts, each read by ``clv_inputs``'s one-row path."""
+    if alive is None or not rows:
+        return np.full(len(rows), np.nan)
+    inputs = [clv_inputs(row) for row in rows]
+    x, t_x, big_t, bought = (
+        np.concatenate([inp[name] for inp in inputs]) for name in ("x", "t_x", "T", "bought")
+    )
+    return np.where(bought, alive.p_alive(x, t_x, big_t), np.nan)
 
 
 def _logit(p: np.ndarray, eps: float = 1e-7) -> np.ndarray:

@@ -6,6 +6,10 @@ applied to the customers' live records and appended to the durable stream in one
 (``feature_store.ingest``) before the 202 ``{accepted, duplicates, ignored}`` is answered; an
 event whose ``event_id`` was seen before counts as a duplicate and is not applied again; an
 event of an erased customer counts as ignored and nothing of it is stored.
+
+The route is ``async``: validation and planning run on the event loop and Redis is awaited
+(``feature_store.ingest.AsyncEventWriter``); with a store passed in to ``create_app`` (tests),
+the sync writer runs in a worker thread instead.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from starlette.responses import Response
 
-from feature_store.ingest import EventWriter
+from feature_store.ingest import AsyncEventWriter, EventWriter, IngestResult
 from recsys.config import Settings
 from recsys.customers.live_update import CustomerSnapshot, LiveUpdate, OnlineModel, plan_updates
 from recsys.errors import InvalidEventError
@@ -67,7 +72,7 @@ def online_model(serving: ServingState) -> OnlineModel:
     return snapshot.model.online
 
 
-def ingest(app: FastAPI, serving: ServingState, events: list[Event]) -> dict[str, int]:
+async def ingest(app: FastAPI, serving: ServingState, events: list[Event]) -> dict[str, int]:
     model = online_model(serving)
 
     def plan(
@@ -75,10 +80,16 @@ def ingest(app: FastAPI, serving: ServingState, events: list[Event]) -> dict[str
     ) -> dict[str, LiveUpdate]:
         return plan_updates(model, snapshots, fresh, utcnow())
 
-    writer: EventWriter = app.state.event_writer  # made by the lifespan (serving.app)
+    writer: AsyncEventWriter | EventWriter = app.state.event_writer  # made by the lifespan
     snapshot = serving.snapshot
     horizon = snapshot.model.customer_models.contact_horizon_s if snapshot is not None else None
-    result = writer.ingest(events, model.version, plan, contact_horizon_s=horizon)
+    result: IngestResult
+    if isinstance(writer, AsyncEventWriter):
+        result = await writer.ingest(events, model.version, plan, contact_horizon_s=horizon)
+    else:
+        result = await anyio.to_thread.run_sync(
+            lambda: writer.ingest(events, model.version, plan, contact_horizon_s=horizon)
+        )
     return {
         "accepted": result.accepted,
         "duplicates": result.duplicates,
@@ -92,7 +103,7 @@ def ingest(app: FastAPI, serving: ServingState, events: list[Event]) -> dict[str
     responses=problems(400, 401, 403, 422, 503),
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": _BODY_SCHEMA}}}},
 )
-def post_events(
+async def post_events(
     request: Request,
     serving: ServingDep,
     _: Annotated[Principal, Depends(require("write"))],
@@ -103,4 +114,4 @@ def post_events(
     already reflect them."""
     settings: Settings = request.app.state.settings
     events = validate_batch(_raw_events(payload), settings.serving.max_batch)
-    return json_response(ingest(request.app, serving, events), status_code=202)
+    return json_response(await ingest(request.app, serving, events), status_code=202)

@@ -1,0 +1,160 @@
+"""The event write: one Lua script per shard and round (see ``feature_store.ingest``).
+
+``KEYS``: the shard's event stream, the shard's erased set, then for each customer ``i`` (1-based)
+their live record, event-id set and contacts at ``3i``, ``3i + 1`` and ``3i + 2``.
+
+``ARGV``: the stream cap (0: none), the number of customers ``n``, the contacts cutoff (Unix s)
+and horizon (s); then per customer: id, the revision the update was computed from, and three
+counted lists (a count, then that many values): the event ids to add, the live-record fields to
+set (name, value, ...: only those that changed) and the contacts to add (score, member, ...);
+then the number of events and per event: the index of its customer, a count and the stream
+entry's field names and values.
+
+Per customer, in order, the script decides and applies at once: ``e`` when the customer is in the
+erased set (nothing written), ``c`` (conflict, nothing written) when the live record's revision is
+no longer the one read or one of the event ids was applied meanwhile, else ``a``: the ids are
+added, the changed fields set, the revision bumped, the contacts added and trimmed to the horizon
+(the key expires a horizon after its newest entry). Then every event of an ``a`` customer is
+appended to the stream in the request's order (``XADD MAXLEN ~ cap``). Returns one status
+character per customer.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from feature_store import keys
+
+WRITE = string.Template("""
+local maxlen = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local cutoff = ARGV[3]
+local horizon = tonumber(ARGV[4])
+local pos = 5
+local function take_list()
+  local count = tonumber(ARGV[pos])
+  local list = {}
+  for j = 1, count do list[j] = ARGV[pos + j] end
+  pos = pos + count + 1
+  return list
+end
+local status = {}
+for i = 1, n do
+  local live, evt, contacts = KEYS[3 * i], KEYS[3 * i + 1], KEYS[3 * i + 2]
+  local customer, rev = ARGV[pos], ARGV[pos + 1]
+  pos = pos + 2
+  local ids = take_list()
+  local fields = take_list()
+  local sent = take_list()
+  local state = 'a'
+  if redis.call('SISMEMBER', KEYS[2], customer) == 1 then
+    state = 'e'
+  elseif (redis.call('HGET', live, '$REVISION') or '0') ~= rev then
+    state = 'c'
+  else
+    for j = 1, #ids do
+      if redis.call('SISMEMBER', evt, ids[j]) == 1 then state = 'c' break end
+    end
+  end
+  if state == 'a' then
+    if #ids > 0 then redis.call('SADD', evt, unpack(ids)) end
+    if #fields > 0 then redis.call('HSET', live, unpack(fields)) end
+    redis.call('HINCRBY', live, '$REVISION', 1)
+    if #sent > 0 then
+      redis.call('ZADD', contacts, unpack(sent))
+      redis.call('ZREMRANGEBYSCORE', contacts, '-inf', '(' .. cutoff)
+      local newest = redis.call('ZRANGE', contacts, -1, -1, 'WITHSCORES')
+      if #newest > 0 then
+        redis.call('EXPIREAT', contacts, math.ceil(tonumber(newest[2]) + horizon))
+      end
+    end
+  end
+  status[i] = state
+end
+local nevents = tonumber(ARGV[pos])
+pos = pos + 1
+for j = 1, nevents do
+  local owner, nkv = tonumber(ARGV[pos]), tonumber(ARGV[pos + 1])
+  pos = pos + 2
+  if status[owner] == 'a' then
+    local args
+    if maxlen > 0 then
+      args = {KEYS[1], 'MAXLEN', '~', maxlen, '*'}
+    else
+      args = {KEYS[1], '*'}
+    end
+    for k = 0, nkv - 1 do args[#args + 1] = ARGV[pos + k] end
+    redis.call('XADD', unpack(args))
+  end
+  pos = pos + nkv
+end
+return table.concat(status)
+""").substitute(REVISION=keys.LIVE_REVISION)
+
+APPLIED, CONFLICT, ERASED = "a", "c", "e"
+
+
+@dataclass(frozen=True)
+class CustomerWrite:
+    """One customer's part of a script call."""
+
+    customer_id: str
+    revision: bytes
+    event_ids: Sequence[str]
+    fields: Mapping[str, bytes]  # only the changed ones
+    contacts: Mapping[str, float]  # member -> send time (Unix s)
+
+
+@dataclass(frozen=True)
+class ScriptCall:
+    """The keys and arguments of one script call, and the customers it writes, in order."""
+
+    keys: list[str]
+    args: list[Any]
+    customers: list[str]
+
+
+def script_call(
+    prefix: str,
+    shard: str | None,
+    maxlen: int,
+    cutoff: float,
+    horizon_s: float,
+    writes: Sequence[CustomerWrite],
+    rows: Sequence[tuple[int, Mapping[str, str]]],
+) -> ScriptCall:
+    """The call writing ``writes`` (customers of one shard) and the stream ``rows``: (index of
+    the row's customer in ``writes``, 0-based; events-format text columns), in stream order."""
+    script_keys = [keys.event_stream(prefix, shard), keys.erased_customers(prefix, shard)]
+    args: list[Any] = [maxlen, len(writes), repr(cutoff), repr(float(horizon_s))]
+    for write in writes:
+        c = write.customer_id
+        script_keys += [
+            keys.customer_live(prefix, c),
+            keys.customer_event_ids(prefix, c),
+            keys.customer_contacts(prefix, c),
+        ]
+        args += [c, write.revision, len(write.event_ids), *write.event_ids]
+        args.append(2 * len(write.fields))
+        for name, value in write.fields.items():
+            args += [name, value]
+        args.append(2 * len(write.contacts))
+        for member, score in write.contacts.items():
+            args += [repr(score), member]
+    args.append(len(rows))
+    for owner, row in rows:
+        args += [owner + 1, 2 * len(row)]
+        for column, text in row.items():
+            args += [column, text]
+    return ScriptCall(script_keys, args, [w.customer_id for w in writes])
+
+
+def statuses(call: ScriptCall, reply: Any) -> dict[str, str]:
+    """Customer -> ``a``, ``c`` or ``e`` from the script's reply."""
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    if len(text) != len(call.customers):
+        raise ValueError(f"event script answered {text!r} for {len(call.customers)} customers")
+    return dict(zip(call.customers, text, strict=True))
