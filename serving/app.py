@@ -34,6 +34,7 @@ from recsys.errors import ModelUnavailableError, StoreUnavailableError
 from recsys.store import FeatureStore
 from serving.auth import KeyRing
 from serving.errors import install_error_handlers
+from serving.heap import settle_heap
 from serving.metrics import Metrics
 from serving.middleware import RequestContextMiddleware
 from serving.routes import (
@@ -118,12 +119,13 @@ def _lifespan(
         the_store = store if store is not None else _open_store(settings)
         reader = _open_reader(settings, store)
         metrics: Metrics = app.state.metrics
+
+        def swapped(version: str) -> None:
+            metrics.set_model_version(version)
+            settle_heap()  # the new version's objects out of the collector's way
+
         serving = ServingState(
-            artifacts,
-            the_store,
-            _loader(settings, store),
-            on_swap=metrics.set_model_version,
-            reader=reader,
+            artifacts, the_store, _loader(settings, store), on_swap=swapped, reader=reader
         )
         app.state.serving = serving
         writer, own_writer = _open_event_writer(settings, the_store)
