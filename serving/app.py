@@ -85,6 +85,18 @@ def _open_store(settings: Settings) -> FeatureStore:
     return RedisFeatureStore.from_settings(settings)
 
 
+def _open_bulk_reads(settings: Settings, store: FeatureStore | None) -> FeatureStore:
+    """The store on a client with :attr:`ServingConfig.bulk_read_timeout_ms` (the offers
+    batch and export); a store passed in is used as it is."""
+    if store is not None:
+        return store
+    from feature_store.redis_store import RedisFeatureStore
+
+    return RedisFeatureStore.from_settings(
+        settings, timeout_ms=settings.serving.bulk_read_timeout_ms
+    )
+
+
 def _open_reader(settings: Settings, store: FeatureStore | None) -> AsyncFeatureReader | None:
     """The page views' async client, on the running loop; None for a store passed in (its
     reads then run in worker threads: see ``serving.state.ThreadedReader``)."""
@@ -128,6 +140,7 @@ def _lifespan(
             artifacts, the_store, _loader(settings, store), on_swap=swapped, reader=reader
         )
         app.state.serving = serving
+        app.state.bulk_reads = _open_bulk_reads(settings, store)
         writer, own_writer = _open_event_writer(settings, the_store)
         app.state.event_writer = writer
         try:
@@ -141,9 +154,10 @@ def _lifespan(
                 await reader.aclose()
             if own_writer:
                 writer.client.close()
-            close = getattr(the_store, "close", None)
-            if store is None and close is not None:
-                close()
+            for opened in (the_store, app.state.bulk_reads):
+                close = getattr(opened, "close", None)
+                if store is None and close is not None:
+                    close()
 
     return lifespan
 
