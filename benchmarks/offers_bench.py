@@ -11,7 +11,9 @@ unless ``--artifacts`` names a trained root, starts ``recsys serve`` (a real uvi
 1. ``POST /v1/offers/batch`` with batches of 1,000 customer ids (every customer of the model,
    ``--rounds`` times over, shuffled), ``--clients`` requests in flight over keep-alive
    connections (``benchmarks.http_load``: a lean asyncio client, so that the client costs
-   little of the shared cores): customers/s and the latency of one batch;
+   little of the shared cores): customers/s, the latency of one batch, and the CPU time the
+   service's processes and Redis spent a customer (``/proc``: the figure that other load on a
+   shared machine moves least);
 2. ``GET /v1/offers/export`` streamed to the end (every customer of the base is read and
    decided; the lines are those with consent and an offer), with the server's resident memory
    (its processes, Redis left out) sampled while it streams: the peak over the level before;
@@ -46,7 +48,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.http_load import LoadResult, RequestSpec, run_load  # noqa: E402
 from benchmarks.latency import trained_root  # noqa: E402
-from benchmarks.server import served, tree_rss_bytes  # noqa: E402
+from benchmarks.server import served, tree_cpu_seconds, tree_rss_bytes  # noqa: E402
 from recsys.bundle import latest_version_dir, read_bundle  # noqa: E402
 from recsys.store import BatchRecord, CustomerState, LiveRecord  # noqa: E402
 
@@ -64,13 +66,11 @@ def batches(customers: list[str], rounds: int, seed: int = 7) -> list[list[str]]
 
 
 def run_batches(base: str, work: list[list[str]], channel: str, clients: int) -> LoadResult:
-    """Every batch of ``work`` posted once, ``clients`` requests in flight (after a warm-up)."""
+    """Every batch of ``work`` posted once, ``clients`` requests in flight."""
 
     def request(i: int) -> RequestSpec:
         return "POST", "/v1/offers/batch", {"customer_ids": work[i], "channel": channel}
 
-    warm = min(len(work), 2 * clients)
-    run_load(base, request, concurrency=clients, total=warm, timeout_s=60)
     result = run_load(base, request, concurrency=clients, total=len(work), timeout_s=60)
     if result.errors or set(result.status_counts) != {200}:
         raise RuntimeError(f"offers batch answered {result.status_counts}")
@@ -207,12 +207,17 @@ def main() -> None:
     del bundle
     with served(root, workers=args.workers) as (base, process):
         for clients in sorted({1, args.clients}):
+            run_batches(base, work[: 2 * clients], args.channel, clients)  # warm-up
+            service_before, redis_before = tree_cpu_seconds(process.pid)
             result = run_batches(base, work, args.channel, clients)
+            service, redis = tree_cpu_seconds(process.pid)
             done = sum(len(ids) for ids in work)
             print(
                 f"offers batch ({BATCH:,} ids, {clients} in flight)  {done:>8,} customers "
                 f"in {result.seconds:6.2f} s  {done / result.seconds:>9,.0f} customers/s  "
-                f"batch p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms",
+                f"batch p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms; "
+                f"{(service - service_before) / done * 1e6:5.0f} us service CPU and "
+                f"{(redis - redis_before) / done * 1e6:4.0f} us Redis CPU a customer",
                 flush=True,
             )
         run_export(base, args.channel)  # warm-up
