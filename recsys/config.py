@@ -50,6 +50,9 @@ class ServingConfig(BaseModel):
     max_k: int = 100
     max_batch: int = 1000
     export_chunk: int = Field(default=1000, ge=1)  # customers per store read of the offers export
+    # Redis timeout of the offers batch's and the export's reads (up to 1,000 customers, three
+    # keys each, in one round trip: hundreds of KB that the page view's timeout cannot cover)
+    bulk_read_timeout_ms: float = Field(default=2000.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -38,6 +38,7 @@ from serving.auth import KeyRing
 from serving.circuit import CircuitBreaker
 from serving.errors import install_error_handlers
 from serving.fast_path import FastPath
+from serving.heap import settle_heap
 from serving.metrics import Metrics
 from serving.middleware import RequestContextMiddleware
 from serving.openapi import add_cors, make_app
@@ -86,6 +87,18 @@ def _open_store(settings: Settings) -> FeatureStore:
     return RedisFeatureStore.from_settings(settings)
 
 
+def _open_bulk_reads(settings: Settings, store: FeatureStore | None) -> FeatureStore:
+    """The store on a client with :attr:`ServingConfig.bulk_read_timeout_ms` (the offers
+    batch and export); a store passed in is used as it is."""
+    if store is not None:
+        return store
+    from feature_store.redis_store import RedisFeatureStore
+
+    return RedisFeatureStore.from_settings(
+        settings, timeout_ms=settings.serving.bulk_read_timeout_ms
+    )
+
+
 def _open_reader(settings: Settings, store: FeatureStore | None) -> AsyncFeatureReads | None:
     """The page views' async client, on the running loop: the multiplexed reader for one server
     (``feature_store.multiplexed``), redis.asyncio for a cluster or TLS; None for a store passed
@@ -127,11 +140,16 @@ def _lifespan(
         the_store = store if store is not None else _open_store(settings)
         reader = _open_reader(settings, store)
         metrics: Metrics = app.state.metrics
+
+        def swapped(version: str) -> None:
+            metrics.set_model_version(version)
+            settle_heap()  # the new version's objects out of the collector's way
+
         serving = ServingState(
             artifacts,
             the_store,
             _loader(settings, store),
-            on_swap=metrics.set_model_version,
+            on_swap=swapped,
             reader=reader,
             breaker=CircuitBreaker(
                 failure_threshold=settings.serving.circuit_failures,
@@ -139,6 +157,7 @@ def _lifespan(
             ),
         )
         app.state.serving = serving
+        app.state.bulk_reads = _open_bulk_reads(settings, store)
         writer = _open_event_writer(settings, the_store, store is not None)
         app.state.event_writer = writer
         try:
@@ -152,9 +171,10 @@ def _lifespan(
                 await reader.aclose()
             if isinstance(writer, AsyncEventWriter):
                 await writer.aclose()
-            close = getattr(the_store, "close", None)
-            if store is None and close is not None:
-                close()
+            for opened in (the_store, app.state.bulk_reads):
+                close = getattr(opened, "close", None)
+                if store is None and close is not None:
+                    close()
 
     return lifespan
 

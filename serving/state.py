@@ -374,16 +374,21 @@ class ServingState:
         return await anyio.to_thread.run_sync(self.sync_catalog, snapshot, revision)
 
     def read_customers(
-        self, customer_ids: Sequence[str], snapshot: Snapshot | None = None
+        self,
+        customer_ids: Sequence[str],
+        snapshot: Snapshot | None = None,
+        store: FeatureStore | None = None,
     ) -> tuple[Snapshot, list[CustomerState]]:
         """Many customers' states with the catalogue revision and the active version, in one
         round trip (the offers batch and export); ``snapshot``: the one to stay on (an
-        export), else the current one. No fallback: ``StoreUnavailableError`` and
+        export), else the current one; ``store``: the same store on a client with a longer
+        timeout, else :attr:`store`. No fallback: ``StoreUnavailableError`` and
         ``ModelUnavailableError`` reach the caller (offers must not ignore the contacts)."""
         snapshot = snapshot or self._snapshot
         if snapshot is None:
             raise ModelUnavailableError("no model version is loaded")
-        read = self.store.read(ReadPlan.of(snapshot.version, customer_ids, meta=True))
+        reads = store if store is not None else self.store
+        read = reads.read(ReadPlan.of(snapshot.version, customer_ids, meta=True))
         states, revision, active = read.states, read.revision, read.active
         if active != snapshot.version and snapshot is self._snapshot:
             self._notice_active(snapshot.version, active)

@@ -129,7 +129,7 @@ def offer_matrix(
     return eligible, value
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 3x (batches build many)
 class RankedOffer:
     offer_id: str
     type: str
@@ -304,41 +304,75 @@ def rank_offers_batch(
     """:func:`rank_offers` for every row of a feature table (column ``customer_id``), in order;
     the eligibility and values are computed for all rows at once (or passed in: ``matrix``,
     the :func:`offer_matrix` of ``features``). ``carts``: the live carts, which fill cart
-    reminders (the table's ``cart_open_items`` must already count them)."""
+    reminders (the table's ``cart_open_items`` must already count them).
+
+    The choice is :func:`_assemble`'s, made for all rows at once: an offer is kept where it is
+    eligible, worth making, not cooling down and, when it needs items, has some; each row keeps
+    its first ``k`` kept offers in value order (ties in offer-set order). Only the chosen offers
+    become :class:`RankedOffer` objects (with their reasons)."""
     eligible, value = (
         matrix if matrix is not None else offer_matrix(features, offer_set, now, channel)
     )
     contacts, items, carts = contacts or {}, items or {}, carts or {}
+    n, offers = len(features), offer_set.offers
     ids = (
         features["customer_id"].astype(str).tolist()
         if "customer_id" in features.columns
-        else ["None"] * len(features)
+        else ["None"] * n
     )
-    needed = [name for name in REASON_FEATURES if name in features.columns]
-    any_eligible: np.ndarray = np.asarray(eligible.any(axis=1), dtype=bool)
-    records = features.loc[any_eligible, needed].to_dict("records")  # what the reasons read
-    rows = iter(records)
-    allowed, values = eligible.tolist(), value.tolist()
-    orders = np.argsort(-value, axis=1, kind="stable").tolist()
-    out: list[list[RankedOffer]] = []
-    for i, (cid, some) in enumerate(zip(ids, any_eligible.tolist(), strict=True)):
-        if not some:
-            out.append([])
+    policy = offer_set.contact_policy
+    if n == 0 or not offers or k <= 0 or not channel_open((), channel, now, policy):
+        return [[] for _ in range(n)]
+    with np.errstate(invalid="ignore"):
+        keep = np.asarray(eligible, dtype=bool) & (value > 0)
+    has_items = np.fromiter((bool(items.get(cid)) for cid in ids), bool, n)
+    has_cart = np.fromiter((bool(carts.get(cid)) for cid in ids), bool, n)
+    for j, offer in enumerate(offers):
+        if offer.needs_items:
+            filled = has_items | has_cart if offer.type == "cart_reminder" else has_items
+            keep[:, j] &= filled & (offer.max_items > 0)
+    column_of = {offer.offer_id: j for j, offer in enumerate(offers)}
+    for i in np.flatnonzero(keep.any(axis=1)).tolist():
+        sent = contacts.get(ids[i], ())
+        if not sent:
             continue
-        row = next(rows)
-        out.append(
-            _assemble(
-                row,
-                offer_set,
-                allowed[i],
-                values[i],
-                orders[i],
-                now=now,
-                channel=channel,
-                contacts=contacts.get(cid, ()),
-                items=items.get(cid, ()),
-                cart=carts.get(cid, ()),
-                k=k,
+        if not channel_open(sent, channel, now, policy):
+            keep[i] = False
+            continue
+        cooling = [column_of[o] for o in cooling_down(sent, now, policy) if o in column_of]
+        keep[i, cooling] = False
+    order = np.argsort(-value, axis=1, kind="stable")
+    kept = np.take_along_axis(keep, order, axis=1)
+    kept &= np.cumsum(kept, axis=1) <= k
+    needed = [name for name in REASON_FEATURES if name in features.columns]
+    raw = {name: features[name].tolist() for name in needed}  # what the reasons read
+    values = value.tolist()
+    out: list[list[RankedOffer]] = [[] for _ in range(n)]
+    rows, places = np.nonzero(kept)
+    chosen_of = order[rows, places].tolist()
+    row_features: dict[str, Any] = {}
+    last = -1
+    for i, j in zip(rows.tolist(), chosen_of, strict=True):
+        if i != last:
+            row_features = {name: raw[name][i] for name in needed}
+            last = i
+        offer = offers[j]
+        picked: list[str] = []
+        if offer.needs_items:
+            cart = carts.get(ids[i], ())
+            pool = cart if offer.type == "cart_reminder" and cart else items.get(ids[i], ())
+            picked = list(pool)[: offer.max_items]
+        out[i].append(
+            RankedOffer(
+                offer_id=offer.offer_id,
+                type=offer.type,
+                title=offer.title,
+                discount_pct=offer.discount_pct,
+                items=picked,
+                reason=reason_for(offer, row_features, len(picked)),
+                score=float(values[i][j]),
+                expires_at=offer.valid_until,
+                channels=list(offer.channels),
             )
         )
     return out

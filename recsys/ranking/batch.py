@@ -105,9 +105,10 @@ def _neighbour_sums(
     sims64 = workspace.array("sims64", shape, np.float64)
     np.copyto(sims64, sims)
     bins += np.repeat(np.arange(n, dtype=np.int64) * (n_items + 1), np.diff(indptr))[:, None]
-    summed = workspace.array("sums", (n, n_items + 1), np.float64)
-    summed.fill(0.0)
-    np.add.at(summed.reshape(-1), bins.reshape(-1), sims64.reshape(-1))
+    # bincount adds in input order in f8, as np.add.at would, at a fraction of its cost
+    summed = np.bincount(
+        bins.reshape(-1), weights=sims64.reshape(-1), minlength=n * (n_items + 1)
+    ).reshape(n, n_items + 1)
     out = workspace.array(name, (n, n_items), np.float32)
     np.copyto(out, summed[:, 1:], casting="same_kind")
     return out

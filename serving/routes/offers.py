@@ -22,7 +22,7 @@ from starlette.responses import Response, StreamingResponse
 
 from recsys.errors import ModelUnavailableError, StoreUnavailableError
 from recsys.events import utcnow
-from recsys.store import CustomerState
+from recsys.store import CustomerState, FeatureStore
 from serving.auth import Principal, require
 from serving.model_state import Snapshot
 from serving.models import (
@@ -89,12 +89,13 @@ def get_offers(
 )
 def post_offers_batch(
     request: OffersBatchRequest,
+    http: Request,
     serving: ServingDep,
     _: Annotated[Principal, Depends(require("read"))],
 ) -> Response:
     """Offers for up to 1,000 customers: every id answered, in order (unknown ones as new
     customers), from one store read."""
-    snapshot, states = serving.read_customers(request.customer_ids)
+    snapshot, states = serving.read_customers(request.customer_ids, store=http.app.state.bulk_reads)
     chosen = offers_for_many(snapshot, states, now=utcnow(), channel=request.channel, k=request.k)
     return json_response(
         {
@@ -128,7 +129,7 @@ def export_offers(
     if snapshot is None:
         raise ModelUnavailableError("no model version is loaded")
     chunk = int(request.app.state.settings.serving.export_chunk)
-    export = OffersExport(serving, snapshot, channel, k, chunk)
+    export = OffersExport(serving, snapshot, channel, k, chunk, request.app.state.bulk_reads)
     first = export.first_block()  # a dead store is a 503 here, before the stream starts
     return StreamingResponse(export.blocks(first), media_type="application/x-ndjson")
 
@@ -137,10 +138,16 @@ class OffersExport:
     """The export's chunks (see :func:`export_offers`), on one model version throughout."""
 
     def __init__(
-        self, serving: ServingState, snapshot: Snapshot, channel: str, k: int, chunk: int
+        self,
+        serving: ServingState,
+        snapshot: Snapshot,
+        channel: str,
+        k: int,
+        chunk: int,
+        reads: FeatureStore,
     ) -> None:
         self.serving, self.snapshot, self.channel, self.k = serving, snapshot, channel, k
-        self.chunk = chunk
+        self.chunk, self.reads = chunk, reads
         self.now = utcnow()
         self.trained = snapshot.model.customer_ids  # sorted, unique
         self._ids = self._chunks()
@@ -165,7 +172,7 @@ class OffersExport:
         return np.asarray(self.trained[pos] == wanted, dtype=bool)
 
     def _block(self, ids: list[str]) -> bytes:
-        snapshot, states = self.serving.read_customers(ids, self.snapshot)
+        snapshot, states = self.serving.read_customers(ids, self.snapshot, self.reads)
         self.snapshot = snapshot
         known = [s for s in states if s.known]
         chosen = offers_for_many(snapshot, known, now=self.now, channel=self.channel, k=self.k)

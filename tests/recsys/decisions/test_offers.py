@@ -250,3 +250,54 @@ def test_offer_matrix_is_vectorized_over_customers(offer_set):
     assert eligible.shape == value.shape == (2, len(offer_set.offers))
     recovery = [o.offer_id for o in offer_set.offers].index("service-recovery")
     assert eligible[:, recovery].tolist() == [False, True]
+
+
+@pytest.mark.parametrize(("channel", "k"), [("email", 3), ("app", 2), (None, 8)])
+def test_batch_equals_one_by_one_for_a_mixed_set(offer_set, channel, k):
+    """Every path of the choice at once: consent, detractors, carts with and without
+    recommended items, offers cooling down, a capped channel, customers with no offer."""
+    rows = [
+        customer(customer_id="regular"),
+        customer(customer_id="at-risk", churn_risk=0.9, recency_days=200.0),
+        customer(customer_id="detractor", nps=2),
+        customer(customer_id="no-consent", marketing_consent=False, orders_30d=1),
+        customer(customer_id="promoter", frequency=1, nps=10),
+        customer(customer_id="cart-no-items", cart_open_items=2),
+        customer(customer_id="cart-items", cart_open_items=1),
+        customer(customer_id="cooling", frequency=8, orders_30d=2),
+        customer(customer_id="capped", frequency=6),
+        customer(customer_id="nothing", frequency=np.nan, churn_risk=np.nan, clv=np.nan),
+        customer(customer_id="regular"),  # twice: each answered
+    ]
+    items = {r["customer_id"]: ["i1", "i2", "i3"] for r in rows}
+    for cid in ("cart-no-items", "promoter", "nothing"):
+        items.pop(cid)
+    carts = {"cart-no-items": ["c1", "c2"], "cart-items": ["c3"]}
+    week = NOW - timedelta(days=2)
+    contacts = {
+        "cooling": [Contact(o.offer_id, "sms", week) for o in offer_set.offers[:3]],
+        "capped": [
+            Contact("x", "email", week),
+            Contact("y", "app", week),
+            Contact("z", "app", NOW - timedelta(hours=1)),
+        ],
+    }
+    batch = rank_offers_batch(
+        pd.DataFrame(rows), offer_set, now=NOW, channel=channel, contacts=contacts,
+        items=items, carts=carts, k=k,
+    )  # fmt: skip
+    single = [
+        rank_offers(
+            r,
+            offer_set,
+            now=NOW,
+            channel=channel,
+            items=items.get(r["customer_id"], ()),
+            cart=carts.get(r["customer_id"], ()),
+            contacts=contacts.get(r["customer_id"], ()),
+            k=k,
+        )
+        for r in rows
+    ]
+    assert batch == single  # every field: ids, items, reasons, scores
+    assert any(batch) and not all(batch)
