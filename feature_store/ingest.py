@@ -7,13 +7,13 @@
    are acknowledged as ``ignored``, and nothing of theirs is planned or stored), each
    customer's live record (with its revision ``rev``
    and the online state ``agg``), their batch record of the serving model version and which of
-   the request's event ids their ``evt`` set already holds;
+   the request's event ids their ``ids`` sorted set already holds;
 3. calls ``plan`` (pure: ``recsys.live_update.plan_updates`` bound to the model) with what it
    read and the events not seen before;
 4. writes in **one** Lua script (``EVALSHA``): it first checks that no customer was erased
    meanwhile, every customer's ``rev`` is still the one read and no event id has been applied
-   meanwhile, and only then adds the event
-   ids to the ``evt`` sets, replaces the live-record fields, bumps ``rev``, adds every
+   meanwhile, and only then adds the event ids to the ``ids`` sorted sets (score: when
+   applied; see *Idempotency window*), replaces the live-record fields, bumps ``rev``, adds every
    ``offer_sent`` to the customer's contacts (``ZADD`` member ``offer_id|channel``, score the
    event time; entries older than the contact horizon -- the longest window of the contact
    policy -- are trimmed, and the key expires a horizon after its newest entry) and appends
@@ -21,6 +21,14 @@
    writes nothing and the whole request is re-read and re-planned (optimistic concurrency, as
    ``WATCH`` would do, without its round trips), so two writers of one customer never lose an
    update and an event is never applied twice.
+
+Idempotency window: a customer's ``ids`` sorted set keeps the ids applied in the last
+``event_id_ttl_s`` (``serving.event_id_ttl_days``, 30 days by default) and at most
+``max_event_ids`` (``serving.max_event_ids``, 10,000) of them, the newest; older ones are
+trimmed on each write, and the key expires ``event_id_ttl_s`` after the last write. So the
+per-customer state is bounded: a repeat of an event id older than that window (or beyond that
+many newer ids) is applied again. (Stores written before kept every id, unbounded, in a plain
+set ``evt``: it is no longer read or written, only exported and erased.)
 
 The 202 is answered only after the script returned, so an accepted event is in the stream (and
 in Redis's append-only file, within its fsync policy) before the client hears of it.
@@ -67,13 +75,20 @@ LIVE_REVISION = "rev"
 LIVE_VECTOR_VERSION = "uv"
 #: How long contacts are kept when the caller names no horizon: the default policy's.
 DEFAULT_CONTACT_HORIZON_S = ContactPolicy().horizon_days * 86_400.0
+#: How long, and how many, applied event ids are remembered per customer (the defaults of
+#: ``serving.event_id_ttl_days`` and ``serving.max_event_ids``).
+DEFAULT_EVENT_ID_TTL_S = 30 * 86_400.0
+DEFAULT_MAX_EVENT_IDS = 10_000
 
 _WRITE = """
 local maxlen = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 local cutoff = ARGV[3]
 local horizon = tonumber(ARGV[4])
-local pos = 5
+local now = tonumber(ARGV[5])
+local id_ttl = tonumber(ARGV[6])
+local id_cap = tonumber(ARGV[7])
+local pos = 8
 -- ARGV holds counted lists: a count, then that many values
 local function take_list()
   local count = tonumber(ARGV[pos])
@@ -93,7 +108,7 @@ for i = 1, n do
   pos = pos + 1
   local ids = take_list()
   for j = 1, #ids do
-    if redis.call('SISMEMBER', evt, ids[j]) == 1 then return -1 end
+    if redis.call('ZSCORE', evt, ids[j]) then return -1 end
   end
   local fields = take_list()
   local sent = take_list()
@@ -101,7 +116,17 @@ for i = 1, n do
 end
 for i = 1, n do
   local plan = plans[i]
-  if #plan[3] > 0 then redis.call('SADD', plan[2], unpack(plan[3])) end
+  if #plan[3] > 0 then
+    local scored = {}
+    for j = 1, #plan[3] do
+      scored[2 * j - 1] = now
+      scored[2 * j] = plan[3][j]
+    end
+    redis.call('ZADD', plan[2], unpack(scored))
+    redis.call('ZREMRANGEBYSCORE', plan[2], '-inf', '(' .. (now - id_ttl))
+    redis.call('ZREMRANGEBYRANK', plan[2], 0, -(id_cap + 1))
+    redis.call('EXPIRE', plan[2], math.ceil(id_ttl))
+  end
   if #plan[4] > 0 then redis.call('HSET', plan[1], unpack(plan[4])) end
   redis.call('HINCRBY', plan[1], 'rev', 1)
   if #plan[6] > 0 then
@@ -186,12 +211,16 @@ class EventWriter:
         *,
         max_attempts: int = 20,
         contact_horizon_s: float = DEFAULT_CONTACT_HORIZON_S,
+        event_id_ttl_s: float = DEFAULT_EVENT_ID_TTL_S,
+        max_event_ids: int = DEFAULT_MAX_EVENT_IDS,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.stream_maxlen = max(int(stream_maxlen), 0)
         self.max_attempts = max_attempts
         self.contact_horizon_s = contact_horizon_s
+        self.event_id_ttl_s = float(event_id_ttl_s)
+        self.max_event_ids = max(int(max_event_ids), 1)
         self._script = client.register_script(_WRITE)
 
     def ingest(
@@ -246,7 +275,7 @@ class EventWriter:
             if version is not None:
                 pipe.hgetall(keys.customer_batch(p, customer, version))
             if ids[customer]:
-                pipe.smismember(keys.customer_event_ids(p, customer), ids[customer])
+                pipe.zmscore(keys.customer_event_ids(p, customer), ids[customer])
         with store_errors("read before event write"):
             replies: Iterator[Any] = iter(pipe.execute())
         flags = next(replies) if customers else []
@@ -260,7 +289,9 @@ class EventWriter:
             if ids[customer]:
                 flags = next(replies)
                 seen.update(
-                    (customer, i) for i, hit in zip(ids[customer], flags, strict=True) if hit
+                    (customer, i)
+                    for i, score in zip(ids[customer], flags, strict=True)
+                    if score is not None
                 )
             raw_online = live.get(LIVE_ONLINE.encode())
             vector_version = live.get(LIVE_VECTOR_VERSION.encode())
@@ -290,8 +321,10 @@ class EventWriter:
         p = self.prefix
         customers = list(dict.fromkeys(e.customer_id for e in events))
         script_keys: list[str] = [keys.event_stream(p)]
-        cutoff = repr(time.time() - horizon_s)
+        now = time.time()
+        cutoff = repr(now - horizon_s)
         args: list[Any] = [self.stream_maxlen, len(customers), cutoff, repr(float(horizon_s))]
+        args += [repr(now), repr(self.event_id_ttl_s), self.max_event_ids]
         for customer in customers:
             script_keys += [
                 keys.customer_live(p, customer),
@@ -339,8 +372,8 @@ def _without_vector(record: LiveRecord) -> LiveRecord:
 # -- export ---------------------------------------------------------------------------------
 
 
-def _open_text(path: Path) -> IO[str]:
-    if path.suffix == ".gz":
+def _open_text(path: Path, *, gzipped: bool) -> IO[str]:
+    if gzipped:
         return io.TextIOWrapper(gzip.open(path, "wb"), encoding="utf-8", newline="")
     return path.open("w", encoding="utf-8", newline="")
 
@@ -388,7 +421,7 @@ def export_stream(
     tmp = path.with_name(f".{path.name}.tmp")
     count = 0
     try:
-        with _open_text(tmp) as fh:
+        with _open_text(tmp, gzipped=path.name.endswith(".gz")) as fh:  # the target's name
             writer = csv.DictWriter(fh, fieldnames=list(EVENT_COLUMNS), extrasaction="ignore")
             writer.writeheader()
             for row in stream_rows(client, prefix, chunk, exclude):

@@ -31,15 +31,15 @@ import redis
 from feature_store import codec, keys, privacy
 from feature_store.connection import RedisClient, connect, store_errors
 from recsys.config import Settings
-from recsys.errors import InvalidRequestError, NotFoundError
+from recsys.errors import FeaturesMissingError, InvalidRequestError, NotFoundError
+from recsys.schema import is_customer_id, is_item_id
 from recsys.store import BatchRecord, CustomerState
 
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
-ITEM_ID_PATTERN = re.compile(r"^[^\s{}*?\[\]\\]{1,128}$")
 
 
 def check_customer_id(customer_id: str) -> str:
-    if not isinstance(customer_id, str) or not keys.CUSTOMER_ID_PATTERN.match(customer_id):
+    if not is_customer_id(customer_id):
         raise InvalidRequestError(
             f"invalid customer id {customer_id!r}: expected 1-128 characters of "
             "letters, digits and . _ : @ + -"
@@ -48,7 +48,7 @@ def check_customer_id(customer_id: str) -> str:
 
 
 def check_version(version: str) -> str:
-    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
+    if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
         raise InvalidRequestError(f"invalid model version {version!r}")
     return version
 
@@ -68,13 +68,21 @@ def decode_customer_reads(
     replies: Sequence[Any],
     customer_ids: Sequence[str],
     *,
+    version: str,
     with_revision: bool = False,
     with_active: bool = False,
 ) -> tuple[list[CustomerState], int, str | None]:
     """The states (in the order of ``customer_ids``), the catalogue revision (0 when not
     asked) and the active version (None when not asked) from the replies of the commands
-    :func:`pipeline_customer_reads` queued."""
+    :func:`pipeline_customer_reads` queued.
+
+    With the active version (the serving reads), :class:`~recsys.errors.FeaturesMissingError`
+    when the version's loaded marker is not there: a missing batch record then says nothing
+    about the customer (Redis came back empty), so the read must not pass for "a customer the
+    model does not know"."""
     meta = replies[_STEP * len(customer_ids) :]
+    if with_active and not meta[-1]:
+        raise FeaturesMissingError(version, _text(meta[-2]))
     states = [
         CustomerState(
             customer_id=customer_id,
@@ -86,7 +94,7 @@ def decode_customer_reads(
         for i, customer_id in enumerate(customer_ids)
     ]
     revision = int(meta[0] or 0) if with_revision else 0
-    active = _text(meta[-1]) if with_active else None
+    active = _text(meta[-2]) if with_active else None
     return states, revision, active
 
 
@@ -105,7 +113,9 @@ def pipeline_customer_reads(
     function that decodes its replies (:func:`decode_customer_reads`). Per customer: the batch
     hash of ``version``, the live hash and the newest ``contacts_read`` contacts; then the
     catalogue revision and the active version when asked. Ids are checked before anything is
-    queued. The caller executes it, awaiting or not, inside ``store_errors(READ_OPERATION)``."""
+    queued. With the active version comes the version's loaded marker (``EXISTS``), so the
+    decoder can tell a customer without a batch record from a store that lost the version's
+    features. The caller executes it, awaiting or not, inside ``store_errors(READ_OPERATION)``."""
     for customer_id in customer_ids:
         check_customer_id(customer_id)
     pipe = client.pipeline(transaction=False)
@@ -119,8 +129,10 @@ def pipeline_customer_reads(
         pipe.get(keys.item_revision(prefix))
     if with_active:
         pipe.get(keys.active_version(prefix))
+        pipe.exists(keys.loaded_marker(prefix, version))
     decode = functools.partial(
         decode_customer_reads,
+        version=version,
         customer_ids=customer_ids,
         with_revision=with_revision,
         with_active=with_active,
@@ -354,7 +366,7 @@ class RedisFeatureStore:
         ``fields`` is the item's whole override (merge with :meth:`item_overrides` first to
         change one field). Returns the new revision.
         """
-        if not isinstance(item_id, str) or not ITEM_ID_PATTERN.match(item_id):
+        if not is_item_id(item_id):
             raise InvalidRequestError(f"invalid item id {item_id!r}")
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(keys.item_overrides(self.prefix), item_id, codec.dumps(fields))
@@ -385,14 +397,15 @@ class RedisFeatureStore:
         check_customer_id(customer_id)
         return privacy.export_customer(self.client, self.prefix, customer_id, events=events)
 
-    def erase_customer(self, customer_id: str) -> int:
+    def erase_customer(self, customer_id: str, *, known: bool = True) -> int:
         """Add the customer to the erased set, delete every key of theirs (by name) and their
         entries of the event stream; how many keys and stream entries were removed.
+        ``known=False`` (no model knows them): not kept erased when nothing was held.
 
         Reads the whole event stream (see :mod:`feature_store.privacy` for the cost).
         """
         check_customer_id(customer_id)
-        erasure = privacy.erase_customer(self.client, self.prefix, customer_id)
+        erasure = privacy.erase_customer(self.client, self.prefix, customer_id, known=known)
         return erasure.keys_removed + erasure.events_removed
 
     def is_erased(self, customer_id: str) -> bool:

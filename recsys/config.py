@@ -36,6 +36,13 @@ class ServingConfig(BaseModel):
     max_k: int = 100
     max_batch: int = 1000
     export_chunk: int = Field(default=1000, ge=1)  # customers per store read of the offers export
+    #: The largest request body accepted (413 above it): a full batch of 1,000 events with
+    #: 4 KiB of properties each fits.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    #: How long an applied event id is remembered per customer (a repeat within it is a
+    #: duplicate), and how many ids per customer at most (the oldest are forgotten first).
+    event_id_ttl_days: float = Field(default=30.0, gt=0)
+    max_event_ids: int = Field(default=10_000, ge=1)
 
 
 class Settings(BaseSettings):

@@ -34,7 +34,8 @@ from recsys.errors import ModelUnavailableError, StoreUnavailableError
 from serving.auth import KeyRing
 from serving.errors import install_error_handlers
 from serving.metrics import Metrics
-from serving.middleware import RequestContextMiddleware
+from serving.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from serving.openapi import install_openapi
 from serving.routes import (
     customers,
     events,
@@ -104,7 +105,15 @@ def _open_event_writer(settings: Settings, store: ServingStore) -> tuple[EventWr
         else store.client  # type: ignore[attr-defined]
     )
     prefix = getattr(store, "prefix", settings.redis_prefix)
-    return EventWriter(client, prefix, settings.event_stream_maxlen), own
+    limits = settings.serving
+    writer = EventWriter(
+        client,
+        prefix,
+        settings.event_stream_maxlen,
+        event_id_ttl_s=limits.event_id_ttl_days * 86_400.0,
+        max_event_ids=limits.max_event_ids,
+    )
+    return writer, own
 
 
 def _lifespan(
@@ -161,8 +170,10 @@ def create_app(
     app.state.keyring = KeyRing(settings.api_keys)
     app.state.metrics = Metrics()
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.serving.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     routers = (recommendations, popular, items, customers, offers, nba, events, model, health)
     for module in routers:
         app.include_router(module.router)
+    install_openapi(app, settings)
     return app

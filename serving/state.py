@@ -34,6 +34,7 @@ import anyio.to_thread
 
 from recsys.bundle import ModelBundle, latest_version_dir, read_bundle
 from recsys.errors import (
+    FeaturesMissingError,
     InternalError,
     ModelUnavailableError,
     RecsysError,
@@ -65,7 +66,7 @@ class ServingStore(Protocol):
     def item_overrides(self) -> dict[str, dict[str, Any]]: ...
     def set_item_override(self, item_id: str, fields: dict[str, Any]) -> int: ...
     def export_customer(self, customer_id: str) -> dict[str, Any]: ...
-    def erase_customer(self, customer_id: str) -> int: ...
+    def erase_customer(self, customer_id: str, *, known: bool = True) -> int: ...
     def ping(self) -> bool: ...
     def has_version(self, version: str) -> bool: ...
     def active_version(self) -> str | None: ...
@@ -114,7 +115,8 @@ class CustomerRead:
 
     snapshot: Snapshot | None
     customer: CustomerState | None
-    fallback_reason: str | None  # "model_unavailable", "store_unavailable" or "store_error"
+    fallback_reason: str | None  # "model_unavailable", "store_unavailable", "features_missing"
+    # (the store lost the served version's features: they are loaded again) or "store_error"
 
 
 class ServingState:
@@ -379,6 +381,9 @@ class ServingState:
         return CustomerRead(snapshot, None, "store_unavailable")  # failed a moment ago
 
     def _failed_read(self, snapshot: Snapshot, error: RecsysError) -> CustomerRead:
+        if isinstance(error, FeaturesMissingError):  # Redis came back empty: load them again
+            self._notice_active(snapshot.version, error.active)
+            return CustomerRead(snapshot, None, "features_missing")
         if isinstance(error, StoreUnavailableError):
             self._store_down_until = time.monotonic() + STORE_RETRY_AFTER_S
             return CustomerRead(snapshot, None, "store_unavailable")
