@@ -129,12 +129,16 @@ def store_errors(operation: str) -> Iterator[None]:
     """Translate Redis exceptions raised inside the block; ``operation`` names what failed.
 
     Unavailability (connection, timeout, cluster, read-only, out of memory) becomes
-    :class:`StoreUnavailableError`; any other Redis error (a wrong type, a bad command) is a
-    bug on our side and becomes :class:`InternalError`.
+    :class:`StoreUnavailableError`, whose message names the operation only (the redis-py
+    error, which may carry the server's address, is its ``__cause__``); any other Redis error
+    (a wrong type, a bad command) is a bug on our side and becomes :class:`InternalError`.
     """
     try:
         yield
     except _UNAVAILABLE as exc:
-        raise StoreUnavailableError(f"Redis unavailable during {operation}: {exc}") from exc
+        # the message reaches clients (a 503's detail): no address, no redis-py text; the
+        # cause stays chained, and serving.errors logs it
+        kind = type(exc).__name__  # the kind only (TimeoutError, ConnectionError, ...)
+        raise StoreUnavailableError(f"Redis unavailable during {operation} ({kind})") from exc
     except redis.exceptions.RedisError as exc:
         raise InternalError(f"Redis error during {operation}: {type(exc).__name__}: {exc}") from exc

@@ -62,8 +62,8 @@ def stream_rows(
             yield row
 
 
-def _open_text(path: Path) -> IO[str]:
-    if path.suffix == ".gz":
+def _open_text(path: Path, *, gzipped: bool) -> IO[str]:
+    if gzipped:
         return io.TextIOWrapper(gzip.open(path, "wb"), encoding="utf-8", newline="")
     return path.open("w", encoding="utf-8", newline="")
 
@@ -86,7 +86,7 @@ def export_stream(
     tmp = path.with_name(f".{path.name}.tmp")
     count = 0
     try:
-        with _open_text(tmp) as fh:
+        with _open_text(tmp, gzipped=path.name.endswith(".gz")) as fh:  # the target's name
             writer = csv.DictWriter(fh, fieldnames=list(EVENT_COLUMNS), extrasaction="ignore")
             writer.writeheader()
             for row in stream_rows(client, prefix, chunk, exclude):

@@ -9,7 +9,7 @@ differs):
 2. **Read**, one pipelined round trip for the customers still pending: which are erased (the
    erased set of their shard, ``feature_store.shards``), each one's live record (with its revision
    ``rev`` and online state ``agg``), batch record of the serving model version, and which of
-   their event ids their ``evt`` set already holds.
+   their event ids their ``ids`` sorted set already holds.
 3. **Plan** (pure: ``recsys.customers.live_update.plan_updates`` bound to the model) each
    customer's new live record from what was read and the events not seen before.
 4. **Write**: one Lua script (``feature_store.ingest_script``) per shard -- on one server, one
@@ -34,6 +34,10 @@ applied twice. On one server with no contention, a request is exactly one read a
 
 An erased customer (in the erased set at the read or at the write) is acknowledged as
 ``ignored``: nothing of theirs is written.
+
+Idempotency window: a customer's ``ids`` sorted set keeps the ids applied in the last
+``serving.event_id_ttl_days`` (30) and at most ``serving.max_event_ids`` (10,000) of them, so the
+per-customer state is bounded; a repeat older than that is applied again (``ingest_script``).
 
 The 202 is answered only after every script returned, so an accepted event is in the stream (and
 in Redis's append-only file, within its fsync policy) before the client hears of it.
@@ -80,6 +84,10 @@ from recsys.store import LiveRecord
 
 __all__ = ["EventWriter", "AsyncEventWriter", "IngestResult", "export_stream", "stream_rows"]
 
+#: How long, and how many, applied event ids are remembered per customer (the defaults of
+#: ``serving.event_id_ttl_days`` and ``serving.max_event_ids``): see *Idempotency window*.
+DEFAULT_EVENT_ID_TTL_S = 30 * 86_400.0
+DEFAULT_MAX_EVENT_IDS = 10_000
 #: How long contacts are kept when the caller names no horizon: the default policy's.
 DEFAULT_CONTACT_HORIZON_S = ContactPolicy().horizon_days * 86_400.0
 #: The longest pause between two rounds of a contended request (seconds).
@@ -148,9 +156,12 @@ class _Request:
         cluster: bool,
         maxlen: int,
         horizon_s: float,
+        event_id_ttl_s: float = 30 * 86_400.0,
+        max_event_ids: int = 10_000,
     ) -> None:
         self.version, self.plan, self.prefix, self.cluster = version, plan, prefix, cluster
         self.maxlen, self.horizon_s = maxlen, horizon_s
+        self.event_id_ttl_s, self.max_event_ids = event_id_ttl_s, max_event_ids
         self.total = len(events)
         self.per_customer = Counter(e.customer_id for e in events)
         self.order: dict[int, int] = {}  # id(event) -> position in the request
@@ -185,7 +196,7 @@ class _Request:
                 pipe.hgetall(keys.customer_batch(p, customer, self.version))
             ids = self._ids(customer)
             if ids:
-                pipe.smismember(keys.customer_event_ids(p, customer), ids)
+                pipe.zmscore(keys.customer_event_ids(p, customer), ids)
         shards.register(pipe, p, [s for s in self.groups if s in unregistered])
 
     def _ids(self, customer: str) -> list[str]:
@@ -206,7 +217,7 @@ class _Request:
             mine = self.events[customer]
             ids = self._ids(customer)
             if ids:
-                seen = {i for i, hit in zip(ids, next(it), strict=True) if hit}
+                seen = {i for i, score in zip(ids, next(it), strict=True) if score is not None}
                 mine = [e for e in mine if e.event_id is None or e.event_id not in seen]
             if customer in erased:
                 self.ignored += self.per_customer[customer]
@@ -246,7 +257,8 @@ class _Request:
         updates: Mapping[str, LiveUpdate],
         stored: Mapping[str, tuple[Mapping[bytes, bytes], bytes]],
     ) -> list[ScriptCall]:
-        cutoff = time.time() - self.horizon_s
+        now = time.time()
+        cutoff = now - self.horizon_s
         maxlen = shards.shard_maxlen(self.cluster, self.maxlen)
         calls = []
         for shard, group in shards.group_by_shard(self.cluster, fresh).items():
@@ -263,7 +275,16 @@ class _Request:
             stream_rows_ = [(owner, row) for _, owner, row in rows]
             calls.append(
                 script_call(
-                    self.prefix, shard, maxlen, cutoff, self.horizon_s, writes, stream_rows_
+                    self.prefix,
+                    shard,
+                    maxlen,
+                    cutoff,
+                    self.horizon_s,
+                    writes,
+                    stream_rows_,
+                    now=now,
+                    event_id_ttl_s=self.event_id_ttl_s,
+                    max_event_ids=self.max_event_ids,
                 )
             )
         return calls
@@ -297,11 +318,15 @@ class _Writer:
         stream_maxlen: int,
         *,
         contact_horizon_s: float = DEFAULT_CONTACT_HORIZON_S,
+        event_id_ttl_s: float = DEFAULT_EVENT_ID_TTL_S,
+        max_event_ids: int = DEFAULT_MAX_EVENT_IDS,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.stream_maxlen = max(int(stream_maxlen), 0)
         self.contact_horizon_s = contact_horizon_s
+        self.event_id_ttl_s = float(event_id_ttl_s)
+        self.max_event_ids = max(int(max_event_ids), 1)
         self.cluster = shards.is_cluster(client)
         self._script = client.register_script(WRITE)
         self._registered: set[shards.Shard] = {None}
@@ -317,6 +342,8 @@ class _Writer:
             cluster=self.cluster,
             maxlen=self.stream_maxlen,
             horizon_s=self.contact_horizon_s if horizon_s is None else horizon_s,
+            event_id_ttl_s=self.event_id_ttl_s,
+            max_event_ids=self.max_event_ids,
         )
 
     def _unregistered(self, request: _Request) -> set[shards.Shard]:
@@ -336,8 +363,17 @@ class EventWriter(_Writer):
         stream_maxlen: int,
         *,
         contact_horizon_s: float = DEFAULT_CONTACT_HORIZON_S,
+        event_id_ttl_s: float = DEFAULT_EVENT_ID_TTL_S,
+        max_event_ids: int = DEFAULT_MAX_EVENT_IDS,
     ) -> None:
-        super().__init__(client, prefix, stream_maxlen, contact_horizon_s=contact_horizon_s)
+        super().__init__(
+            client,
+            prefix,
+            stream_maxlen,
+            contact_horizon_s=contact_horizon_s,
+            event_id_ttl_s=event_id_ttl_s,
+            max_event_ids=max_event_ids,
+        )
 
     def ingest(
         self,

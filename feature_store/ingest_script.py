@@ -4,7 +4,7 @@
 their live record, event-id set and contacts at ``3i``, ``3i + 1`` and ``3i + 2``.
 
 ``ARGV``: the stream cap (0: none), the number of customers ``n``, the contacts cutoff (Unix s)
-and horizon (s); then per customer: id, the revision the update was computed from, and three
+and horizon (s), now (Unix s), the event-id window (s) and cap; then per customer: id, the revision the update was computed from, and three
 counted lists (a count, then that many values): the event ids to add, the live-record fields to
 set (name, value, ...: only those that changed) and the contacts to add (score, member, ...);
 then the number of events and per event: the index of its customer, a count and the stream
@@ -13,10 +13,19 @@ entry's field names and values.
 Per customer, in order, the script decides and applies at once: ``e`` when the customer is in the
 erased set (nothing written), ``c`` (conflict, nothing written) when the live record's revision is
 no longer the one read or one of the event ids was applied meanwhile, else ``a``: the ids are
-added, the changed fields set, the revision bumped, the contacts added and trimmed to the horizon
+added (scored ``now``; those older than the window or beyond the cap trimmed, the key expiring a
+window after the write), the changed fields set, the revision bumped, the contacts added and trimmed to the horizon
 (the key expires a horizon after its newest entry). Then every event of an ``a`` customer is
 appended to the stream in the request's order (``XADD MAXLEN ~ cap``). Returns one status
 character per customer.
+
+Idempotency window: the ``ids`` sorted set keeps the ids applied in the last ``event_id_ttl_s``
+(``serving.event_id_ttl_days``, 30 days by default) and at most ``max_event_ids``
+(``serving.max_event_ids``, 10,000) of them, the newest; older ones are trimmed on each write and
+the key expires a window after the last write. So the per-customer state is bounded: a repeat of
+an event id older than that window (or beyond that many newer ids) is applied again. (Stores
+written before kept every id, unbounded, in a plain set ``evt``: it is no longer read or written,
+only exported and erased.)
 """
 
 from __future__ import annotations
@@ -33,7 +42,10 @@ local maxlen = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 local cutoff = ARGV[3]
 local horizon = tonumber(ARGV[4])
-local pos = 5
+local now = tonumber(ARGV[5])
+local id_ttl = tonumber(ARGV[6])
+local id_cap = tonumber(ARGV[7])
+local pos = 8
 local function take_list()
   local count = tonumber(ARGV[pos])
   local list = {}
@@ -56,11 +68,21 @@ for i = 1, n do
     state = 'c'
   else
     for j = 1, #ids do
-      if redis.call('SISMEMBER', evt, ids[j]) == 1 then state = 'c' break end
+      if redis.call('ZSCORE', evt, ids[j]) then state = 'c' break end
     end
   end
   if state == 'a' then
-    if #ids > 0 then redis.call('SADD', evt, unpack(ids)) end
+    if #ids > 0 then
+      local scored = {}
+      for j = 1, #ids do
+        scored[2 * j - 1] = now
+        scored[2 * j] = ids[j]
+      end
+      redis.call('ZADD', evt, unpack(scored))
+      redis.call('ZREMRANGEBYSCORE', evt, '-inf', '(' .. (now - id_ttl))
+      redis.call('ZREMRANGEBYRANK', evt, 0, -(id_cap + 1))
+      redis.call('EXPIRE', evt, math.ceil(id_ttl))
+    end
     if #fields > 0 then redis.call('HSET', live, unpack(fields)) end
     redis.call('HINCRBY', live, '$REVISION', 1)
     if #sent > 0 then
@@ -125,11 +147,16 @@ def script_call(
     horizon_s: float,
     writes: Sequence[CustomerWrite],
     rows: Sequence[tuple[int, Mapping[str, str]]],
+    *,
+    now: float,
+    event_id_ttl_s: float,
+    max_event_ids: int,
 ) -> ScriptCall:
     """The call writing ``writes`` (customers of one shard) and the stream ``rows``: (index of
     the row's customer in ``writes``, 0-based; events-format text columns), in stream order."""
     script_keys = [keys.event_stream(prefix, shard), keys.erased_customers(prefix, shard)]
     args: list[Any] = [maxlen, len(writes), repr(cutoff), repr(float(horizon_s))]
+    args += [repr(now), repr(float(event_id_ttl_s)), int(max_event_ids)]
     for write in writes:
         c = write.customer_id
         script_keys += [

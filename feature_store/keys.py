@@ -13,7 +13,11 @@ key                                    type         holds
                                                     older than the longest contact-policy
                                                     window are trimmed on write, and the key
                                                     expires that long after its newest entry
-``<p>:{c:<id>}:evt``                   set          event ids already applied (idempotency)
+``<p>:{c:<id>}:ids``                   sorted set   event ids applied (idempotency): score the
+                                                    time applied; bounded in age and number
+                                                    (see ``feature_store.ingest``), expires
+``<p>:{c:<id>}:evt``                   set          legacy: the unbounded event-id set of
+                                                    older stores (only exported and erased)
 ``<p>:meta:active``                    string       the active model version
 ``<p>:meta:previous``                  string       the version active before the last switch
 ``<p>:meta:loaded:<version>``          string       set last by a completed bulk load (JSON)
@@ -108,6 +112,11 @@ def customer_contacts(prefix: str, customer_id: str) -> str:
 
 
 def customer_event_ids(prefix: str, customer_id: str) -> str:
+    return f"{prefix}:{_tag(customer_id)}:ids"
+
+
+def legacy_customer_event_ids(prefix: str, customer_id: str) -> str:
+    """The unbounded set older stores kept the applied event ids in (export and erase only)."""
     return f"{prefix}:{_tag(customer_id)}:evt"
 
 
@@ -122,6 +131,7 @@ def customer_keys(prefix: str, customer_id: str, versions: Iterable[str]) -> lis
         customer_live(prefix, customer_id),
         customer_contacts(prefix, customer_id),
         customer_event_ids(prefix, customer_id),
+        legacy_customer_event_ids(prefix, customer_id),
     ]
 
 
@@ -143,7 +153,7 @@ def customer_of_live_key(prefix: str, key: str) -> str | None:
     if not (key.startswith(head) and key.endswith(tail)):
         return None
     customer_id = key[len(head) : -len(tail)]
-    return customer_id if CUSTOMER_ID_PATTERN.match(customer_id) else None
+    return customer_id if schema.is_customer_id(customer_id) else None
 
 
 def version_pattern(prefix: str, version: str) -> str:

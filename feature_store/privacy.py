@@ -15,6 +15,11 @@ Erasure (:func:`erase_customer`), in this order:
    their batch record before it marks the version loaded, ``recsys export-events`` leaves them
    out and training excludes them. The id stays in that set for good: it is the suppression
    list that keeps them out, and the one thing held about them (export says ``erased``).
+   Except for an id nothing knew (no served model was trained on it -- the caller says so with
+   ``known=False`` -- no key, no stream entry: steps 2 and 3 removed nothing, and it was not
+   erased before): it is taken out of the set again at the end, so
+   erasing made-up ids cannot grow the set for ever (an event of that id arriving while the
+   erasure runs is acknowledged as ``ignored``).
 2. ``UNLINK`` of every key of the customer, by name, in one command (one hash slot).
 3. Their entries in the durable event stream ``<p>:events`` (on a cluster, the shard of their
    slot, and the unsharded stream an earlier layout may have filled) are deleted: a Lua script reads
@@ -148,10 +153,12 @@ def export_customer(
         pipe.sismember(_erased_key(client, prefix, customer_id), customer_id)
         pipe.hgetall(keys.customer_live(prefix, customer_id))
         pipe.zrange(keys.customer_contacts(prefix, customer_id), 0, -1, withscores=True)
-        pipe.smembers(keys.customer_event_ids(prefix, customer_id))
+        pipe.zrange(keys.customer_event_ids(prefix, customer_id), 0, -1)
+        pipe.smembers(keys.legacy_customer_event_ids(prefix, customer_id))
         replies = pipe.execute()
         versions = _versions(replies[:3])
-        erased, live, contacts, event_ids = replies[3:]
+        erased, live, contacts, event_ids, legacy_ids = replies[3:]
+        event_ids = {*event_ids, *legacy_ids}
         pipe = client.pipeline(transaction=False)
         for version in versions:
             pipe.hgetall(keys.customer_batch(prefix, customer_id, version))
@@ -182,20 +189,28 @@ def erase_customer(
     prefix: str,
     customer_id: str,
     *,
+    known: bool = True,
     stream_chunk: int = STREAM_CHUNK,
     rewrite: bool = False,
 ) -> Erasure:
     """Erase the customer (validated id): see the module docstring for what and in which order;
-    ``rewrite`` rewrites the append-only file afterwards and waits for it (step 4)."""
+    ``rewrite`` rewrites the append-only file afterwards and waits for it (step 4).
+
+    ``known=False``: the caller (serving) knows no model trained on them; then the id is not
+    kept in the erased set when the store held nothing of them either."""
     with store_errors("erase of a customer"):
         pipe = client.pipeline(transaction=False)
         shard = shards.shard_of(shards.is_cluster(client), customer_id)
         pipe.sadd(keys.erased_customers(prefix, shard), customer_id)  # first: writers refuse them
         _queue_versions(pipe, prefix)
         shards.register(pipe, prefix, [shard])
-        versions = _versions(pipe.execute()[1:4])
+        replies = pipe.execute()
+        added, versions = int(replies[0]), _versions(replies[1:4])
         removed = int(client.unlink(*keys.customer_keys(prefix, customer_id, versions)))
     events_removed = purge_stream_events(client, prefix, {customer_id}, stream_chunk)
+    if added and not known and not removed and not events_removed:  # nothing held: unknown
+        with store_errors("erase of a customer"):
+            client.srem(keys.erased_customers(prefix, shard), customer_id)
     if rewrite:
         rewrite_aof(client)
     return Erasure(keys_removed=removed, events_removed=events_removed)

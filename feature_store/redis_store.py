@@ -30,15 +30,15 @@ import redis
 from feature_store import codec, keys, privacy
 from feature_store.connection import RedisClient, connect, store_errors
 from recsys.config import Settings
-from recsys.errors import InvalidRequestError, NotFoundError
+from recsys.errors import FeaturesMissingError, InvalidRequestError, NotFoundError
+from recsys.schema import is_customer_id, is_item_id
 from recsys.store import BatchRecord, CustomerState, ReadPlan, ReadResult
 
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
-ITEM_ID_PATTERN = re.compile(r"^[^\s{}*?\[\]\\]{1,128}$")
 
 
 def check_customer_id(customer_id: str) -> str:
-    if not isinstance(customer_id, str) or not keys.CUSTOMER_ID_PATTERN.match(customer_id):
+    if not is_customer_id(customer_id):
         raise InvalidRequestError(
             f"invalid customer id {customer_id!r}: expected 1-128 characters of "
             "letters, digits and . _ : @ + -"
@@ -47,7 +47,7 @@ def check_customer_id(customer_id: str) -> str:
 
 
 def check_version(version: str) -> str:
-    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
+    if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
         raise InvalidRequestError(f"invalid model version {version!r}")
     return version
 
@@ -66,8 +66,10 @@ def read_commands(prefix: str, plan: ReadPlan, *, contacts_read: int) -> list[tu
     """The commands of ``plan``, in order (one description for every reader). Per customer: the
     batch hash of the plan's version and the live hash (whole, or only the page view's fields:
     :data:`~feature_store.keys.BATCH_PAGE_VIEW` and :data:`~feature_store.keys.LIVE_PAGE_VIEW`),
-    and, when asked, the newest ``contacts_read`` contacts; then the catalogue revision and the
-    active version when asked. Ids are checked first."""
+    and, when asked, the newest ``contacts_read`` contacts; then, with ``meta``, the catalogue
+    revision, the active version and the version's loaded marker (``EXISTS``), so the decoder
+    can tell a customer without a batch record from a store that lost the version's features.
+    Ids are checked first."""
     for customer_id in plan.customer_ids:
         check_customer_id(customer_id)
     commands: list[tuple[Any, ...]] = []
@@ -86,6 +88,7 @@ def read_commands(prefix: str, plan: ReadPlan, *, contacts_read: int) -> list[tu
     if plan.meta:
         commands.append(("GET", keys.item_revision(prefix)))
         commands.append(("GET", keys.active_version(prefix)))
+        commands.append(("EXISTS", keys.loaded_marker(prefix, plan.version)))
     return commands
 
 
@@ -122,7 +125,14 @@ _LIVE_PAGE_VIEW = tuple(name.encode() for name in keys.LIVE_PAGE_VIEW)
 
 
 def decode_read(plan: ReadPlan, replies: Sequence[Any]) -> ReadResult:
-    """The :class:`ReadResult` of ``plan`` from the replies to :func:`read_commands`."""
+    """The :class:`ReadResult` of ``plan`` from the replies to :func:`read_commands`.
+
+    With ``meta`` (the serving reads), :class:`~recsys.errors.FeaturesMissingError` when the
+    version's loaded marker is not there: a missing batch record then says nothing about the
+    customer (Redis came back empty), so the read must not pass for "a customer the model does
+    not know"."""
+    if plan.meta and not replies[-1]:
+        raise FeaturesMissingError(plan.version, _text(replies[-2]))
     step = 3 if plan.contacts else 2
     batch_fields = _BATCH_PAGE_VIEW if plan.page_view else None
     live_fields = _LIVE_PAGE_VIEW if plan.page_view else None
@@ -139,7 +149,7 @@ def decode_read(plan: ReadPlan, replies: Sequence[Any]) -> ReadResult:
     ]
     if not plan.meta:
         return ReadResult(states)
-    revision, active = replies[step * len(plan.customer_ids) :]
+    revision, active, _ = replies[step * len(plan.customer_ids) :]
     return ReadResult(states, int(revision or 0), _text(active))
 
 
@@ -338,7 +348,7 @@ class RedisFeatureStore:
         ``fields`` is the item's whole override (merge with :meth:`item_overrides` first to
         change one field). Returns the new revision.
         """
-        if not isinstance(item_id, str) or not ITEM_ID_PATTERN.match(item_id):
+        if not is_item_id(item_id):
             raise InvalidRequestError(f"invalid item id {item_id!r}")
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(keys.item_overrides(self.prefix), item_id, codec.dumps(fields))
@@ -370,16 +380,17 @@ class RedisFeatureStore:
         check_customer_id(customer_id)
         return privacy.export_customer(self.client, self.prefix, customer_id, events=events)
 
-    def erase_customer(self, customer_id: str) -> int:
+    def erase_customer(self, customer_id: str, *, known: bool = True) -> int:
         """Add the customer to the erased set, delete every key of theirs (by name) and their
         entries of the event stream; how many keys and stream entries were removed.
+        ``known=False`` (no model knows them): not kept erased when nothing was held.
 
         Reads the whole event stream (see :mod:`feature_store.privacy` for the cost); with
         ``rewrite_aof_on_erase``, returns only once the append-only file is rewritten.
         """
         check_customer_id(customer_id)
         erasure = privacy.erase_customer(
-            self.client, self.prefix, customer_id, rewrite=self.rewrite_aof_on_erase
+            self.client, self.prefix, customer_id, known=known, rewrite=self.rewrite_aof_on_erase
         )
         return erasure.keys_removed + erasure.events_removed
 

@@ -171,6 +171,20 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _require_model(artifacts: Path) -> None:
+    """A folder without a model version (a typo'd ``--artifacts``) is an error, not a service
+    answering an empty model: the exit code is 2 and the message names the folder."""
+    from recsys.bundle import latest_version_dir
+
+    try:
+        latest_version_dir(artifacts)
+    except RecsysError as exc:
+        raise InvalidRequestError(
+            f"{exc}: nothing to serve; train one first (recsys train --out DIR) or point "
+            "--artifacts at the folder that holds one"
+        ) from None
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from serving.server import run
 
@@ -191,6 +205,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             "or bind a loopback address"
         )
     require_free_port(settings.host, settings.port)
+    _require_model(settings.artifacts)
     os.environ["RECSYS_ARTIFACTS"] = str(settings.artifacts)
     with redis_for(settings, settings.artifacts / "redis") as ready:
         run(ready)
@@ -267,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = settings.model_copy(update={"redis_url": args.redis_url})
         return COMMANDS[args.command](args, settings)
     except RecsysError as exc:
-        print(f"recsys {args.command}: error: {exc}", file=sys.stderr)
+        cause = f" ({type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
+        print(f"recsys {args.command}: error: {exc}{cause}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

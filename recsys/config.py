@@ -53,6 +53,13 @@ class ServingConfig(BaseModel):
     # Redis timeout of the offers batch's and the export's reads (up to 1,000 customers, three
     # keys each, in one round trip: hundreds of KB that the page view's timeout cannot cover)
     bulk_read_timeout_ms: float = Field(default=2000.0, gt=0)
+    #: The largest request body accepted (413 above it): a full batch of 1,000 events with
+    #: 4 KiB of properties each fits.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    #: How long an applied event id is remembered per customer (a repeat within it is a
+    #: duplicate), and how many ids per customer at most (the oldest are forgotten first).
+    event_id_ttl_days: float = Field(default=30.0, gt=0)
+    max_event_ids: int = Field(default=10_000, ge=1)
 
 
 class Settings(BaseSettings):

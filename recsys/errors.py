@@ -11,6 +11,7 @@ The tree::
     ├── ForbiddenError           the key lacks the scope the operation needs
     ├── UnavailableError         a dependency is down or slow (store, model)
     │   ├── StoreUnavailableError
+    │   │   └── FeaturesMissingError   the store answers but lacks the served version's features
     │   └── ModelUnavailableError
     └── InternalError            a bug or a broken invariant on our side
 
@@ -75,6 +76,16 @@ class UnavailableError(RecsysError):
 
 class StoreUnavailableError(UnavailableError):
     pass
+
+
+class FeaturesMissingError(StoreUnavailableError):
+    """The store answered, but model version ``version``'s features are not in it (its loaded
+    marker is gone: Redis restarted empty, say); ``active`` is the store's active version."""
+
+    def __init__(self, version: str, active: str | None) -> None:
+        super().__init__(f"the features of model version {version!r} are not in the store")
+        self.version = version
+        self.active = active
 
 
 class ModelUnavailableError(UnavailableError):

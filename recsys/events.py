@@ -5,11 +5,15 @@ and, where they apply, ``item_id, quantity, price, order_id, properties, event_i
 
 Rules (each broken rule is reported with the event's index and the field):
 
-* ``customer_id`` matches :data:`CUSTOMER_ID_PATTERN` (the key schema's hash tag needs it).
+* ``customer_id`` matches :data:`recsys.schema.CUSTOMER_ID_PATTERN` (the key schema's hash tag
+  needs it) and ``item_id`` :data:`recsys.schema.ITEM_ID_PATTERN`, the whole string: nothing is
+  stripped, so an id with surrounding spaces or a trailing newline is rejected, never turned
+  into another id.
 * ``event_type`` is one of :data:`recsys.schema.EVENT_TYPES`.
 * ``timestamp`` is optional: when omitted, the server's receive time is used. An ISO 8601 value
   with a zone is converted to UTC; one without a zone is taken as UTC. Stored naive UTC, as the
-  interaction table holds it. More than :data:`MAX_FUTURE_SKEW` in the future is rejected.
+  interaction table holds it. More than :data:`MAX_FUTURE_SKEW` in the future, or before
+  :data:`MIN_TIMESTAMP` (1970; pandas cannot even hold dates before 1677), is rejected.
 * item events (:data:`recsys.schema.ITEM_EVENT_TYPES`) need ``item_id``.
 * ``quantity`` is positive (default 1); ``price`` is finite and not negative (a purchase's
   price, when given, positive: training drops zero-price purchases).
@@ -18,7 +22,10 @@ Rules (each broken rule is reported with the event's index and the field):
 * an ``offer_sent`` names the offer and channel in ``properties = {"offer_id": o, "channel":
   c}`` (each 1-128 characters without ``|``; the channel is case-folded): the contact policy
   counts it (:func:`offer_contact`). Either may be left out (older feeds know only the offer).
-* ``event_id`` (optional, up to 128 characters) makes the event idempotent.
+* ``properties`` is a JSON object of at most :data:`MAX_PROPERTIES_BYTES` whose numbers are all
+  finite (``NaN`` and ``Infinity``, which Python's JSON parser accepts, are rejected).
+* ``event_id`` (optional, up to 128 characters) makes the event idempotent; it and
+  ``order_id`` hold no control characters.
 * unknown fields are rejected (a misspelt ``item`` must not pass as an event without item).
 
 :func:`validate_batch` validates a whole request: all events or none.
@@ -38,15 +45,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from recsys.errors import InvalidEventError
 from recsys.schema import (
-    CUSTOMER_ID_PATTERN,
+    CUSTOMER_ID_REGEX,
+    CUSTOMER_ID_RULE,
     INTERACTION_COLUMNS,
     ITEM_EVENT_TYPES,
+    ITEM_ID_REGEX,
+    ITEM_ID_RULE,
     SURVEY_METRICS,
     EventType,
+    is_customer_id,
+    is_item_id,
 )
 
 MAX_FUTURE_SKEW: Final = timedelta(days=1)
 MAX_PROPERTIES_BYTES: Final = 4096
+#: The earliest event time accepted (naive UTC): older is a client bug, and before 1677 the
+#: interaction table's ``datetime64[ns]`` cannot hold it at all (training would fail).
+MIN_TIMESTAMP: Final = datetime(1970, 1, 1)
+_TEXT_ID: Final = r"^[^\x00-\x1f\x7f]{1,128}$"  # order and event ids: no control characters
 DEFAULT_MAX_EVENTS: Final = 1000
 
 
@@ -58,25 +74,30 @@ def utcnow() -> datetime:
 class Event(BaseModel):
     """One validated event; ``timestamp`` is naive UTC."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    customer_id: str
+    customer_id: str = Field(json_schema_extra={"pattern": CUSTOMER_ID_REGEX})
     event_type: EventType
     timestamp: datetime = Field(default_factory=utcnow)
-    item_id: str | None = Field(default=None, min_length=1, max_length=128)
+    item_id: str | None = Field(default=None, json_schema_extra={"pattern": ITEM_ID_REGEX})
     quantity: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    order_id: str | None = Field(default=None, min_length=1, max_length=128)
+    order_id: str | None = Field(default=None, pattern=_TEXT_ID)
     properties: dict[str, Any] = Field(default_factory=dict)
-    event_id: str | None = Field(default=None, min_length=1, max_length=128)
+    event_id: str | None = Field(default=None, pattern=_TEXT_ID)
 
     @field_validator("customer_id")
     @classmethod
     def _customer_id(cls, value: str) -> str:
-        if not CUSTOMER_ID_PATTERN.match(value):
-            raise ValueError(
-                f"customer_id {value[:140]!r} must be 1-128 characters of A-Z a-z 0-9 . _ : @ + -"
-            )
+        if not is_customer_id(value):
+            raise ValueError(f"customer_id {value[:140]!r} must be {CUSTOMER_ID_RULE}")
+        return value
+
+    @field_validator("item_id")
+    @classmethod
+    def _item_id(cls, value: str | None) -> str | None:
+        if value is not None and not is_item_id(value):
+            raise ValueError(f"item_id {value[:140]!r} must be {ITEM_ID_RULE}")
         return value
 
     @field_validator("timestamp")
@@ -86,11 +107,18 @@ class Event(BaseModel):
             value = value.astimezone(UTC).replace(tzinfo=None)
         if value > utcnow() + MAX_FUTURE_SKEW:
             raise ValueError(f"timestamp {value.isoformat()} is more than a day in the future")
+        if value < MIN_TIMESTAMP:
+            raise ValueError(
+                f"timestamp {value.isoformat()} is before {MIN_TIMESTAMP.date().isoformat()}"
+            )
         return value
 
     @field_validator("properties")
     @classmethod
     def _properties(cls, value: dict[str, Any]) -> dict[str, Any]:
+        path = _non_finite(value)
+        if path is not None:
+            raise ValueError(f"properties{path} is NaN or infinite (not valid JSON)")
         size = len(json.dumps(value, separators=(",", ":"), default=str))
         if size > MAX_PROPERTIES_BYTES:
             raise ValueError(f"properties is {size} bytes of JSON; at most {MAX_PROPERTIES_BYTES}")
@@ -137,6 +165,20 @@ class Event(BaseModel):
         if self.event_id is not None:
             row["event_id"] = self.event_id
         return row
+
+
+def _non_finite(value: Any, path: str = "") -> str | None:
+    """Where in ``value`` (a JSON value) a NaN or infinite number is, or None."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where
+        if isinstance(item, Mapping):
+            stack.extend((v, f"{where}.{k}") for k, v in item.items())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
+    return None
 
 
 def to_interactions(events: Sequence[Event]) -> pd.DataFrame:

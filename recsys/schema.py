@@ -42,8 +42,36 @@ EventType = Literal[
 
 EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
 
+# -- ids: the one definition, used by the events, the key schema, the routes and the OpenAPI --
+# Each id has a ``*_REGEX`` (anchored with ``^...$``: the OpenAPI ``pattern`` and pydantic's
+# pattern, both of which match ``$`` only at the very end) and a compiled ``*_PATTERN`` whose
+# end anchor is ``\Z``: Python's ``$`` also matches before a trailing newline, so "15222\n"
+# would pass as "15222". Nothing is stripped or rewritten into another id: an id with surrounding
+# spaces or a newline is rejected.
+
 #: Customer ids: what the Redis key schema's hash tag (``{c:<id>}``) and the URL paths accept.
-CUSTOMER_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9._:@+\-]{1,128}$")
+CUSTOMER_ID_CHARS: Final = r"[A-Za-z0-9._:@+\-]"
+CUSTOMER_ID_RULE: Final = "1-128 characters of A-Z a-z 0-9 . _ : @ + -"
+CUSTOMER_ID_REGEX: Final = f"^{CUSTOMER_ID_CHARS}{{1,128}}$"
+CUSTOMER_ID_PATTERN: Final = re.compile(f"{CUSTOMER_ID_CHARS}{{1,128}}\\Z")
+
+#: Item ids: printable, no whitespace (so no newline) and none of the Redis glob / hash-tag
+#: characters ``{ } * ? [ ] \`` (the item overrides, the URL paths and events accept these).
+ITEM_ID_CHARS: Final = r"[^\s\x00-\x1f\x7f{}*?\[\]\\]"
+ITEM_ID_RULE: Final = "1-128 characters, no whitespace, control characters or { } * ? [ ] \\"
+ITEM_ID_REGEX: Final = f"^{ITEM_ID_CHARS}{{1,128}}$"
+ITEM_ID_PATTERN: Final = re.compile(f"{ITEM_ID_CHARS}{{1,128}}\\Z")
+
+
+def is_customer_id(value: object) -> bool:
+    """True for a well-formed customer id (the whole string; no trailing newline)."""
+    return isinstance(value, str) and CUSTOMER_ID_PATTERN.match(value) is not None
+
+
+def is_item_id(value: object) -> bool:
+    """True for a well-formed item id (the whole string; no trailing newline)."""
+    return isinstance(value, str) and ITEM_ID_PATTERN.match(value) is not None
+
 
 #: Columns of an ``events`` file, in file order: three required, the rest where they apply.
 EVENT_COLUMNS: Final[tuple[str, ...]] = (

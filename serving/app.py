@@ -40,8 +40,9 @@ from serving.errors import install_error_handlers
 from serving.fast_path import FastPath
 from serving.heap import settle_heap
 from serving.metrics import Metrics
-from serving.middleware import RequestContextMiddleware
+from serving.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from serving.openapi import add_cors, make_app
+from serving.openapi_limits import install_openapi
 from serving.routes import (
     customers,
     events,
@@ -122,12 +123,26 @@ def _open_event_writer(
     """The process's event writer: asyncio on a connection of its own, on the running loop;
     sync on the client of a store passed in."""
     prefix = getattr(store, "prefix", settings.redis_prefix)
+    ttl_s = settings.serving.event_id_ttl_days * 86_400.0
+    max_ids = settings.serving.max_event_ids
     if settings.redis_url and not passed_in:
         from feature_store.async_store import connect_async
 
         client = connect_async(settings.redis_url, timeout_ms=WRITE_TIMEOUT_MS)
-        return AsyncEventWriter(client, prefix, settings.event_stream_maxlen)
-    return EventWriter(store.client, prefix, settings.event_stream_maxlen)  # type: ignore[attr-defined]
+        return AsyncEventWriter(
+            client,
+            prefix,
+            settings.event_stream_maxlen,
+            event_id_ttl_s=ttl_s,
+            max_event_ids=max_ids,
+        )
+    return EventWriter(
+        store.client,  # type: ignore[attr-defined]
+        prefix,
+        settings.event_stream_maxlen,
+        event_id_ttl_s=ttl_s,
+        max_event_ids=max_ids,
+    )
 
 
 def _lifespan(
@@ -202,6 +217,7 @@ def create_app(
         handler=recommendations.lean_recommendations,
         routes=recommendations.router.routes,
     )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.serving.max_body_bytes)
     app.add_middleware(
         RequestContextMiddleware,
         metrics=app.state.metrics,
@@ -211,4 +227,5 @@ def create_app(
     routers = (recommendations, popular, items, customers, offers, nba, events, model, health)
     for module in routers:
         app.include_router(module.router)
+    install_openapi(app, settings)
     return app

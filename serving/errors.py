@@ -9,6 +9,8 @@ status; anything unexpected is a 500 whose detail says nothing about our interna
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -29,6 +31,8 @@ from recsys.errors import (
     UnauthorizedError,
     UnavailableError,
 )
+
+log = logging.getLogger("recsys.errors")
 
 PROBLEM_JSON = "application/problem+json"
 _TYPE_BASE = "urn:pelanggan:problem:"
@@ -111,6 +115,18 @@ def internal_error_response(path: str, request_id: str | None) -> Response:
     return Response(body, status_code=500, media_type=PROBLEM_JSON)
 
 
+def too_large_response(path: str, request_id: str | None, max_bytes: int) -> Response:
+    """413: the request body is over ``serving.max_body_bytes`` (nothing of it was used)."""
+    body = problem_body(
+        413,
+        f"the request body is larger than {max_bytes} bytes",
+        problem_type="too-large",
+        instance=path,
+        request_id=request_id,
+    )
+    return Response(body, status_code=413, media_type=PROBLEM_JSON)
+
+
 async def _recsys_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RecsysError)
     return recsys_error_response(request, exc)
@@ -126,13 +142,45 @@ def recsys_error_response(request: Request, exc: RecsysError) -> Response:
     if status == 401:
         headers["WWW-Authenticate"] = 'APIKey header="X-API-Key"'
     detail = str(exc) if status != 500 else "an internal invariant was broken"
+    if status == 503 and exc.__cause__ is not None:  # the cause (an address, say) stays here
+        log.warning(  # the route template, never the path: no customer id in the log
+            "%s %s: 503 %s (cause: %s: %s; request %s)",
+            request.method,
+            getattr(request.scope.get("route"), "path_format", "-"),
+            detail,
+            type(exc.__cause__).__name__,
+            exc.__cause__,
+            getattr(request.state, "request_id", None),
+        )
     return problem_response(
         request, status, detail, problem_type=problem_type, headers=headers, extra=exc.details()
     )
 
 
+#: The integers orjson encodes (64-bit); an echoed input outside it is sent as text.
+_INT_RANGE = range(-(2**63), 2**64)
+
+
+def _echo(value: Any) -> str | int | float | bool | None:
+    """The part of a rejected input a problem body may echo: a short scalar, always encodable
+    (an integer beyond 64 bits as text, NaN and infinities as text), or None (not echoed)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if value in _INT_RANGE:
+            return value
+        text = str(value)
+        return text if len(text) <= 200 else text[:100] + "..."
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str) and len(value) <= 200:
+        return value
+    return None
+
+
 def _field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
-    """Pydantic's errors, reduced to JSON-safe fields (``ctx`` may hold exception objects)."""
+    """Pydantic's errors, reduced to JSON-safe fields (``ctx`` may hold exception objects, and
+    ``input`` whatever the client sent: see :func:`_echo`)."""
     reshaped = []
     for error in errors:
         item: dict[str, Any] = {
@@ -140,8 +188,8 @@ def _field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
             "msg": str(error.get("msg", "")),
             "type": str(error.get("type", "")),
         }
-        value = error.get("input")
-        if isinstance(value, str | int | float | bool) and len(str(value)) <= 200:
+        value = _echo(error.get("input"))
+        if value is not None:
             item["input"] = value
         reshaped.append(item)
     return reshaped

@@ -22,7 +22,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.errors import internal_error_response
+from serving.errors import internal_error_response, too_large_response
 from serving.metrics import UNMATCHED_ROUTE, Metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -38,7 +38,7 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     for name, value in headers:
         if name == _HEADER_BYTES:
             text = value.decode("latin-1")
-            if _VALID_REQUEST_ID.match(text):
+            if _VALID_REQUEST_ID.fullmatch(text):
                 return text
             break
     return uuid.uuid4().hex
@@ -115,3 +115,57 @@ class RequestContextMiddleware:
             request_id,
             scope.get("state", {}).get("key_id") or "-",
         )
+
+
+class BodyLimitMiddleware:
+    """Request bodies of at most ``max_bytes`` (``serving.max_body_bytes``): a larger one gets a
+    413 problem+json before any route sees it. A declared ``Content-Length`` over the limit is
+    refused unread; a body without one (chunked) is read up to the limit, then refused, so
+    memory per request stays bounded either way. What is within the limit is handed on as it
+    was received."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope.get("headers", []))
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            chunks.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return chunks.pop(0) if chunks else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = scope.get("state", {}).get("request_id")
+        response = too_large_response(scope["path"], request_id, self.max_bytes)
+        await response(scope, receive, send)
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -6,20 +6,29 @@ the other routes return them directly.
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from recsys import schema
 
 Strategy = Literal["personalized", "cold_start", "fallback"]
 Context = Literal["home", "product", "cart", "email"]
 
-ITEM_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"
-CUSTOMER_ID_PATTERN = schema.CUSTOMER_ID_PATTERN.pattern
+#: The OpenAPI / pydantic patterns of the ids: the one definition is ``recsys.schema``.
+ITEM_ID_PATTERN = schema.ITEM_ID_REGEX
+CUSTOMER_ID_PATTERN = schema.CUSTOMER_ID_REGEX
 CATEGORY_PATTERN = r"^[^\x00-\x1f\x7f]{1,100}$"
+
+
+def _with_zone(value: datetime) -> datetime:
+    """Naive datetimes are UTC (the project's convention): say so, as ``date-time`` needs."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+#: A ``date-time`` of a response: always with its zone (RFC 3339 requires one).
+UtcDateTime = Annotated[datetime, AfterValidator(_with_zone)]
 
 
 class RecommendedItem(BaseModel):
@@ -117,15 +126,15 @@ class CustomerProfile(BaseModel):
 class TrainingData(BaseModel):
     source: str
     format: str
-    start: datetime | None
-    end: datetime | None
-    as_of: datetime
+    start: UtcDateTime | None
+    end: UtcDateTime | None
+    as_of: UtcDateTime
 
 
 class ModelInfo(BaseModel):
     version: str
-    created_at: datetime
-    loaded_at: datetime
+    created_at: UtcDateTime
+    loaded_at: UtcDateTime
     trained_on: TrainingData
     counts: dict[str, int]
     metrics: dict[str, Any]
@@ -161,7 +170,6 @@ class Problem(BaseModel):
 # -- offers and the next best action --------------------------------------------------------
 
 CHANNEL_PATTERN = r"^[a-z_]{1,32}$"
-_CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN)
 MAX_OFFERS = 20
 
 
@@ -173,7 +181,7 @@ class OfferOut(BaseModel):
     items: list[str]
     reason: str
     score: float
-    expires_at: datetime | None
+    expires_at: UtcDateTime | None
 
 
 class CustomerOffers(BaseModel):
@@ -187,21 +195,24 @@ class Offers(CustomerOffers):
     model_version: str
 
 
+_CustomerIdItem = Annotated[str, Field(json_schema_extra={"pattern": CUSTOMER_ID_PATTERN})]
+
+
 class OffersBatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    customer_ids: list[str] = Field(min_length=1, max_length=1000)
+    customer_ids: list[_CustomerIdItem] = Field(min_length=1, max_length=1000)
     k: int = Field(default=3, ge=1, le=MAX_OFFERS)
     channel: str | None = Field(default=None, pattern=CHANNEL_PATTERN)
 
     @model_validator(mode="after")
     def _ids(self) -> OffersBatchRequest:
-        match = _CUSTOMER_ID.match
-        bad = next((i for i, c in enumerate(self.customer_ids) if not match(c)), None)
+        ids = self.customer_ids
+        bad = next((i for i, c in enumerate(ids) if not schema.is_customer_id(c)), None)
         if bad is not None:
             raise ValueError(
                 f"customer_ids[{bad}] {self.customer_ids[bad][:140]!r} is not a customer id "
-                "(1-128 characters of A-Z a-z 0-9 . _ : @ + -)"
+                f"({schema.CUSTOMER_ID_RULE})"
             )
         return self
 

@@ -33,6 +33,7 @@ import anyio.to_thread
 
 from recsys.bundle import ModelBundle, latest_version_dir, read_bundle
 from recsys.errors import (
+    FeaturesMissingError,
     InternalError,
     ModelUnavailableError,
     RecsysError,
@@ -78,7 +79,8 @@ class CustomerRead:
 
     snapshot: Snapshot | None
     customer: CustomerState | None
-    fallback_reason: str | None  # "model_unavailable", "store_unavailable" or "store_error"
+    fallback_reason: str | None  # "model_unavailable", "store_unavailable", "features_missing"
+    # (the store lost the served version's features: they are loaded again) or "store_error"
 
 
 class ServingState:
@@ -349,6 +351,9 @@ class ServingState:
         return CustomerRead(snapshot, None, "store_unavailable")
 
     def _failed_read(self, snapshot: Snapshot, error: RecsysError) -> CustomerRead:
+        if isinstance(error, FeaturesMissingError):  # Redis came back empty: load them again
+            self._notice_active(snapshot.version, error.active)
+            return CustomerRead(snapshot, None, "features_missing")
         self.breaker.failed()
         if isinstance(error, StoreUnavailableError):
             self.fallbacks.record("store_unavailable", str(error))

@@ -4,7 +4,6 @@ and the lean path of the page-view routes (:class:`LeanRoute`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Collection, Coroutine
 from typing import Annotated, Any, TypeVar
 
@@ -14,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
+from recsys import schema
 from recsys.errors import ModelUnavailableError
 from serving.metrics import Metrics
 from serving.model_state import Snapshot
@@ -24,9 +24,9 @@ CustomerId = Annotated[
     str, Path(pattern=CUSTOMER_ID_PATTERN, description="the customer's id, e.g. 17850")
 ]
 ItemId = Annotated[str, Path(pattern=ITEM_ID_PATTERN, description="the item's id, e.g. 85123A")]
-#: The path parameters' patterns, for the lean path (``fullmatch``: none of them admits "\n").
-CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN)
-ITEM_ID = re.compile(ITEM_ID_PATTERN)
+#: The path parameters' patterns, for the lean path (end anchor ``\Z``: no trailing "\n").
+CUSTOMER_ID = schema.CUSTOMER_ID_PATTERN
+ITEM_ID = schema.ITEM_ID_PATTERN
 
 
 async def k_param(  # async: no I/O, so no thread-pool hop
@@ -92,10 +92,14 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC
+
+
 def json_response(content: Any, status_code: int = 200) -> Response:
-    """orjson straight to bytes (no pydantic pass on the hot path)."""
+    """orjson straight to bytes (no pydantic pass on the hot path); a naive datetime is UTC
+    and is written with its zone (``+00:00``), as a ``date-time`` must be."""
     return Response(
-        orjson.dumps(content, default=_default, option=orjson.OPT_SERIALIZE_NUMPY),
+        orjson.dumps(content, default=_default, option=_OPTIONS),
         status_code=status_code,
         media_type="application/json",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
@@ -39,6 +40,12 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _in_sorted(ids: np.ndarray, customer_id: str) -> bool:
+    """Whether ``customer_id`` is in the sorted array ``ids``."""
+    at = int(np.searchsorted(ids, customer_id))
+    return at < len(ids) and str(ids[at]) == customer_id
+
+
 def profile_body(customer: CustomerState, snapshot: Snapshot) -> dict[str, Any]:
     """The profile: every named feature (None where the record has none) and the rest; the
     segment, journey stage and CLV recomputed from the merged features when events changed
@@ -61,7 +68,8 @@ def profile_body(customer: CustomerState, snapshot: Snapshot) -> dict[str, Any]:
 
 async def answer_profile(serving: ServingState, customer_id: str) -> Response:
     snapshot = require_snapshot(serving.snapshot)
-    plan = ReadPlan.of(snapshot.version, [customer_id])
+    # with the store's meta: a store that lost the version's features is a 503, not a 404
+    plan = ReadPlan.of(snapshot.version, [customer_id], meta=True)
     customer = (await serving.reader.read(plan)).states[0]
     if not customer.known:
         raise NotFoundError("customer", customer_id)
@@ -117,6 +125,10 @@ def delete_customer(
     _: Annotated[Principal, Depends(require("admin"))],
 ) -> Response:
     """Erase the customer from the online store and keep them out of future training; 204
-    also when nothing was held (erasure is idempotent)."""
-    serving.store.erase_customer(customer_id)
+    also when nothing was held (erasure is idempotent). An id that neither the store nor the
+    served model knows is not remembered as erased (nothing to keep out)."""
+    snapshot = serving.snapshot
+    ids = snapshot.model.customer_ids if snapshot is not None else None
+    known = ids is None or _in_sorted(ids, customer_id)
+    serving.store.erase_customer(customer_id, known=known)
     return Response(status_code=204)

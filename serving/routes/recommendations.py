@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, field_validator
 from starlette.responses import Response
 
+from recsys.schema import is_item_id
 from serving.auth import Principal, authorize, require
 from serving.metrics import Metrics
 from serving.models import CATEGORY_PATTERN, ITEM_ID_PATTERN, Context, Recommendations
@@ -32,7 +33,6 @@ router = APIRouter(tags=["recommendations"], route_class=LeanRoute)
 
 #: At most this many excluded ids per request (after splitting comma-separated values).
 MAX_EXCLUDE = 500
-_ITEM_ID = re.compile(ITEM_ID_PATTERN)
 _CATEGORY = re.compile(CATEGORY_PATTERN)
 CONTEXTS: frozenset[str] = frozenset(get_args(Context))
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
@@ -47,7 +47,7 @@ def split_exclude(values: list[str]) -> list[str]:
     ids = [item_id for item_id in ids if item_id]
     if len(ids) > MAX_EXCLUDE:
         raise ValueError(f"at most {MAX_EXCLUDE} item ids, got {len(ids)}")
-    bad = next((item_id for item_id in ids if not _ITEM_ID.match(item_id)), None)
+    bad = next((item_id for item_id in ids if not is_item_id(item_id)), None)
     if bad is not None:
         raise ValueError(f"invalid item id {bad[:50]!r}")
     return ids
@@ -98,7 +98,7 @@ def lean_query(request: Request) -> RecommendationQuery | None:
         k is None
         or context not in CONTEXTS
         or exclude_purchased is None
-        or (item_id is not None and not _ITEM_ID.fullmatch(item_id))
+        or (item_id is not None and not is_item_id(item_id))
         or (category is not None and not _CATEGORY.fullmatch(category))
     ):
         return None

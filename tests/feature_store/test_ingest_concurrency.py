@@ -138,8 +138,9 @@ class Recording:
         self.script, self.fields = script, []
 
     def __call__(self, keys: list[str], args: list[Any]) -> Any:
-        # ARGV: maxlen, n, cutoff, horizon, customer, rev, ids..., fields (count, name, value...)
-        pos = 6
+        # ARGV: maxlen, n, cutoff, horizon, now, id ttl, id cap, customer, rev, ids..., fields
+        # (count, name, value...)
+        pos = 9
         pos += int(args[pos]) + 1
         count = int(args[pos])
         names = args[pos + 1 : pos + 1 + count : 2]

@@ -15,7 +15,8 @@ def test_customer_keys_are_pinned() -> None:
     )
     assert keys.customer_live("pl", "17850") == "pl:{c:17850}:live"
     assert keys.customer_contacts("pl", "17850") == "pl:{c:17850}:contacts"
-    assert keys.customer_event_ids("pl", "17850") == "pl:{c:17850}:evt"
+    assert keys.customer_event_ids("pl", "17850") == "pl:{c:17850}:ids"
+    assert keys.legacy_customer_event_ids("pl", "17850") == "pl:{c:17850}:evt"
 
 
 def test_customer_keys_name_every_key_of_one_customer() -> None:
@@ -24,6 +25,7 @@ def test_customer_keys_name_every_key_of_one_customer() -> None:
         "pl:{c:17850}:v:v2",
         "pl:{c:17850}:live",
         "pl:{c:17850}:contacts",
+        "pl:{c:17850}:ids",
         "pl:{c:17850}:evt",
     ]
 
@@ -70,6 +72,7 @@ def test_a_customers_keys_share_one_cluster_slot() -> None:
         keys.customer_live("pl", "17850"),
         keys.customer_contacts("pl", "17850"),
         keys.customer_event_ids("pl", "17850"),
+        keys.legacy_customer_event_ids("pl", "17850"),
     ]
     assert len({_slot(k) for k in customer_keys}) == 1
     assert _slot(keys.item_overrides("pl")) == _slot(keys.item_revision("pl"))
