@@ -28,6 +28,8 @@ class TrainingConfig(BaseModel):
     neighbours: int = 50
     trending_days: int = 14
     churn_horizon_days: int = 90
+    #: customers scored by ``train``'s hold-out metrics (a fixed random sample above it)
+    holdout_customers: int = Field(default=5000, ge=1)
 
 
 class ServingConfig(BaseModel):
