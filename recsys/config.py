@@ -38,6 +38,14 @@ class ServingConfig(BaseModel):
     max_k: int = 100
     max_batch: int = 1000
     export_chunk: int = Field(default=1000, ge=1)  # customers per store read of the offers export
+    #: catalogues of at least this many items score the page view on retrieved candidates
+    #: (recsys.ranking.retrieval); smaller ones score every item exactly
+    retrieval_min_items: int = Field(default=20_000, ge=1)
+    #: a bulk load writes factor vectors as float16 (decoded to float32 for scoring)
+    compact_vectors: bool = False
+    #: a bulk load keeps at most this many history items per customer: the most recently
+    #: bought (ties: the most often); None keeps the whole history
+    max_history_items: int | None = Field(default=None, ge=1)
 
 
 class Settings(BaseSettings):

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, cast
 
 import numpy as np
 import pandas as pd
@@ -391,11 +391,10 @@ def write_chunks(chunks: Iterator[pd.DataFrame], path: Path | str) -> int:
         return rows
     with ExitStack() as stack:
         raw = stack.enter_context(path.open("wb"))
-        out: IO[bytes] = (
-            stack.enter_context(gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename=""))
-            if name.endswith(".gz")
-            else raw
-        )
+        out: IO[bytes] = raw
+        if name.endswith(".gz"):
+            gz = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="")
+            out = cast(IO[bytes], stack.enter_context(gz))
         text = stack.enter_context(io.TextIOWrapper(out, encoding="utf-8", newline=""))
         for frame in chunks:
             frame.to_csv(text, index=False, header=rows == 0)
