@@ -90,13 +90,25 @@ def _feature_rows(features: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return {cid: dict(zip(names, row, strict=True)) for cid, row in zip(ids, rows, strict=True)}
 
 
+def _capped(
+    items: np.ndarray, counts: np.ndarray, days: np.ndarray, cap: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``cap`` most recently bought items (ties: the most often bought), in row order."""
+    if cap is None or len(items) <= cap:
+        return items, counts, days
+    keep = np.sort(np.lexsort((-counts, days))[:cap])
+    return items[keep], counts[keep], days[keep]
+
+
 def records_from_bundle(
-    bundle: ModelBundle, exclude: Collection[str] = ()
+    bundle: ModelBundle, exclude: Collection[str] = (), max_history: int | None = None
 ) -> Iterator[tuple[str, BatchRecord]]:
     """Each customer's batch record: feature row, factor row and history row.
 
     Customers follow ``bundle.customer_ids``; customers with features only (no factors) come
     after them, with no vector and no history. Ids in ``exclude`` (erased) are skipped.
+    ``max_history``: keep at most this many history items per customer, the most recently
+    bought (ties: the most often); the features are computed on the whole history.
     """
     ids = [str(v) for v in bundle.customer_ids.tolist()]
     n = len(ids)
@@ -118,14 +130,17 @@ def records_from_bundle(
         if customer_id in skip:
             continue
         start, end = indptr[row], indptr[row + 1]
+        h_items, h_counts, h_days = _capped(
+            items[start:end], counts[start:end], days[start:end], max_history
+        )
         yield (
             customer_id,
             BatchRecord(
                 features=features.pop(customer_id, {}),
                 user_vector=factors[row],
-                history_items=items[start:end],
-                history_counts=counts[start:end],
-                history_last_days=days[start:end],
+                history_items=h_items,
+                history_counts=h_counts,
+                history_last_days=h_days,
             ),
         )
     for customer_id, feature_row in features.items():
@@ -133,8 +148,19 @@ def records_from_bundle(
             yield customer_id, BatchRecord(features=feature_row)
 
 
-def ensure_loaded(store: RedisFeatureStore, bundle: ModelBundle, *, wait_s: float = 900.0) -> bool:
+def ensure_loaded(
+    store: RedisFeatureStore,
+    bundle: ModelBundle,
+    *,
+    wait_s: float = 900.0,
+    compact: bool = False,
+    max_history: int | None = None,
+) -> bool:
     """Make ``bundle``'s version loaded and active; True when this call did the loading.
+
+    ``compact`` and ``max_history``: see :meth:`RedisFeatureStore.load_version` and
+    :func:`records_from_bundle` (settings ``serving.compact_vectors``,
+    ``serving.max_history_items``).
 
     Several processes may call it at once: one loads (under the store's load lock), the others
     wait for its loaded marker. Erased customers are left out. Use a store with a maintenance
@@ -146,8 +172,9 @@ def ensure_loaded(store: RedisFeatureStore, bundle: ModelBundle, *, wait_s: floa
     while not store.has_version(version):
         with store.load_lock(version, ttl_s=wait_s) as acquired:
             if acquired and not store.has_version(version):
-                records = records_from_bundle(bundle, exclude=store.erased_customers())
-                store.load_version(version, records)
+                erased = store.erased_customers()
+                records = records_from_bundle(bundle, exclude=erased, max_history=max_history)
+                store.load_version(version, records, compact=compact)
                 loaded = True
         if acquired:
             break

@@ -166,6 +166,9 @@ class EmbeddedRedis:
             "--aof-use-rdb-preamble", "no",
             "--protected-mode", "yes",
             "--logfile", "redis.log",
+            # a batch record (features JSON of about 1 KB, vectors) stays a compact listpack:
+            # about 1.5 KB a customer instead of 2 KB as a hash table
+            "--hash-max-ziplist-value", "2048",  # Redis 7 reads it as hash-max-listpack-value
         ]  # fmt: skip
 
     def _spawn(self, timeout_s: float) -> None:

@@ -3,21 +3,21 @@
 ``KEYS``: the shard's event stream, the shard's erased set, then for each customer ``i`` (1-based)
 their live record, event-id set and contacts at ``3i``, ``3i + 1`` and ``3i + 2``.
 
-``ARGV``: the stream cap (0: none), the number of customers ``n``, the contacts cutoff (Unix s)
-and horizon (s), now (Unix s), the event-id window (s) and cap; then per customer: id, the revision the update was computed from, and three
-counted lists (a count, then that many values): the event ids to add, the live-record fields to
-set (name, value, ...: only those that changed) and the contacts to add (score, member, ...);
-then the number of events and per event: the index of its customer, a count and the stream
-entry's field names and values.
+``ARGV``: the stream cap (0: none), the number of customers ``n``, the contacts cutoff (Unix s) and
+horizon (s), now (Unix s), the event-id window (s) and cap; then per customer: id, the revision the
+update was computed from, and three counted lists (a count, then that many values): the event ids to
+add, the live-record fields to set (name, value, ...: only those that changed) and the contacts to
+add (score, member, ...); then the number of events and per event: the index of its customer, a
+count and the stream entry's field names and values.
 
 Per customer, in order, the script decides and applies at once: ``e`` when the customer is in the
 erased set (nothing written), ``c`` (conflict, nothing written) when the live record's revision is
-no longer the one read or one of the event ids was applied meanwhile, else ``a``: the ids are
-added (scored ``now``; those older than the window or beyond the cap trimmed, the key expiring a
-window after the write), the changed fields set, the revision bumped, the contacts added and trimmed to the horizon
-(the key expires a horizon after its newest entry). Then every event of an ``a`` customer is
-appended to the stream in the request's order (``XADD MAXLEN ~ cap``). Returns one status
-character per customer.
+no longer the one read or one of the event ids was applied meanwhile, else ``a``: the ids are added
+(scored ``now``; those older than the window or beyond the cap trimmed, the key expiring a window
+after the write), the changed fields set, the revision bumped, the contacts added and trimmed to the
+horizon (the key expires a horizon after its newest entry). Then every event of an ``a`` customer is
+appended to the stream in the request's order (``XADD MAXLEN ~ cap``). Returns one status character
+per customer.
 
 Idempotency window: the ``ids`` sorted set keeps the ids applied in the last ``event_id_ttl_s``
 (``serving.event_id_ttl_days``, 30 days by default) and at most ``max_event_ids``

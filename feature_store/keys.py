@@ -63,6 +63,7 @@ CUSTOMER_ID_PATTERN = schema.CUSTOMER_ID_PATTERN  # the one alphabet, re-exporte
 # -- fields of the batch hash (``<p>:{c:<id>}:v:<version>``) --------------------------------
 BATCH_FEATURES: Final = "f"  # JSON feature row
 BATCH_USER_VECTOR: Final = "u"  # raw f4 factor vector
+BATCH_USER_VECTOR_F2: Final = "u2"  # raw f2 factor vector (a compact load)
 BATCH_HISTORY_ITEMS: Final = "hi"  # raw i4 item rows of the version
 BATCH_HISTORY_COUNTS: Final = "hc"  # raw f4
 BATCH_HISTORY_LAST_DAYS: Final = "hd"  # raw f4, days before as_of

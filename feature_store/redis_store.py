@@ -242,8 +242,12 @@ class RedisFeatureStore:
 
     # -- model versions ----------------------------------------------------------------------
 
-    def load_version(self, version: str, records: Iterable[tuple[str, BatchRecord]]) -> int:
+    def load_version(
+        self, version: str, records: Iterable[tuple[str, BatchRecord]], compact: bool = False
+    ) -> int:
         """Write every record under ``version`` in pipelined chunks, then its loaded marker.
+
+        ``compact``: vectors as float16 (:func:`feature_store.codec.encode_batch`).
 
         A load that fails half-way leaves no marker, so ``has_version`` stays false and a
         later load of the same version overwrites every record whole.
@@ -259,7 +263,7 @@ class RedisFeatureStore:
             for customer_id, record in records:
                 check_customer_id(customer_id)
                 key = keys.customer_batch(p, customer_id, version)
-                pipe.execute_command("HSET", key, *codec.encode_batch_flat(record))
+                pipe.execute_command("HSET", key, *codec.encode_batch_flat(record, compact))
                 written += 1
                 if written % chunk == 0:
                     pipe.execute()

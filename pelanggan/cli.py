@@ -229,7 +229,7 @@ EVENT_FILE_SUFFIXES = (".csv.gz", ".csv", ".parquet")
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
-    from recsys.io.synthetic import generate_events, write_events
+    from recsys.io.synthetic import write_synthetic
 
     name = args.out.name
     suffix = next((s for s in EVENT_FILE_SUFFIXES if name.endswith(s)), None)
@@ -238,11 +238,12 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     for option in ("customers", "items", "days"):
         if getattr(args, option) < 1:
             raise InvalidRequestError(f"--{option} must be at least 1")
-    events, catalog = generate_events(args.customers, args.items, args.days, seed=args.seed)
-    write_events(events, args.out)
+    count, catalog = write_synthetic(
+        args.out, args.customers, args.items, args.days, seed=args.seed
+    )
     catalog_path = args.out.with_name(name[: -len(suffix)] + "_catalog.csv")
     catalog.to_csv(catalog_path, index=False)
-    print(f"wrote {len(events):,} events to {args.out} and the catalogue to {catalog_path}")
+    print(f"wrote {count:,} events to {args.out} and the catalogue to {catalog_path}")
     return 0
 
 

@@ -28,6 +28,8 @@ class TrainingConfig(BaseModel):
     neighbours: int = 50
     trending_days: int = 14
     churn_horizon_days: int = 90
+    #: customers scored by ``train``'s hold-out metrics (a fixed random sample above it)
+    holdout_customers: int = Field(default=5000, ge=1)
 
 
 class ServingConfig(BaseModel):
@@ -60,6 +62,14 @@ class ServingConfig(BaseModel):
     #: duplicate), and how many ids per customer at most (the oldest are forgotten first).
     event_id_ttl_days: float = Field(default=30.0, gt=0)
     max_event_ids: int = Field(default=10_000, ge=1)
+    #: catalogues of at least this many items score the page view on retrieved candidates
+    #: (recsys.ranking.retrieval); smaller ones score every item exactly
+    retrieval_min_items: int = Field(default=20_000, ge=1)
+    #: a bulk load writes factor vectors as float16 (decoded to float32 for scoring)
+    compact_vectors: bool = False
+    #: a bulk load keeps at most this many history items per customer: the most recently
+    #: bought (ties: the most often); None keeps the whole history
+    max_history_items: int | None = Field(default=None, ge=1)
 
 
 class Settings(BaseSettings):

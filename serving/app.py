@@ -25,6 +25,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -70,12 +71,15 @@ def _loader(settings: Settings, store: FeatureStore | None) -> Callable[[ModelBu
     from feature_store.bulk_load import ensure_loaded
     from feature_store.redis_store import RedisFeatureStore
 
+    compact, max_history = settings.serving.compact_vectors, settings.serving.max_history_items
+
     def load(bundle: ModelBundle) -> object:
         if store is not None:
-            return ensure_loaded(store, bundle)  # type: ignore[arg-type]
+            given: Any = store
+            return ensure_loaded(given, bundle, compact=compact, max_history=max_history)
         maintenance = RedisFeatureStore.from_settings(settings, timeout_ms=MAINTENANCE_TIMEOUT_MS)
         try:
-            return ensure_loaded(maintenance, bundle)
+            return ensure_loaded(maintenance, bundle, compact=compact, max_history=max_history)
         finally:
             maintenance.close()
 

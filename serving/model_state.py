@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from recsys.bundle import Manifest, ModelBundle
-from recsys.config import TrainingConfig
+from recsys.config import TrainingConfig, get_settings
 from recsys.customers.churn import ChurnScorer, calibration_from_dict
 from recsys.customers.clv import BetaGeoModel
 from recsys.customers.live_update import OnlineModel
@@ -25,6 +25,7 @@ from recsys.errors import (
     ModelUnavailableError,
 )
 from recsys.ranking.foldin import FoldIn
+from recsys.ranking.retrieval import ItemIndex
 from recsys.ranking.scoring import RankingModel, popularity_prior
 from serving.customer_models import LoadedCustomerModels
 
@@ -123,6 +124,9 @@ class ModelState:
         LoadedCustomerModels  # offer catalogue, RFM, CLV, rules (serving.customer_models)
     )
     customer_ids: np.ndarray  # U, sorted and unique: the customers the bundle was trained on
+    #: candidate retrieval of the page view; None (exact scoring) below
+    #: ``serving.retrieval_min_items`` items
+    retrieval: ItemIndex | None = None
 
     @property
     def version(self) -> str:
@@ -133,9 +137,13 @@ class ModelState:
         return len(self.item_ids)
 
     @classmethod
-    def from_bundle(cls, bundle: ModelBundle) -> ModelState:
+    def from_bundle(cls, bundle: ModelBundle, retrieval_min_items: int | None = None) -> ModelState:
+        """``retrieval_min_items``: build an :class:`ItemIndex` from this many items on
+        (default: the setting ``serving.retrieval_min_items``)."""
         items = bundle.items
         n_items = len(items)
+        if retrieval_min_items is None:
+            retrieval_min_items = get_settings().serving.retrieval_min_items
         popular = popularity_prior(bundle.popular, bundle.popular_scores, n_items)
         trending = popularity_prior(bundle.trending, bundle.trending_scores, n_items)
         best, trend = POPULAR_SHARE * popular, (1.0 - POPULAR_SHARE) * trending
@@ -159,6 +167,9 @@ class ModelState:
             online=_online_model(bundle, ranking.item_factors, item_ids, row_of),
             customer_models=LoadedCustomerModels.from_extra(bundle.extra, bundle.version),
             customer_ids=np.unique(np.asarray(bundle.customer_ids).astype(str)),
+            retrieval=(
+                ItemIndex.build(ranking.item_factors) if n_items >= retrieval_min_items else None
+            ),
         )
 
     def rows_of(self, item_ids: Any) -> np.ndarray:

@@ -113,7 +113,7 @@ def recommended_items_many(
     snapshot: Snapshot, customers: Sequence[CustomerState], channel: str | None, k: int
 ) -> list[list[str]]:
     """:func:`recommended_items` of every customer, the same items, scored together
-    (:func:`recsys.ranking.scoring.rank_items_batch`: one matrix product for all of them) from the
+    (:func:`recsys.ranking.batch.rank_items_batch`: one matrix product for all of them) from the
     very inputs :func:`~serving.recommend.recommend` would score each of them with."""
     if k <= 0 or not customers:
         return [[] for _ in customers]

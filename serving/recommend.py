@@ -137,6 +137,9 @@ def recommend(
     live = customer.live if customer is not None else LiveRecord()
     profile = profile_of(model, customer)
     context_rows, context_weights = context_of(model, live, query)
+    cf = None  # exact, unless the catalogue is large enough to have a retrieval index
+    if model.retrieval is not None and profile.user_vector is not None:
+        cf = model.retrieval.cf_scores(model.ranking.item_factors, profile.user_vector)
     scores = score_items(
         model.ranking,
         profile.user_vector,
@@ -145,6 +148,7 @@ def recommend(
         profile.history_age_days,
         context_rows,
         context_weights,
+        cf,
     )
     blocked = blocked_mask(snapshot, query, profile, live, context_rows)
     rows, values = top_k(scores.total, query.k, blocked)

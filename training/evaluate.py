@@ -62,6 +62,7 @@ ALL_ONLY: tuple[str, ...] = ("buy_again", "buy_again_popular")  # nothing of one
 TASKS: tuple[str, ...] = ("discovery", "all")
 HEADLINE = ("ndcg", "recall")
 _BATCH = 1024
+_BATCH_CELLS = 4_000_000  # customers x items scored densely at once: bounded memory at any size
 _TIE_BREAK = 1e-6  # popularity breaks ties of baselines whose scores are often equal (0)
 
 
@@ -74,8 +75,14 @@ class EvalSet:
     counts: dict[str, float]
 
 
-def ground_truth(bundle: ModelBundle, test: pd.DataFrame) -> EvalSet:
-    """Relevant items per task from the purchase rows of ``test`` (see the module docstring)."""
+def ground_truth(
+    bundle: ModelBundle, test: pd.DataFrame, max_customers: int | None = None, seed: int = 0
+) -> EvalSet:
+    """Relevant items per task from the purchase rows of ``test`` (see the module docstring).
+
+    ``max_customers``: score a uniform random sample (fixed by ``seed``) of at most this many
+    customers of the ``all`` task (``counts["customers_sampled_from"]`` says of how many).
+    """
     n_items = len(bundle.items)
     buys = test.loc[
         (test["event_type"] == "purchase")
@@ -90,6 +97,11 @@ def ground_truth(bundle: ModelBundle, test: pd.DataFrame) -> EvalSet:
     keep = (cust >= 0) & known_item
     pairs = np.unique(np.stack([cust[keep], item[keep]], axis=1), axis=0).reshape(-1, 2)
     users_all = np.unique(pairs[:, 0])
+    sampled_from = len(users_all)
+    if max_customers is not None and len(users_all) > max_customers:
+        rng = np.random.default_rng(seed)
+        users_all = np.sort(rng.choice(users_all, max_customers, replace=False))
+        pairs = pairs[np.isin(pairs[:, 0], users_all)]
     rows = np.searchsorted(users_all, pairs[:, 0])
     shape = (len(users_all), n_items)
     rel_all = sp.csr_matrix((np.ones(len(pairs), np.float32), (rows, pairs[:, 1])), shape=shape)
@@ -105,6 +117,7 @@ def ground_truth(bundle: ModelBundle, test: pd.DataFrame) -> EvalSet:
         "new_customers_not_evaluated": int(buys.loc[cust < 0, "customer_id"].nunique()),
         "unknown_item_purchases": int(np.count_nonzero((cust >= 0) & ~known_item)),
         "customers_all": int(len(users_all)),
+        "customers_sampled_from": int(sampled_from),
         "customers_discovery": int(has_new.sum()),
         "relevant_pairs_all": int(rel_all.nnz),
         "relevant_pairs_discovery": int(rel_new.nnz),
@@ -144,8 +157,9 @@ def rank_users(
         return _rank_served(bundle, model, users, k, exclude_history, not_product)
     out = np.full((len(users), k), -1, dtype=np.int32)
     knn = _neighbour_matrix(bundle) if method == "item_knn" else None
-    for start in range(0, len(users), _BATCH):
-        batch = users[start : start + _BATCH]
+    step = max(1, min(_BATCH, _BATCH_CELLS // max(1, history.shape[1])))
+    for start in range(0, len(users), step):
+        batch = users[start : start + step]
         hist = history[batch]
         if method in BASELINES:
             if baselines is None:
@@ -291,11 +305,14 @@ def evaluate_split(
     end: Any = None,
     catalog_is_derived: bool = True,
     with_churn: bool = True,
+    max_customers: int | None = None,
 ) -> dict[str, Any]:
     """Train on events before ``split`` and score purchases in ``[split, end)``.
 
     ``with_churn``: also train the churn model before ``split`` and score it (and logistic
     regression on RFM) on the customers known at ``split`` (``report["churn"]``).
+    ``max_customers``: score a fixed random sample of at most this many customers (see
+    :func:`ground_truth`); None scores them all.
 
     ``catalog_is_derived``: the catalogue was derived from the whole events file (no catalogue
     file), so it lists items first sold after the split; they are dropped to keep the future
@@ -312,7 +329,8 @@ def evaluate_split(
     test = interactions.loc[interactions["timestamp"].ge(split)]
     if end is not None:
         test = test.loc[test["timestamp"].lt(pd.Timestamp(end))]
-    eval_set = ground_truth(bundle, test)
+    seed = (config or TrainingConfig()).random_state
+    eval_set = ground_truth(bundle, test, max_customers, seed)
     if eval_set.counts["customers_all"] == 0:
         raise InvalidRequestError(
             f"no purchases after {split:%Y-%m-%d} by customers seen before it: nothing to score"

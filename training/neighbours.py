@@ -3,7 +3,8 @@
 Similarity is the cosine between items' buyer sets (binary customer x item matrix), shrunk
 towards 0 for items with few buyers: ``co / (sqrt(n_i * n_j) + shrink)``. It beat cosine on ALS
 item factors on the shared data (see ``benchmarks/quality.py --tune``). Computed in blocks of
-items so memory stays ``block x n_items`` whatever the catalogue size.
+items on the sparse co-occurrence counts alone (pairs never bought together are never
+materialized), so time and memory follow the co-bought pairs, not ``n_items ** 2``.
 """
 
 from __future__ import annotations
@@ -56,13 +57,21 @@ def cooccurrence_neighbours(
     norms = np.sqrt(buyers)
     indices = np.full((n_items, k), -1, dtype=np.int32)
     scores = np.zeros((n_items, k), dtype=np.float32)
-    for start in range(0, n_items, block):  # blocks of items, not single items
-        stop = min(start + block, n_items)
-        co = (by_item[start:stop] @ binary).toarray()
-        denom = np.outer(norms[start:stop], norms) + np.float32(shrink)
-        sim = np.divide(co, denom, out=np.zeros_like(co), where=denom > 0)
-        sim[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        indices[start:stop], scores[start:stop] = top_k_rows(sim, k)
+    shrink32 = np.float32(shrink)
+    for start in range(0, n_items, block):  # blocks of items; sparse: only co-bought pairs
+        co = (by_item[start : start + block] @ binary).tocoo()
+        row, col = co.row.astype(np.int64), co.col.astype(np.int64)
+        keep = col != row + start  # an item is never its own neighbour
+        row, col, count = row[keep], col[keep], co.data[keep].astype(np.float32)
+        sim = count / (norms[row + start] * norms[col] + shrink32)
+        positive = sim > 0
+        row, col, sim = row[positive], col[positive], sim[positive]
+        order = np.lexsort((col, -sim, row))  # per row: best first, ties to the lower column
+        row, col, sim = row[order], col[order], sim[order]
+        rank = np.arange(len(row)) - np.searchsorted(row, row)
+        top = rank < k
+        indices[row[top] + start, rank[top]] = col[top]
+        scores[row[top] + start, rank[top]] = sim[top]
     return Neighbours(indices, scores)
 
 

@@ -42,7 +42,8 @@ def train_bundle(
     """Load ``events_path``, train on events before ``as_of`` and write a new version.
 
     The manifest's ``metrics["offline"]`` come from a second, smaller training that holds out
-    the last ``holdout_days`` of the window (None skips it). Returns the version directory.
+    the last ``holdout_days`` of the window (None skips it), scored on a fixed random sample of
+    at most ``config.holdout_customers`` customers. Returns the version directory.
     """
     started = time.perf_counter()
     config = config or TrainingConfig()
@@ -98,6 +99,7 @@ def _holdout_metrics(
             ranking=RankingParams.from_dict(bundle.manifest.params["ranking"]),
             k_values=(10, 20),
             catalog_is_derived=catalog_is_derived,
+            max_customers=config.holdout_customers,
         )
     except InvalidRequestError as exc:
         return {"skipped": str(exc)}

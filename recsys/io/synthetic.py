@@ -25,168 +25,48 @@ the catalogue's titles, :func:`recsys.io.catalogue.categorize` gives back each i
 
 from __future__ import annotations
 
+import gzip
+import io
+from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import IO, Final, cast
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from recsys.schema import CATALOG_COLUMNS, EVENT_TYPES
+from recsys.io.synthetic_world import (
+    CATEGORY_NOUNS,
+    EVENT_CODE,
+    MINUTE,
+    OFFERS,
+    Block,
+    ShopItems,
+    World,
+    draw_items,
+    draw_world,
+    make_block,
+)
+from recsys.schema import EVENT_TYPES
+
+_T = EVENT_CODE
+_block = make_block
+#: Customers drawn at once by :func:`stream_events` (memory is bounded by one chunk).
+CHUNK_CUSTOMERS: Final[int] = 20_000
+
 
 #: category -> (price level, product nouns).
-CATEGORY_NOUNS: Final[dict[str, tuple[float, tuple[str, ...]]]] = {
-    "kitchen & dining": (4.0, ("MUG", "TEAPOT", "CAKE STAND", "BOWL", "PLATE", "JUG")),
-    "candles & lights": (3.0, ("CANDLE", "T-LIGHT HOLDER", "LANTERN", "FAIRY LIGHTS", "LAMP")),
-    "stationery & wrap": (1.5, ("GREETING CARD", "WRAPPING PAPER", "NOTEBOOK", "STICKERS")),
-    "bags": (2.5, ("SHOPPER BAG", "LUNCH BAG", "TOTE", "WASHBAG")),
-    "christmas": (3.5, ("CHRISTMAS BAUBLE", "ADVENT CALENDAR", "CHRISTMAS STOCKING", "SANTA")),
-    "jewellery & accessories": (6.0, ("NECKLACE", "BRACELET", "EARRINGS", "PURSE", "HAIR CLIP")),
-    "storage": (5.0, ("STORAGE TIN", "TRINKET BOX", "BASKET", "STORAGE CRATE")),
-    "garden & outdoor": (6.5, ("PLANT POT", "WATERING CAN", "BIRD FEEDER", "HAMMOCK")),
-    "toys & games": (4.5, ("JIGSAW", "SKITTLES", "RAG DOLL", "SPINNING TOP")),
-    "party & crafts": (2.0, ("PARTY BUNTING", "BIRTHDAY BANNER", "CONFETTI", "SEWING NEEDLES")),
-    "bath & beauty": (3.0, ("SOAP", "BATH SPONGE", "HAND TOWEL", "LIP BALM")),
-    "home decor": (8.0, ("CUSHION COVER", "PHOTO FRAME", "WALL CLOCK", "DOORMAT", "MIRROR")),
-}
-STYLES: Final[tuple[str, ...]] = (
-    "VINTAGE",
-    "RETROSPOT",
-    "POLKADOT",
-    "PAISLEY",
-    "REGENCY",
-    "SCANDINAVIAN",
-    "FOLKART",
-    "BAROQUE",
-)
-COLOURS: Final[tuple[str, ...]] = ("RED", "BLUE", "PINK", "GREEN", "IVORY", "WHITE", "BLACK")
-OFFERS: Final[tuple[str, ...]] = ("WELCOME10", "WINBACK15", "LOYALTY5", "CART10")
-_T = {name: code for code, name in enumerate(EVENT_TYPES)}
-MINUTE: Final[float] = 1.0 / 1440.0
-
-
-@dataclass
-class _Block:
-    """A batch of events as parallel arrays (indices into the world; -1 for none)."""
-
-    customer: np.ndarray
-    kind: np.ndarray
-    day: np.ndarray
-    item: np.ndarray
-    quantity: np.ndarray
-    order: np.ndarray
-    props: np.ndarray  # object: JSON text or None
-
-
-def _block(
-    customer: np.ndarray,
-    kind: int,
-    day: np.ndarray,
-    item: np.ndarray | None = None,
-    quantity: np.ndarray | float | None = None,
-    order: np.ndarray | None = None,
-    props: np.ndarray | None = None,
-) -> _Block:
-    n = len(customer)
-    return _Block(
-        np.asarray(customer, dtype=np.int64),
-        np.full(n, kind, dtype=np.int8),
-        np.asarray(day, dtype=np.float64),
-        np.full(n, -1, np.int64) if item is None else np.asarray(item, np.int64),
-        np.broadcast_to(np.nan if quantity is None else quantity, (n,)).astype(np.float64),
-        np.full(n, -1, np.int64) if order is None else np.asarray(order, np.int64),
-        np.full(n, None, dtype=object) if props is None else np.asarray(props, dtype=object),
-    )
-
-
-@dataclass(frozen=True)
-class _World:
-    rng: np.random.Generator
-    days: int
-    item_category: np.ndarray
-    item_price: np.ndarray
-    taste_cum: np.ndarray  # (customers, categories) cumulative taste
-    item_key: np.ndarray  # category + cumulative popularity within it, ascending
-    item_order: np.ndarray  # the item behind each key
-    start: np.ndarray  # sign-up day
-    end: np.ndarray  # churn day, or the end of the window
-    favourites: np.ndarray  # (customers, 6)
-    n_favourites: np.ndarray
-
-    def pick(self, customers: np.ndarray) -> np.ndarray:
-        """One item per entry, drawn from the customer's taste, then popularity in category."""
-        categories = self.taste_cum.shape[1]
-        u = self.rng.random(len(customers))
-        cat = np.minimum((self.taste_cum[customers] < u[:, None]).sum(axis=1), categories - 1)
-        pos = np.searchsorted(self.item_key, cat + self.rng.random(len(customers)), "right")
-        return self.item_order[np.minimum(pos, len(self.item_order) - 1)]
-
-
-def _catalog(rng: np.random.Generator, items: int) -> tuple[pd.DataFrame, np.ndarray, int]:
-    names = list(CATEGORY_NOUNS)[: min(len(CATEGORY_NOUNS), items)]
-    category = rng.permutation(np.arange(items) % len(names))
-    level = np.array([CATEGORY_NOUNS[n][0] for n in names])[category]
-    price = np.maximum(0.25, np.round(level * rng.lognormal(0.0, 0.4, items) / 0.05) * 0.05)
-    nouns = [CATEGORY_NOUNS[n][1] for n in names]
-    table = np.array([[*row, *row[:1] * (6 - len(row))] for row in nouns], dtype=object)
-    sizes = np.array([len(row) for row in nouns])
-    noun = table[category, rng.integers(0, sizes[category])]
-    style = rng.choice(np.array(STYLES, dtype=object), items)
-    colour = rng.choice(np.array(COLOURS, dtype=object), items)
-    catalog = pd.DataFrame(
-        {
-            "item_id": [f"I{n:05d}" for n in range(1, items + 1)],
-            "title": style + " " + colour + " " + noun,
-            "category": np.array(names, dtype=object)[category],
-            "price": np.round(price, 2),
-            "in_stock": rng.random(items) > 0.03,
-        }
-    ).astype({"item_id": "string", "title": "string", "category": "string"})
-    return catalog.loc[:, list(CATALOG_COLUMNS)], category, len(names)
-
-
-def _world(
-    rng: np.random.Generator, customers: int, items: int, days: int
-) -> tuple[_World, pd.DataFrame]:
-    catalog, category, k = _catalog(rng, items)
-    weight = rng.lognormal(0.0, 1.0, items)
-    order = np.argsort(category, kind="stable")
-    sorted_cat = category[order]
-    running = np.cumsum(weight[order])
-    total = np.bincount(sorted_cat, weights=weight[order], minlength=k)
-    before = np.r_[0.0, np.cumsum(total)[:-1]]
-    cum = (running - before[sorted_cat]) / total[sorted_cat]
-    cum[np.r_[sorted_cat[1:] != sorted_cat[:-1], True]] = 1.0  # each category ends at exactly 1
-    taste = rng.dirichlet(np.full(k, 0.25), customers)
-    start = np.where(rng.random(customers) < 0.4, 0.0, rng.uniform(0, 0.75 * days, customers))
-    churn = rng.random(customers) < 0.25
-    end = np.where(churn, start + rng.uniform(0.2, 0.8, customers) * (days - start), days)
-    world = _World(
-        rng,
-        days,
-        category,
-        catalog["price"].to_numpy(),
-        np.cumsum(taste, axis=1),
-        sorted_cat + cum,
-        order,
-        start,
-        end,
-        np.zeros((customers, 6), np.int64),
-        rng.integers(2, 7, customers),
-    )
-    world.favourites[:] = world.pick(np.repeat(np.arange(customers), 6)).reshape(customers, 6)
-    return world, catalog
-
-
 def _hour(rng: np.random.Generator, day: np.ndarray) -> np.ndarray:
     """Move each time into the shop's day: 07:00-23:00, busiest early afternoon."""
     hour = np.clip(rng.normal(14.0, 3.5, len(day)), 7.0, 23.0)
     return np.floor(day) + hour / 24.0
 
 
-def _orders(w: _World, customers: int) -> tuple[list[_Block], dict[str, np.ndarray]]:
+def _orders(w: World, customers: int) -> tuple[list[Block], dict[str, np.ndarray]]:
     rng = w.rng
     buyer = rng.random(customers) < 0.8
     gap = np.clip(rng.lognormal(np.log(30.0), 0.6, customers), 4.0, 120.0)
@@ -228,7 +108,7 @@ def _orders(w: _World, customers: int) -> tuple[list[_Block], dict[str, np.ndarr
     return blocks, lines_info
 
 
-def _nouns(w: _World, items: np.ndarray) -> np.ndarray:
+def _nouns(w: World, items: np.ndarray) -> np.ndarray:
     names = list(CATEGORY_NOUNS)
     nouns = np.array([CATEGORY_NOUNS[n][1][0].lower() for n in names], dtype=object)
     return nouns[w.item_category[items]]
@@ -239,7 +119,7 @@ def _json(key: str, values: np.ndarray) -> np.ndarray:
     return '{"' + key + '": "' + np.asarray(values).astype(str).astype(object) + '"}'
 
 
-def _browsing(w: _World, customers: int) -> list[_Block]:
+def _browsing(w: World, customers: int) -> list[Block]:
     rng = w.rng
     rate = rng.gamma(2.0, 0.028, customers)
     sessions = rng.poisson(rate * (w.end - w.start))
@@ -270,7 +150,7 @@ def _browsing(w: _World, customers: int) -> list[_Block]:
     ]
 
 
-def _returns_and_surveys(w: _World, lines: dict[str, np.ndarray], customers: int) -> list[_Block]:
+def _returns_and_surveys(w: World, lines: dict[str, np.ndarray], customers: int) -> list[Block]:
     rng = w.rng
     lc, order = lines["customer"], lines["order"]
     serial = rng.random(customers) < 0.1
@@ -324,13 +204,13 @@ def _survey(
     metric: str,
     score: np.ndarray,
     order: np.ndarray | None = None,
-) -> _Block:
+) -> Block:
     text = np.asarray(score).astype(np.int64).astype(str).astype(object)
     props = '{"metric": "' + metric + '", "score": ' + text + "}"
     return _block(customer, _T["survey"], day, order=order, props=props)
 
 
-def _marketing(w: _World, customers: int) -> list[_Block]:
+def _marketing(w: World, customers: int) -> list[Block]:
     rng = w.rng
     subscribed = rng.random(customers) < 0.7
     opens = rng.beta(2, 4, customers)
@@ -378,39 +258,48 @@ def _take(values: np.ndarray, index: np.ndarray) -> pd.arrays.ArrowStringArray:
     return pd.arrays.ArrowStringArray(chosen)
 
 
-def _assemble(w: _World, blocks: list[_Block], catalog: pd.DataFrame, start: str) -> pd.DataFrame:
-    fields = _Block.__dataclass_fields__
-    b = _Block(*(np.concatenate([getattr(x, f) for x in blocks]) for f in fields))
+@dataclass(frozen=True)
+class _Offsets:
+    """Where a chunk's numbering starts: customers, orders and events of the chunks before."""
+
+    customer: int = 0
+    order: int = 0
+    event: int = 0
+
+
+def _assemble(
+    w: World, blocks: list[Block], catalog: pd.DataFrame, start: str, at: _Offsets
+) -> tuple[pd.DataFrame, int]:
+    """(the chunk's events sorted by time, the number of orders it used)."""
+    fields = Block.__dataclass_fields__
+    b = Block(*(np.concatenate([getattr(x, f) for x in blocks]) for f in fields))
     keep = (b.day >= 0) & (b.day < w.days)
     seconds = np.round(b.day[keep] * 86400).astype(np.int64)
     sort = np.argsort(seconds, kind="stable")
     idx = np.flatnonzero(keep)[sort]
     item = b.item[idx]
+    order = b.order[idx]
     events = pd.DataFrame(
         {
-            "customer_id": _labels("C", b.customer[idx] + 1, 5),
+            "customer_id": _labels("C", b.customer[idx] + 1 + at.customer, 5),
             "event_type": _take(np.array(EVENT_TYPES), b.kind[idx].astype(np.int64)),
             "timestamp": pd.Timestamp(start) + pd.to_timedelta(seconds[sort], unit="s"),
             "item_id": _take(catalog["item_id"].to_numpy(dtype=object), item),
             "quantity": b.quantity[idx],
             "price": np.where(item >= 0, w.item_price[np.maximum(item, 0)], np.nan),
-            "order_id": _labels("O", np.where(b.order[idx] >= 0, b.order[idx] + 1, -1), 6),
+            "order_id": _labels("O", np.where(order >= 0, order + 1 + at.order, -1), 6),
             "properties": pd.arrays.ArrowStringArray(pa.array(b.props[idx], type=pa.string())),
-            "event_id": _labels("E", np.arange(1, len(idx) + 1), 7),
+            "event_id": _labels("E", np.arange(1, len(idx) + 1) + at.event, 7),
         }
     )
     events["timestamp"] = events["timestamp"].astype("datetime64[ns]")
-    return events
+    return events, int(b.order.max()) + 1 if len(b.order) else 0
 
 
-def generate_events(
-    customers: int, items: int, days: int, seed: int = 7, start: str = "2025-01-01"
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(events in the ``events`` file format, sorted by time; the item catalogue)."""
-    if customers < 1 or items < 1 or days < 1:
-        raise ValueError("customers, items and days must each be at least 1")
-    rng = np.random.default_rng(seed)
-    world, catalog = _world(rng, customers, items, days)
+def _chunk_events(
+    rng: np.random.Generator, shop: ShopItems, customers: int, days: int, start: str, at: _Offsets
+) -> tuple[pd.DataFrame, int]:
+    world = draw_world(rng, shop, customers, days)
     order_blocks, lines = _orders(world, customers)
     blocks = [
         *order_blocks,
@@ -418,19 +307,104 @@ def generate_events(
         *_returns_and_surveys(world, lines, customers),
         *_marketing(world, customers),
     ]
-    return _assemble(world, blocks, catalog, start), catalog
+    return _assemble(world, blocks, shop.catalog, start, at)
+
+
+def stream_events(
+    customers: int,
+    items: int,
+    days: int,
+    seed: int = 7,
+    start: str = "2025-01-01",
+    chunk: int = CHUNK_CUSTOMERS,
+) -> tuple[pd.DataFrame, Iterator[pd.DataFrame]]:
+    """(the item catalogue, the events one chunk of ``chunk`` customers at a time).
+
+    Memory is bounded by one chunk whatever ``customers`` is. Each chunk is sorted by time (the
+    loaders sort the whole file); customer, order and event ids are numbered across chunks. The
+    first chunk continues the catalogue's random stream and chunk ``n > 0`` draws from
+    ``default_rng([seed, n])``, so a shop of at most ``chunk`` customers is exactly the one a
+    single draw gives, and the output is deterministic for a seed and a chunk size.
+    """
+    if customers < 1 or items < 1 or days < 1 or chunk < 1:
+        raise ValueError("customers, items, days and chunk must each be at least 1")
+    rng = np.random.default_rng(seed)
+    shop = draw_items(rng, items)
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        at = _Offsets()
+        for n, first in enumerate(range(0, customers, chunk)):
+            size = min(chunk, customers - first)
+            chunk_rng = rng if n == 0 else np.random.default_rng([seed, n])
+            events, orders = _chunk_events(chunk_rng, shop, size, days, start, at)
+            yield events
+            at = _Offsets(at.customer + size, at.order + orders, at.event + len(events))
+
+    return shop.catalog, chunks()
+
+
+def generate_events(
+    customers: int, items: int, days: int, seed: int = 7, start: str = "2025-01-01"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(events in the ``events`` file format, sorted by time; the item catalogue), in memory.
+
+    For large shops write them with :func:`recsys.io.synthetic_file.write_synthetic` instead.
+    """
+    catalog, chunks = stream_events(customers, items, days, seed, start)
+    parts = list(chunks)
+    if len(parts) == 1:
+        return parts[0], catalog
+    events = pd.concat(parts, ignore_index=True)
+    events = events.iloc[np.argsort(events["timestamp"].to_numpy(), kind="stable")]
+    return events.reset_index(drop=True), catalog
 
 
 def write_events(events: pd.DataFrame, path: Path | str) -> None:
     """Write events as ``.csv``, ``.csv.gz`` (byte-for-byte reproducible) or ``.parquet``."""
+    write_chunks(iter([events]), path)
+
+
+def write_chunks(chunks: Iterator[pd.DataFrame], path: Path | str) -> int:
+    """Write frames of events one after the other into one file; returns the number of rows.
+
+    ``.csv`` and ``.csv.gz`` (gzip without a timestamp: byte-for-byte reproducible) get one
+    header; ``.parquet`` gets one row group per frame. Only one frame is held at a time.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     name = path.name.lower()
-    if name.endswith(".parquet"):
-        events.to_parquet(path, index=False)
-    elif name.endswith(".csv.gz"):
-        events.to_csv(path, index=False, compression={"method": "gzip", "mtime": 0})
-    elif name.endswith(".csv"):
-        events.to_csv(path, index=False)
-    else:
+    if not name.endswith((".parquet", ".csv.gz", ".csv")):
         raise ValueError(f"{path}: unknown extension; use .csv, .csv.gz or .parquet")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    if name.endswith(".parquet"):
+        writer: pq.ParquetWriter | None = None
+        try:
+            for frame in chunks:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(path, table.schema)
+                writer.write_table(table.cast(writer.schema))
+                rows += len(frame)
+        finally:
+            if writer is not None:
+                writer.close()
+        return rows
+    with ExitStack() as stack:
+        raw = stack.enter_context(path.open("wb"))
+        out: IO[bytes] = raw
+        if name.endswith(".gz"):
+            gz = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="")
+            out = cast(IO[bytes], stack.enter_context(gz))
+        text = stack.enter_context(io.TextIOWrapper(out, encoding="utf-8", newline=""))
+        for frame in chunks:
+            frame.to_csv(text, index=False, header=rows == 0)
+            rows += len(frame)
+    return rows
+
+
+def write_synthetic(
+    path: Path | str, customers: int, items: int, days: int, seed: int = 7
+) -> tuple[int, pd.DataFrame]:
+    """Draw the shop chunk by chunk straight into ``path``: (events written, the catalogue)."""
+    catalog, chunks = stream_events(customers, items, days, seed)
+    return write_chunks(chunks, path), catalog

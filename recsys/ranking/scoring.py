@@ -169,8 +169,12 @@ def score_items(
     history_age_days: np.ndarray,
     context_items: np.ndarray | None = None,
     context_weights: np.ndarray | None = None,
+    cf_scores: np.ndarray | None = None,
 ) -> Scores:
     """Score every item for one customer (see the module docstring for the blend).
+
+    ``cf_scores``: the collaborative scores already computed (``item_factors @ user_vector``,
+    or an approximation of it from :mod:`recsys.ranking.retrieval`); None computes them.
 
     ``history_*`` are parallel arrays over the customer's distinct bought item rows (counts:
     orders; ages: days since the last one). An all-zero ``user_vector`` counts as none.
@@ -184,7 +188,11 @@ def score_items(
     parts: dict[str, np.ndarray] = {}
 
     if user_vector is not None and p.cf_weight:
-        cf = model.item_factors @ np.asarray(user_vector, dtype=np.float32)
+        cf = (
+            model.item_factors @ np.asarray(user_vector, dtype=np.float32)
+            if cf_scores is None
+            else cf_scores
+        )
         parts["recommended_for_you"] = cf * np.float32(p.cf_weight)
     if history_items.size:
         repeat = repeat_scores(history_counts, history_age_days, p.repeat_half_life_days)

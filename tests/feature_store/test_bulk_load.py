@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from feature_store import keys
 from feature_store.bulk_load import ensure_loaded, records_from_bundle
 from feature_store.connection import connect
 from feature_store.redis_store import RedisFeatureStore
@@ -180,3 +181,34 @@ def test_a_crashed_loaders_lock_expires(store: RedisFeatureStore) -> None:
         assert acquired
         time.sleep(0.3)  # the lock expired: another process may load
         assert ensure_loaded(store, bundle, wait_s=5) is True
+
+
+def test_a_history_cap_keeps_the_most_recent_items_and_most_bought_on_ties() -> None:
+    bundle = make_bundle()
+    last = bundle.history_last_days.tolil()
+    counts = bundle.history.tolil()
+    last[3, 0], last[3, 1], last[3, 2] = 9.0, 1.0, 1.0  # a3: item 0 long ago, 1 and 2 lately
+    counts[3, 1], counts[3, 2] = 2.0, 5.0  # item 2 bought more often than item 1
+    bundle.history_last_days, bundle.history = last.tocsr(), counts.tocsr()
+    records = dict(records_from_bundle(bundle, max_history=1))
+    assert records["a3"].history_items.tolist() == [2]
+    assert records["a3"].history_counts.tolist() == [5.0]
+    two = dict(records_from_bundle(bundle, max_history=2))["a3"]
+    assert two.history_items.tolist() == [1, 2] and two.history_last_days.tolist() == [1.0, 1.0]
+    assert dict(records_from_bundle(bundle))["a3"].history_items.tolist() == [0, 1, 2]
+
+
+def test_a_compact_load_stores_float16_vectors_read_back_as_float32(
+    store: RedisFeatureStore,
+) -> None:
+    bundle = make_bundle()
+    bundle.user_factors = bundle.user_factors + np.float32(0.1)
+    ensure_loaded(store, bundle, compact=True, max_history=2)
+    state = store.read_customer(bundle.version, "a3")
+    assert state.batch is not None and state.batch.user_vector is not None
+    assert state.batch.user_vector.dtype == np.float32
+    np.testing.assert_allclose(state.batch.user_vector, bundle.user_factors[3], rtol=1e-3)
+    assert state.batch.user_vector.tolist() != bundle.user_factors[3].tolist()  # rounded
+    assert state.batch.history_items.tolist() == [0, 1]  # all bought 3 days ago: row order
+    key = keys.customer_batch(store.prefix, "a3", bundle.version)
+    assert store.client.hget(key, "u") == b"" and len(store.client.hget(key, "u2")) == 6

@@ -44,6 +44,21 @@ def test_ground_truth_scores_known_customers_on_known_products_only() -> None:
     assert gt.counts["unknown_item_purchases"] == 1
 
 
+def test_ground_truth_scores_a_fixed_sample_when_asked_for_at_most_n_customers() -> None:
+    frame = with_future(clustered_interactions())
+    bundle = build_bundle(frame, None, SPLIT, CONFIG, options=FAST)
+    test = frame.loc[frame["timestamp"] >= SPLIT]
+    full = ground_truth(bundle, test)
+    one = ground_truth(bundle, test, max_customers=1, seed=3)
+    assert len(one.users["all"]) == 1 and set(one.users["all"]) <= set(full.users["all"])
+    assert one.relevant["all"].shape[0] == 1
+    assert one.counts["customers_sampled_from"] == 2
+    row = list(full.users["all"]).index(one.users["all"][0])
+    assert set(one.relevant["all"][0].indices) == set(full.relevant["all"][row].indices)
+    again = ground_truth(bundle, test, max_customers=1, seed=3)
+    assert list(again.users["all"]) == list(one.users["all"])
+
+
 def test_evaluate_split_reports_every_method_per_task_and_the_served_lift() -> None:
     frame = with_future(clustered_interactions())
     report = evaluate_split(frame, None, SPLIT, CONFIG, k_values=(2, 5))

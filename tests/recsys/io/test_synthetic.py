@@ -10,7 +10,7 @@ import pytest
 
 from recsys.io.catalogue import categorize
 from recsys.io.loaders import load_interactions
-from recsys.io.synthetic import generate_events, write_events
+from recsys.io.synthetic import generate_events, stream_events, write_events, write_synthetic
 from recsys.schema import CATALOG_COLUMNS, EVENT_COLUMNS, EVENT_TYPES, SURVEY_METRICS
 
 
@@ -159,3 +159,29 @@ def test_unknown_extension_and_empty_shop_are_refused(small, tmp_path):
         write_events(small[0], tmp_path / "events.json")
     with pytest.raises(ValueError, match="at least 1"):
         generate_events(0, 10, 10)
+
+
+def test_a_shop_drawn_in_chunks_numbers_ids_across_chunks_and_is_deterministic():
+    catalog, chunks = stream_events(250, 40, 60, seed=5, chunk=100)
+    parts = list(chunks)
+    assert [p["customer_id"].nunique() > 40 for p in parts] == [True, True, True]
+    events = pd.concat(parts, ignore_index=True)
+    assert events["event_id"].is_unique
+    assert events["customer_id"].nunique() > 200
+    assert events["customer_id"].str.slice(1).astype(int).max() <= 250
+    purchases = events[events["event_type"] == "purchase"]
+    assert purchases.groupby("order_id")["customer_id"].nunique().max() == 1
+    assert all(p["timestamp"].is_monotonic_increasing for p in parts)
+    again = pd.concat(list(stream_events(250, 40, 60, seed=5, chunk=100)[1]), ignore_index=True)
+    pd.testing.assert_frame_equal(events, again)
+    assert len(catalog) == 40
+
+
+@pytest.mark.parametrize("name", ["events.csv.gz", "events.parquet"])
+def test_write_synthetic_streams_chunks_into_one_loadable_file(tmp_path, name):
+    count, catalog = write_synthetic(tmp_path / name, 120, 60, 90, seed=11)
+    events, catalog_in_memory = generate_events(120, 60, 90, seed=11)
+    assert count == len(events)
+    pd.testing.assert_frame_equal(catalog, catalog_in_memory)
+    loaded = load_interactions(tmp_path / name)
+    pd.testing.assert_frame_equal(loaded.interactions[list(EVENT_COLUMNS)], events)
