@@ -46,8 +46,10 @@ from serving.routes import (
     model,
     nba,
     offers,
+    overview,
     popular,
     recommendations,
+    ui,
 )
 from serving.state import ServingState
 
@@ -130,6 +132,7 @@ def _lifespan(
             _loader(settings, store),
             on_swap=metrics.set_model_version,
             reader=reader,
+            observe_read=metrics.observe_redis_read,
             breaker=CircuitBreaker(
                 failure_threshold=settings.serving.circuit_failures,
                 open_s=settings.serving.circuit_open_s,
@@ -152,6 +155,7 @@ def _lifespan(
             close = getattr(the_store, "close", None)
             if store is None and close is not None:
                 close()
+            metrics.close()
 
     return lifespan
 
@@ -178,7 +182,9 @@ def create_app(
         access_log_sample=settings.serving.access_log_sample,
     )
     add_cors(app, settings)  # outermost: a preflight is answered before anything else runs
-    routers = (recommendations, popular, items, customers, offers, nba, events, model, health)
+    routers = (
+        recommendations, popular, items, customers, offers, nba, events, model, overview, health, ui
+    )  # fmt: skip
     for module in routers:
         app.include_router(module.router)
     return app

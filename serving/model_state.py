@@ -101,6 +101,16 @@ def _online_model(
     )
 
 
+def value_counts(features: Any, column: str) -> dict[str, int]:
+    """How many rows of the features table hold each value of ``column``, most first (empty
+    when the bundle has no such column)."""
+    if features is None or column not in getattr(features, "columns", ()):
+        return {}
+    counts = features[column].dropna().astype(str).value_counts(sort=False)
+    ordered = sorted(counts.items(), key=lambda item: (-int(item[1]), item[0]))
+    return {str(name): int(n) for name, n in ordered}
+
+
 @dataclass(frozen=True)
 class ModelState:
     """One model version, ready to answer (no per-customer data: that lives in the store)."""
@@ -123,6 +133,9 @@ class ModelState:
         LoadedCustomerModels  # offer catalogue, RFM, CLV, rules (serving.customer_models)
     )
     customer_ids: np.ndarray  # U, sorted and unique: the customers the bundle was trained on
+    #: The trained customers by ``segment`` and by ``journey_stage`` (``GET /v1/overview``).
+    segment_counts: dict[str, int]
+    stage_counts: dict[str, int]
 
     @property
     def version(self) -> str:
@@ -159,6 +172,8 @@ class ModelState:
             online=_online_model(bundle, ranking.item_factors, item_ids, row_of),
             customer_models=LoadedCustomerModels.from_extra(bundle.extra, bundle.version),
             customer_ids=np.unique(np.asarray(bundle.customer_ids).astype(str)),
+            segment_counts=value_counts(bundle.features, "segment"),
+            stage_counts=value_counts(bundle.features, "journey_stage"),
         )
 
     def rows_of(self, item_ids: Any) -> np.ndarray:
