@@ -18,6 +18,7 @@ every live worker labelled with its ``pid``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import os
 import re
@@ -236,7 +237,7 @@ class WorkerProcesses(Collector):
     def collect(self) -> Iterator[Metric]:
         merged: dict[str, Metric] = {}
         for pid in worker_pids(self.path):
-            collector = ProcessCollector(pid=lambda pid=pid: pid, registry=None)
+            collector = ProcessCollector(pid=functools.partial(int, pid), registry=None)
             for family in collector.collect():
                 into = merged.setdefault(
                     family.name, Metric(family.name, family.documentation, family.type)
