@@ -112,7 +112,7 @@ class Metrics:
         self.events = Counter(
             "recsys_events",
             "Events posted, by outcome: accepted (stored and applied), duplicate (event_id seen "
-            "before), ignored (erased customer), rejected (in a request answered 4xx)",
+            "before), ignored (erased customer), rejected (in a batch refused as invalid: 422)",
             ["outcome"],
             registry=self.registry,
         )
