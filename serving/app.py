@@ -52,8 +52,10 @@ from serving.routes import (
     model,
     nba,
     offers,
+    overview,
     popular,
     recommendations,
+    ui,
 )
 from serving.state import ServingState
 
@@ -170,6 +172,7 @@ def _lifespan(
             _loader(settings, store),
             on_swap=swapped,
             reader=reader,
+            observe_read=metrics.observe_redis_read,
             breaker=CircuitBreaker(
                 failure_threshold=settings.serving.circuit_failures,
                 open_s=settings.serving.circuit_open_s,
@@ -194,6 +197,7 @@ def _lifespan(
                 close = getattr(opened, "close", None)
                 if store is None and close is not None:
                     close()
+            metrics.close()
 
     return lifespan
 
@@ -228,7 +232,9 @@ def create_app(
         access_log_sample=settings.serving.access_log_sample,
     )
     add_cors(app, settings)  # outermost: a preflight is answered before anything else runs
-    routers = (recommendations, popular, items, customers, offers, nba, events, model, health)
+    routers = (
+        recommendations, popular, items, customers, offers, nba, events, model, overview, health, ui
+    )  # fmt: skip
     for module in routers:
         app.include_router(module.router)
     install_openapi(app, settings)

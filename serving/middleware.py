@@ -47,8 +47,21 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
 def route_template(scope: Scope) -> str:
     """``/v1/customers/{customer_id}/recommendations``, never the raw path."""
     route: Any = scope.get("route")
+    if route is None:  # Starlette routes and mounts (the docs) do not put themselves in scope
+        route = _route_of_endpoint(scope)
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
     return template if isinstance(template, str) else UNMATCHED_ROUTE
+
+
+def _route_of_endpoint(scope: Scope) -> Any:
+    """The app's route or mount that matched (``scope["endpoint"]``), or None."""
+    endpoint = scope.get("endpoint")
+    if endpoint is None:
+        return None
+    for route in getattr(getattr(scope.get("app"), "router", None), "routes", ()):
+        if getattr(route, "endpoint", None) is endpoint or getattr(route, "app", None) is endpoint:
+            return route
+    return None
 
 
 class RequestContextMiddleware:

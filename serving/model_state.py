@@ -102,6 +102,16 @@ def _online_model(
     )
 
 
+def value_counts(features: Any, column: str) -> dict[str, int]:
+    """How many rows of the features table hold each value of ``column``, most first (empty
+    when the bundle has no such column)."""
+    if features is None or column not in getattr(features, "columns", ()):
+        return {}
+    counts = features[column].dropna().astype(str).value_counts(sort=False)
+    ordered = sorted(counts.items(), key=lambda item: (-int(item[1]), item[0]))
+    return {str(name): int(n) for name, n in ordered}
+
+
 @dataclass(frozen=True)
 class ModelState:
     """One model version, ready to answer (no per-customer data: that lives in the store)."""
@@ -124,6 +134,9 @@ class ModelState:
         LoadedCustomerModels  # offer catalogue, RFM, CLV, rules (serving.customer_models)
     )
     customer_ids: np.ndarray  # U, sorted and unique: the customers the bundle was trained on
+    #: The trained customers by ``segment`` and by ``journey_stage`` (``GET /v1/overview``).
+    segment_counts: dict[str, int]
+    stage_counts: dict[str, int]
     #: candidate retrieval of the page view; None (exact scoring) below
     #: ``serving.retrieval_min_items`` items
     retrieval: ItemIndex | None = None
@@ -170,6 +183,8 @@ class ModelState:
             retrieval=(
                 ItemIndex.build(ranking.item_factors) if n_items >= retrieval_min_items else None
             ),
+            segment_counts=value_counts(bundle.features, "segment"),
+            stage_counts=value_counts(bundle.features, "journey_stage"),
         )
 
     def rows_of(self, item_ids: Any) -> np.ndarray:

@@ -144,6 +144,25 @@ class ModelInfo(BaseModel):
     n_customers: int
 
 
+class Overview(BaseModel):
+    """The customer base at a glance, as the served model version saw it when trained."""
+
+    model_version: str = Field(
+        description="the served model version", examples=["20260101T000000Z-aaaaaa"]
+    )
+    as_of: datetime = Field(description="the end of the training data window")
+    n_customers: int = Field(description="customers the version was trained on", examples=[4338])
+    n_items: int = Field(description="items in the version's catalogue", examples=[3665])
+    segments: dict[str, int] = Field(
+        description="trained customers by RFM segment, most first",
+        examples=[{"champions": 812, "at_risk": 430}],
+    )
+    journey_stages: dict[str, int] = Field(
+        description="trained customers by journey stage, most first",
+        examples=[{"retention": 1800, "at_risk": 600}],
+    )
+
+
 class Reloaded(BaseModel):
     previous_version: str | None
     version: str

@@ -2,7 +2,8 @@
 
 With one worker the app is built here from the given settings; with several, uvicorn imports
 :func:`app_factory` in each worker process, which reads the settings from the environment (the
-CLI exports ``RECSYS_ARTIFACTS`` and ``RECSYS_REDIS_URL`` for them).
+CLI exports ``RECSYS_ARTIFACTS`` and ``RECSYS_REDIS_URL`` for them), and the metrics are kept in
+``PROMETHEUS_MULTIPROC_DIR`` (set here when absent) so that ``/metrics`` sums all workers.
 
 uvicorn's access log is off: it prints raw paths, which hold customer ids. The service logs its
 own access lines with the route template instead (``serving.middleware``). uvicorn's default
@@ -25,6 +26,7 @@ from recsys.config import Settings, get_settings
 from recsys.errors import InvalidRequestError
 from serving.app import create_app
 from serving.auth import is_loopback
+from serving.metrics import workers_multiprocess_dir
 
 log = logging.getLogger("recsys.serving")
 
@@ -81,13 +83,15 @@ def run(
     log.info("serving on %s:%d: %d worker(s), %s loop, %s parser", host, port, workers, loop, http)
     options: dict[str, Any] = {"host": host, "port": port, "loop": loop, "http": http, "ws": "none"}
     if workers > 1:
-        uvicorn.run(
-            "serving.server:app_factory",
-            factory=True,
-            workers=workers,
-            access_log=False,
-            log_config=worker_log_config(),
-            **options,
-        )
+        with workers_multiprocess_dir() as metrics_dir:  # /metrics answers for every worker
+            log.info("metrics of the %d workers in %s", workers, metrics_dir)
+            uvicorn.run(
+                "serving.server:app_factory",
+                factory=True,
+                workers=workers,
+                access_log=False,
+                log_config=worker_log_config(),
+                **options,
+            )
     else:
         uvicorn.run(create_app(settings), access_log=False, **options)

@@ -83,6 +83,10 @@ class CustomerRead:
     # (the store lost the served version's features: they are loaded again) or "store_error"
 
 
+def _ignore_seconds(seconds: float) -> None:
+    pass
+
+
 class ServingState:
     """The current :class:`Snapshot` of this process, the store, reload and following."""
 
@@ -95,6 +99,7 @@ class ServingState:
         on_swap: Callable[[str], None] | None = None,
         reader: AsyncFeatureReads | None = None,
         breaker: CircuitBreaker | None = None,
+        observe_read: Callable[[float], None] | None = None,
     ) -> None:
         self.artifacts = artifacts
         self.store = store
@@ -109,6 +114,8 @@ class ServingState:
         #: Opens on repeated store failures only (``serving.circuit``); one slow read costs
         #: one fallback answer.
         self.breaker = breaker if breaker is not None else CircuitBreaker()
+        #: Gets the seconds of each page-view read (a Prometheus histogram's ``observe``).
+        self._observe_read = observe_read if observe_read is not None else _ignore_seconds
         self.fallbacks = FallbackLog()
         self._noticed: tuple[str, str | None] | None = None  # (served, active) last acted on
         self._notice_until = 0.0
@@ -335,11 +342,14 @@ class ServingState:
         snapshot = self._snapshot
         if snapshot is None or not self.breaker.allow():
             return self._skipped_read(snapshot)
+        started = time.perf_counter()
         try:
             read = await self.reader.read(ReadPlan.page_view_of(snapshot.version, customer_id))
+            self._observe_read(time.perf_counter() - started)
             customer, revision, active = read.states[0], read.revision, read.active
             snapshot = await self._synced(snapshot, revision)
         except (StoreUnavailableError, InternalError) as exc:
+            self._observe_read(time.perf_counter() - started)
             return self._failed_read(snapshot, exc)
         return self._done_read(snapshot, customer, active)
 

@@ -27,6 +27,7 @@ from recsys.customers.live_update import CustomerSnapshot, LiveUpdate, OnlineMod
 from recsys.errors import InvalidEventError
 from recsys.events import Event, utcnow, validate_batch
 from serving.auth import Principal, require
+from serving.metrics import Metrics
 from serving.routes.common import ServingDep, json_response, problems
 from serving.state import ServingState
 
@@ -113,5 +114,20 @@ async def post_events(
     accepted, duplicate and ignored (erased customer) events; the customers' next answers
     already reflect them."""
     settings: Settings = request.app.state.settings
-    events = validate_batch(_raw_events(payload), settings.serving.max_batch)
-    return json_response(await ingest(request.app, serving, events), status_code=202)
+    metrics: Metrics = request.app.state.metrics
+    raw: Sequence[Any] = [payload]
+    try:
+        raw = _raw_events(payload)
+        events = validate_batch(raw, settings.serving.max_batch)
+    except InvalidEventError:
+        metrics.count_events({"rejected": max(len(raw), 1)})  # all or nothing: all rejected
+        raise
+    counts = await ingest(request.app, serving, events)
+    metrics.count_events(
+        {
+            "accepted": counts["accepted"],
+            "duplicate": counts["duplicates"],
+            "ignored": counts["ignored"],
+        }
+    )
+    return json_response(counts, status_code=202)

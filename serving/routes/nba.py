@@ -17,7 +17,7 @@ from recsys.events import utcnow
 from serving.auth import Principal, require
 from serving.models import NextBestAction
 from serving.offers import decide
-from serving.routes.common import CustomerId, ServingDep, json_response, problems
+from serving.routes.common import CustomerId, MetricsDep, ServingDep, json_response, problems
 from serving.routes.offers import Channel, customer_read
 
 router = APIRouter(tags=["offers"])
@@ -31,6 +31,7 @@ router = APIRouter(tags=["offers"])
 def get_next_best_action(
     customer_id: CustomerId,
     serving: ServingDep,
+    metrics: MetricsDep,
     _: Annotated[Principal, Depends(require("read"))],
     channel: Channel = None,
 ) -> Response:
@@ -39,5 +40,6 @@ def get_next_best_action(
     snapshot, customer = customer_read(serving.read_customer(customer_id))
     decision = decide(snapshot, customer, now=utcnow(), channel=channel)
     body = {"customer_id": customer_id, **decision.to_dict()}
+    metrics.count_offers("next_best_action", [body["action"]])
     body.update(channel=channel, model_version=snapshot.version)
     return json_response(body)

@@ -24,6 +24,7 @@ from recsys.errors import ModelUnavailableError, StoreUnavailableError
 from recsys.events import utcnow
 from recsys.store import CustomerState, FeatureStore
 from serving.auth import Principal, require
+from serving.metrics import Metrics
 from serving.model_state import Snapshot
 from serving.models import (
     CHANNEL_PATTERN,
@@ -33,7 +34,7 @@ from serving.models import (
     OffersBatchRequest,
 )
 from serving.offers import offers_for, offers_for_many
-from serving.routes.common import CustomerId, ServingDep, json_response, problems
+from serving.routes.common import CustomerId, MetricsDep, ServingDep, json_response, problems
 from serving.state import CustomerRead, ServingState
 
 router = APIRouter(tags=["offers"])
@@ -69,6 +70,7 @@ def customer_read(read: CustomerRead) -> tuple[Snapshot, CustomerState]:
 def get_offers(
     customer_id: CustomerId,
     serving: ServingDep,
+    metrics: MetricsDep,
     _: Annotated[Principal, Depends(require("read"))],
     channel: Channel = None,
     k: OffersK = 3,
@@ -78,6 +80,7 @@ def get_offers(
     snapshot, customer = customer_read(serving.read_customer(customer_id))
     chosen = offers_for(snapshot, customer, now=utcnow(), channel=channel, k=k)
     body = chosen.to_dict()
+    metrics.count_offers("offers", body["offers"])
     body.update(channel=channel, model_version=snapshot.version)
     return json_response(body)
 
@@ -91,18 +94,17 @@ def post_offers_batch(
     request: OffersBatchRequest,
     http: Request,
     serving: ServingDep,
+    metrics: MetricsDep,
     _: Annotated[Principal, Depends(require("read"))],
 ) -> Response:
     """Offers for up to 1,000 customers: every id answered, in order (unknown ones as new
     customers), from one store read."""
     snapshot, states = serving.read_customers(request.customer_ids, store=http.app.state.bulk_reads)
     chosen = offers_for_many(snapshot, states, now=utcnow(), channel=request.channel, k=request.k)
+    results = [c.to_dict() for c in chosen]
+    metrics.count_offers("offers_batch", (o for result in results for o in result["offers"]))
     return json_response(
-        {
-            "channel": request.channel,
-            "model_version": snapshot.version,
-            "results": [c.to_dict() for c in chosen],
-        }
+        {"channel": request.channel, "model_version": snapshot.version, "results": results}
     )
 
 
@@ -129,7 +131,15 @@ def export_offers(
     if snapshot is None:
         raise ModelUnavailableError("no model version is loaded")
     chunk = int(request.app.state.settings.serving.export_chunk)
-    export = OffersExport(serving, snapshot, channel, k, chunk, request.app.state.bulk_reads)
+    export = OffersExport(
+        serving,
+        snapshot,
+        channel,
+        k,
+        chunk,
+        request.app.state.bulk_reads,
+        request.app.state.metrics,
+    )
     first = export.first_block()  # a dead store is a 503 here, before the stream starts
     return StreamingResponse(export.blocks(first), media_type="application/x-ndjson")
 
@@ -145,9 +155,10 @@ class OffersExport:
         k: int,
         chunk: int,
         reads: FeatureStore,
+        metrics: Metrics,
     ) -> None:
         self.serving, self.snapshot, self.channel, self.k = serving, snapshot, channel, k
-        self.chunk, self.reads = chunk, reads
+        self.chunk, self.reads, self.metrics = chunk, reads, metrics
         self.now = utcnow()
         self.trained = snapshot.model.customer_ids  # sorted, unique
         self._ids = self._chunks()
@@ -176,11 +187,9 @@ class OffersExport:
         self.snapshot = snapshot
         known = [s for s in states if s.known]
         chosen = offers_for_many(snapshot, known, now=self.now, channel=self.channel, k=self.k)
-        return b"".join(
-            orjson.dumps(c.to_dict(), option=orjson.OPT_APPEND_NEWLINE)
-            for c in chosen
-            if c.consent and c.offers
-        )
+        lines = [c.to_dict() for c in chosen if c.consent and c.offers]
+        self.metrics.count_offers("offers_export", (o for line in lines for o in line["offers"]))
+        return b"".join(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE) for line in lines)
 
     def first_block(self) -> bytes:
         return b"".join(self._block(ids) for ids in _take_one(self._ids))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servingkit import READ, READ_KEY, TestClient
+from servingkit import READ, READ_KEY, TestClient, metric
 
 from feature_store.embedded import free_port
 from recsys.config import Settings, get_settings
@@ -46,7 +46,8 @@ def test_the_worker_factory_builds_the_app_from_environment_settings(
 def test_recsys_serve_runs_several_workers_on_uvloop_and_httptools(
     tmp_path: Path, redis_url: str, redis_prefix: str, artifacts: Path
 ) -> None:
-    """``recsys serve --workers 2``, as an operator starts it: both workers answer."""
+    """``recsys serve --workers 2``, as an operator starts it: both workers answer, and
+    ``/metrics`` sums both (multiprocess mode) and has each worker's process metrics."""
     port = free_port()
     root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
@@ -75,6 +76,15 @@ def test_recsys_serve_runs_several_workers_on_uvloop_and_httptools(
             response = httpx.get(f"{base}{RECS}", headers=READ, timeout=10)
             assert response.json()["strategy"] == "personalized"
         assert "2 worker(s), uvloop loop, httptools parser" in log_path.read_text()
+        for _ in range(4):  # whichever worker answers the scrape speaks for both
+            text = httpx.get(f"{base}/metrics", timeout=10).text
+            route = "/v1/customers/{customer_id}/recommendations"
+            labels = {"route": route, "method": "GET", "status": "200"}
+            assert metric(text, "recsys_http_requests_total", **labels) == 10
+            memory = {
+                pid: metric(text, "process_resident_memory_bytes", pid=pid) for pid in workers
+            }
+            assert all(value and value > 10_000_000 for value in memory.values()), memory
     finally:
         process.terminate()
         process.wait(30)
