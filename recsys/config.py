@@ -52,6 +52,23 @@ class ServingConfig(BaseModel):
     export_chunk: int = Field(default=1000, ge=1)  # customers per store read of the offers export
 
 
+class OffersConfig(BaseModel):
+    """Adaptive offers (``recsys.decisions.adaptive``): propensities learned from responses."""
+
+    #: Off: every offer's propensity is the hand-set rule (policy ``rules``); the counts are
+    #: still recorded.
+    adaptive: bool = True
+    #: How many sends the hand-set prior is worth (Beta prior ``n0 * p0, n0 * (1 - p0)``).
+    prior_strength: float = Field(default=20.0, gt=0)
+    #: Share of the decisions on ``explore_channels`` that use Thompson sampling.
+    explore_share: float = Field(default=0.2, ge=0, le=1)
+    explore_channels: tuple[str, ...] = ("email",)
+    #: A purchase this long after an ``offer_sent`` converts that send (the latest open one).
+    attribution_window_days: float = Field(default=7.0, gt=0)
+    #: How long a process may reuse the counts it read for the batch path (0: read every time).
+    stats_cache_ttl_s: float = Field(default=0.0, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore"
@@ -76,6 +93,7 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    offers: OffersConfig = Field(default_factory=OffersConfig)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -28,6 +28,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from feature_store.ingest import EventWriter
+from feature_store.offer_stats import OfferStats
 from recsys.bundle import ModelBundle
 from recsys.config import Settings
 from recsys.errors import ModelUnavailableError, StoreUnavailableError
@@ -138,6 +139,7 @@ def _lifespan(
         app.state.serving = serving
         writer, own_writer = _open_event_writer(settings, the_store)
         app.state.event_writer = writer
+        app.state.offer_stats = OfferStats(writer.client, writer.prefix)  # serving.adaptive
         try:
             await anyio.to_thread.run_sync(serving.load_latest)
         except (ModelUnavailableError, StoreUnavailableError) as exc:

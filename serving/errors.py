@@ -28,6 +28,7 @@ from recsys.errors import (
     RecsysError,
     UnauthorizedError,
     UnavailableError,
+    UnknownOfferError,
 )
 
 PROBLEM_JSON = "application/problem+json"
@@ -37,6 +38,7 @@ _TYPE_BASE = "urn:pelanggan:problem:"
 _MAPPING: tuple[tuple[type[RecsysError], int, str], ...] = (
     (NotFoundError, 404, "not-found"),
     (InvalidEventError, 422, "invalid-event"),
+    (UnknownOfferError, 422, "unknown-offer"),
     (InvalidRequestError, 400, "invalid-request"),
     (UnauthorizedError, 401, "unauthorized"),
     (ForbiddenError, 403, "forbidden"),

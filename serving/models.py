@@ -165,6 +165,17 @@ _CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN)
 MAX_OFFERS = 20
 
 
+class OfferEvidence(BaseModel):
+    responses: int
+    sends: int
+
+
+class OfferAsked(BaseModel):
+    offer_id: str
+    chosen: bool
+    reason: str
+
+
 class OfferOut(BaseModel):
     offer_id: str
     type: str
@@ -174,6 +185,9 @@ class OfferOut(BaseModel):
     reason: str
     score: float
     expires_at: datetime | None
+    policy: str = "rules"  # rules, posterior_mean or thompson: what set the propensity
+    propensity: float | None = None
+    evidence: OfferEvidence | None = None
 
 
 class CustomerOffers(BaseModel):
@@ -185,6 +199,7 @@ class CustomerOffers(BaseModel):
 class Offers(CustomerOffers):
     channel: str | None
     model_version: str
+    asked: OfferAsked | None = None
 
 
 class OffersBatchRequest(BaseModel):
@@ -193,6 +208,8 @@ class OffersBatchRequest(BaseModel):
     customer_ids: list[str] = Field(min_length=1, max_length=1000)
     k: int = Field(default=3, ge=1, le=MAX_OFFERS)
     channel: str | None = Field(default=None, pattern=CHANNEL_PATTERN)
+    #: Seeds the Thompson draws of the request (reproducible exploration); none: fresh.
+    seed: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _ids(self) -> OffersBatchRequest:

@@ -43,7 +43,7 @@ and the same code serves one feature dict (a table of one row).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -103,9 +103,11 @@ def offer_matrix(
     offer_set: OfferSet,
     now: datetime,
     channel: str | None = None,
+    propensities: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(eligible, expected_value)``, both ``(n_customers, n_offers)``, before contacts and
-    items (those are per customer: :func:`rank_offers`)."""
+    items (those are per customer: :func:`rank_offers`). ``propensities``: learned ones
+    (``recsys.decisions.adaptive``), ``(n_customers, n_offers)``, instead of :func:`propensity`."""
     n, offers = n_rows(features), offer_set.offers
     eligible = np.zeros((n, len(offers)), dtype=bool)
     value = np.zeros((n, len(offers)))
@@ -125,8 +127,21 @@ def offer_matrix(
         if offer.type == "cart_reminder":
             ok &= cart
         eligible[:, j] = ok
-        value[:, j] = propensity(offer.type, features) * offer_value(offer, features) - offer.cost
+        p = propensity(offer.type, features) if propensities is None else propensities[:, j]
+        value[:, j] = p * offer_value(offer, features) - offer.cost
     return eligible, value
+
+
+@dataclass(frozen=True)
+class LearnedRow:
+    """One customer's propensity of every offer (in offer-set order), its evidence (sends and
+    responses of the customer's cell) and the policy that set them
+    (``recsys.decisions.adaptive``)."""
+
+    propensity: list[float]
+    sends: list[float]
+    responses: list[float]
+    policy: str
 
 
 @dataclass(frozen=True)
@@ -140,6 +155,10 @@ class RankedOffer:
     score: float
     expires_at: datetime | None
     channels: list[str] = field(default_factory=list)
+    policy: str = "rules"  # which policy set the propensity: rules, posterior_mean, thompson
+    propensity: float | None = None
+    sends: float = 0.0  # evidence: sends and responses of the customer's cell
+    responses: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -151,6 +170,9 @@ class RankedOffer:
             "reason": self.reason,
             "score": self.score,
             "expires_at": self.expires_at,
+            "policy": self.policy,
+            "propensity": None if self.propensity is None else round(self.propensity, 6),
+            "evidence": {"responses": int(self.responses), "sends": int(self.sends)},
         }
 
 
@@ -212,6 +234,7 @@ def _assemble(
     items: Sequence[str],
     cart: Sequence[str],
     k: int,
+    learned: LearnedRow | None = None,
 ) -> list[RankedOffer]:
     policy = offer_set.contact_policy
     if not channel_open(contacts, channel, now, policy):
@@ -239,11 +262,23 @@ def _assemble(
                 score=float(value[j]),
                 expires_at=offer.valid_until,
                 channels=list(offer.channels),
+                **_evidence(learned, j),
             )
         )
         if len(out) >= k:
             break
     return out
+
+
+def _evidence(learned: LearnedRow | None, j: int) -> dict[str, Any]:
+    if learned is None:
+        return {}
+    return {
+        "policy": learned.policy,
+        "propensity": learned.propensity[j],
+        "sends": learned.sends[j],
+        "responses": learned.responses[j],
+    }
 
 
 def rank_offers(
@@ -257,6 +292,7 @@ def rank_offers(
     cart: Sequence[str] = (),
     k: int = 3,
     matrix: tuple[np.ndarray, np.ndarray] | None = None,
+    learned: LearnedRow | None = None,
 ) -> list[RankedOffer]:
     """One customer's best ``k`` eligible offers, highest expected value first.
 
@@ -286,6 +322,7 @@ def rank_offers(
         items=items,
         cart=cart,
         k=k,
+        learned=learned,
     )
 
 
@@ -300,6 +337,7 @@ def rank_offers_batch(
     carts: Mapping[str, Sequence[str]] | None = None,
     matrix: tuple[np.ndarray, np.ndarray] | None = None,
     k: int = 3,
+    learned: Callable[[int], LearnedRow] | None = None,
 ) -> list[list[RankedOffer]]:
     """:func:`rank_offers` for every row of a feature table (column ``customer_id``), in order;
     the eligibility and values are computed for all rows at once (or passed in: ``matrix``,
@@ -339,6 +377,7 @@ def rank_offers_batch(
                 items=items.get(cid, ()),
                 cart=carts.get(cid, ()),
                 k=k,
+                learned=None if learned is None else learned(i),
             )
         )
     return out

@@ -21,6 +21,7 @@ from recsys.config import Settings
 from recsys.customers.live_update import CustomerSnapshot, LiveUpdate, OnlineModel, plan_updates
 from recsys.errors import InvalidEventError
 from recsys.events import Event, utcnow, validate_batch
+from serving.adaptive import check_offer_ids, record_offer_events
 from serving.auth import Principal, require
 from serving.routes.common import ServingDep, json_response, problems
 from serving.state import ServingState
@@ -103,4 +104,10 @@ def post_events(
     already reflect them."""
     settings: Settings = request.app.state.settings
     events = validate_batch(_raw_events(payload), settings.serving.max_batch)
-    return json_response(ingest(request.app, serving, events), status_code=202)
+    check_offer_ids(serving, events)  # 422 before anything is stored
+    counts = ingest(request.app, serving, events)
+    # -- adaptive offers hook: the counts per offer and cell, after the events are stored and
+    # before the 202, so the next decision reads them (feature_store.offer_stats; to be folded
+    # into the ingest write script)
+    record_offer_events(request.app, serving, events, utcnow())
+    return json_response(counts, status_code=202)
