@@ -61,7 +61,7 @@ class OffersConfig(BaseModel):
     #: How many sends the hand-set prior is worth (Beta prior ``n0 * p0, n0 * (1 - p0)``).
     prior_strength: float = Field(default=20.0, gt=0)
     #: Share of the decisions on ``explore_channels`` that use Thompson sampling.
-    explore_share: float = Field(default=0.2, ge=0, le=1)
+    explore_share: float = Field(default=0.1, ge=0, le=1)
     explore_channels: tuple[str, ...] = ("email",)
     #: A purchase this long after an ``offer_sent`` converts that send (the latest open one).
     attribution_window_days: float = Field(default=7.0, gt=0)
