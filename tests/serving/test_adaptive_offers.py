@@ -216,3 +216,16 @@ def test_a_budget_holds_across_two_app_instances_on_one_redis(budget_settings: S
         "chosen": False,
         "reason": "budget exhausted: sends in total 30/30",
     }
+
+
+def test_the_model_endpoint_exports_the_counts_per_offer_and_cell(
+    offers_client: TestClient,
+) -> None:
+    sent = event("ghost-1", "offer_sent", "welcome-5", days_ago=1)
+    assert post_events(offers_client, sent, event("ghost-1", "offer_dismissed", "welcome-5"))
+    exported = get_json(offers_client.get("/v1/model/offer-stats", headers=READ))
+    assert exported["adaptive"] is True and exported["prior_strength"] == 20.0
+    assert exported["offers"]["welcome-5"] == {
+        "prospect|awareness|email": {"sends": 1, "responses": 0, "clicks": 0, "dismissals": 1}
+    }
+    assert exported["offers"]["refer-a-friend"] == {}
