@@ -236,6 +236,9 @@ class ActionOut(BaseModel):
     reason: str
     expected_value: float
     items: list[str] = Field(default_factory=list)
+    policy: str = "rules"
+    propensity: float | None = None  # of an offer's action, with its evidence
+    evidence: OfferEvidence | None = None
 
 
 class NextBestAction(BaseModel):

@@ -229,3 +229,16 @@ def test_the_model_endpoint_exports_the_counts_per_offer_and_cell(
         "prospect|awareness|email": {"sends": 1, "responses": 0, "clicks": 0, "dismissals": 1}
     }
     assert exported["offers"]["refer-a-friend"] == {}
+
+
+def test_the_next_best_action_says_the_policy_and_evidence_of_its_offer(
+    offers_client: TestClient,
+) -> None:
+    response = offers_client.get(
+        "/v1/customers/at-risk-1/next-best-action?channel=email", headers=READ
+    )
+    action = get_json(response)["action"]
+    assert action["action_id"] == "win-back-15"
+    assert action["policy"] == "posterior_mean"  # a next best action does not explore
+    assert action["propensity"] == pytest.approx(0.02 + 0.2 * 0.8)
+    assert action["evidence"] == {"responses": 0, "sends": 0}
