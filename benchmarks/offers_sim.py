@@ -1,6 +1,6 @@
 """Proof that the offers learn: email campaigns to simulated customers through the HTTP API.
 
-    python -m benchmarks.offers_sim [--customers 600] [--rounds 20] [--seed 1]
+    python -m benchmarks.offers_sim [--customers 600] [--rounds 20] [--seed 1] [--explore-share S]
 
 A population in three groups (their features put them in three context cells) has hidden true
 response rates per offer and group. For each scenario -- ``wrong`` (the hand-set priors rank the
@@ -216,6 +216,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=600)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--explore-share", type=float, default=None, help="RECSYS_OFFERS__EXPLORE_SHARE"
+    )
     args = parser.parse_args()
     customers, group_of = population(args.customers, args.seed)
     names = list(GROUPS)
@@ -240,6 +243,8 @@ def main() -> None:
                     "RECSYS_OFFERS__ADAPTIVE": str(policy == "adaptive").lower(),
                     "RECSYS_REDIS_PREFIX": f"sim-{scenario}-{policy}-{os.getpid()}",
                 }
+                if args.explore_share is not None:
+                    env["RECSYS_OFFERS__EXPLORE_SHARE"] = str(args.explore_share)
                 with serving(root, env=env) as base:
                     results[policy] = campaign(
                         http_post(base), customers, group_of, truth, args.rounds, args.seed
