@@ -196,8 +196,7 @@ def export_offers(
     if snapshot is None:
         raise ModelUnavailableError("no model version is loaded")
     chunk = int(request.app.state.settings.serving.export_chunk)
-    export = OffersExport(serving, snapshot, channel, k, chunk)
-    export.app = request.app
+    export = OffersExport(serving, snapshot, channel, k, chunk, request.app)
     first = export.first_block()  # a dead store is a 503 here, before the stream starts
     return StreamingResponse(export.blocks(first), media_type="application/x-ndjson")
 
@@ -206,12 +205,18 @@ class OffersExport:
     """The export's chunks (see :func:`export_offers`), on one model version throughout."""
 
     def __init__(
-        self, serving: ServingState, snapshot: Snapshot, channel: str, k: int, chunk: int
+        self,
+        serving: ServingState,
+        snapshot: Snapshot,
+        channel: str,
+        k: int,
+        chunk: int,
+        app: FastAPI | None = None,
     ) -> None:
         self.serving, self.snapshot, self.channel, self.k = serving, snapshot, channel, k
         self.chunk = chunk
         self.now = utcnow()
-        self.app: object = None  # the app, for the adaptive offers (None: the hand-set rules)
+        self.app = app  # for the adaptive offers and budgets (None: the hand-set rules)
         self.trained = snapshot.model.customer_ids  # sorted, unique
         self._ids = self._chunks()
 
@@ -239,7 +244,7 @@ class OffersExport:
         self.snapshot = snapshot
         known = [s for s in states if s.known]
         adaptation, reservations = None, None
-        if isinstance(self.app, FastAPI):
+        if self.app is not None:
             offer_set = snapshot.model.customer_models.offer_set
             adaptation = adaptation_for(
                 self.app, offer_set, now=self.now, channel=self.channel, batch=True

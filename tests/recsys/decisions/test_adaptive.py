@@ -86,3 +86,16 @@ def test_rules_keep_the_prior_and_a_zero_prior_stays_zero() -> None:
     mean = learn(prior, sends, responses, strength=20.0)
     assert mean.policy == ["posterior_mean"]
     assert mean.propensity[0, 0] == pytest.approx((4 + 90) / 120) and mean.propensity[0, 1] == 0
+
+
+def test_a_budget_says_which_limit_is_used_up() -> None:
+    from recsys.decisions.offer_set import Budget, parse_offer_set
+
+    budget = Budget(sends_per_day=10, redemptions_total=3)
+    assert budget.exhausted(9, 500, 0, 2) is None
+    assert budget.exhausted(10, 10, 0, 0) == "budget exhausted: sends per day 10/10"
+    assert budget.exhausted(0, 0, 0, 3) == "budget exhausted: redemptions in total 3/3"
+    offer = {"offer_id": "o", "type": "discount", "title": "t", "budget": {"sends_total": 5}}
+    assert parse_offer_set({"offers": [offer]}).offers[0].budget == Budget(sends_total=5)
+    with pytest.raises(ValueError, match="sends_totl"):
+        parse_offer_set({"offers": [{**offer, "budget": {"sends_totl": 5}}]})
