@@ -175,17 +175,32 @@ def test_thompson_sampling_takes_its_share_of_email_decisions_reproducibly(
     assert set(policies(web)) == {"posterior_mean"}  # the web does not explore
 
 
-@pytest.fixture
-def budget_settings(
-    offers_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Settings:
+def with_budget(settings: Settings, root: Path, budget: dict[str, int]) -> Settings:
+    """``settings`` serving the offers bundle with ``budget`` on welcome-5."""
     bundle = make_offers_bundle()
     for offer in bundle.extra["offers"]["offers"]:
         if offer["offer_id"] == "welcome-5":
-            offer["budget"] = {"sends_total": 30, "sends_per_day": 100}
-    root = tmp_path_factory.mktemp("budget-artifacts")
+            offer["budget"] = budget
     write_bundle(bundle, root)
-    return offers_settings.model_copy(update={"artifacts": Path(root)})
+    return settings.model_copy(update={"artifacts": root})
+
+
+@pytest.fixture
+def budget_settings(offers_settings: Settings, tmp_path: Path) -> Settings:
+    return with_budget(offers_settings, tmp_path, {"sends_total": 30, "sends_per_day": 100})
+
+
+def test_a_used_up_redemption_budget_takes_the_offer_out(
+    offers_settings: Settings, tmp_path: Path
+) -> None:
+    settings = with_budget(offers_settings, tmp_path, {"redemptions_total": 1})
+    with TestClient(create_app(settings)) as client:
+        assert "welcome-5" in by_id(offers(client, "ghost-2", channel="email"))
+        sent = event("ghost-1", "offer_sent", "welcome-5", days_ago=1)
+        assert post_events(client, sent, event("ghost-1", "offer_redeemed", "welcome-5"))
+        asked = offers(client, "ghost-2", channel="email", offer_id="welcome-5")
+    assert asked["offers"] == []
+    assert asked["asked"]["reason"] == "budget exhausted: redemptions in total 1/1"
 
 
 def test_a_budget_holds_across_two_app_instances_on_one_redis(budget_settings: Settings) -> None:
