@@ -196,7 +196,8 @@ def http_post(base: str) -> Post:
 
     def post(path: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         response = client.post(path, json=body, headers=headers)
-        response.raise_for_status()
+        if response.status_code >= 400:
+            raise RuntimeError(f"{path}: {response.status_code} {response.text}")
         result: dict[str, Any] = response.json()
         return result
 
