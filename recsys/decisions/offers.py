@@ -21,7 +21,8 @@ their conditions, the contact policy); the contact history and its tests are
 **Expected value** = propensity x value - cost. ``value`` is the catalogue's ``value`` times the
 ``value_basis`` (``fixed``: 1; ``avg_order_value``; ``clv``: the customer's figure, 0 if
 missing). Propensity is a deliberately simple documented model of the features, by type
-(:func:`propensity`), to be replaced by a learned one when response data exist:
+(:func:`propensity`); with adaptation on it is the prior of a propensity learned from responses
+(``recsys.decisions.adaptive``, passed in as ``propensities`` / ``learned``):
 
 ===================  =========================================================================
 type                 propensity
