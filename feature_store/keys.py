@@ -18,6 +18,13 @@ key                                    type         holds
                                                     (see ``feature_store.ingest``), expires
 ``<p>:{c:<id>}:evt``                   set          legacy: the unbounded event-id set of
                                                     older stores (only exported and erased)
+``<p>:{c:<id>}:offers``                hash         offer id -> ``sent_at|cell|flags``: the
+                                                    latest send of each offer (attribution)
+``<p>:{o:<offer>}:stats``              hash         per cell: ``s:<cell>`` sends,
+                                                    ``r:<cell>`` responses (conversions),
+                                                    ``k:<cell>`` clicks, ``d:<cell>`` dismissals
+``<p>:{o:<offer>}:budget:<what>:<d>``  integer      budget used: ``sends``/``redemptions`` on
+                                                    UTC day ``d`` (expires) or ``total``
 ``<p>:meta:active``                    string       the active model version
 ``<p>:meta:previous``                  string       the version active before the last switch
 ``<p>:meta:loaded:<version>``          string       set last by a completed bulk load (JSON)
@@ -121,6 +128,40 @@ def legacy_customer_event_ids(prefix: str, customer_id: str) -> str:
     return f"{prefix}:{_tag(customer_id)}:evt"
 
 
+def customer_offer_sends(prefix: str, customer_id: str) -> str:
+    """The latest send of each offer to the customer, for response attribution."""
+    return f"{prefix}:{_tag(customer_id)}:offers"
+
+
+# -- adaptive offers (``feature_store.offer_stats``) -----------------------------------------
+#: Fields of the per-offer stats hash: ``<kind>:<cell>``.
+STATS_SENDS: Final = "s"
+STATS_RESPONSES: Final = "r"
+STATS_CLICKS: Final = "k"
+STATS_DISMISSALS: Final = "d"
+BUDGET_TOTAL: Final = "total"
+
+
+def _offer_tag(offer_id: str) -> str:
+    return "{o:" + offer_id + "}"
+
+
+def offer_stats(prefix: str, offer_id: str) -> str:
+    """Counts of one offer's sends and responses per context cell (hash)."""
+    return f"{prefix}:{_offer_tag(offer_id)}:stats"
+
+
+def offer_budget(prefix: str, offer_id: str, what: str, day: str) -> str:
+    """How much of one offer's budget of ``what`` (``sends``, ``redemptions``) is used on UTC
+    ``day`` (``YYYY-MM-DD``) or in total (``day`` = :data:`BUDGET_TOTAL`)."""
+    return f"{prefix}:{_offer_tag(offer_id)}:budget:{what}:{day}"
+
+
+def offer_stats_pattern(prefix: str) -> str:
+    """A SCAN pattern over every offer's stats hash (the model endpoint's export)."""
+    return f"{prefix}:{{o:*}}:stats"
+
+
 def customer_keys(prefix: str, customer_id: str, versions: Iterable[str]) -> list[str]:
     """Every key of one customer, by name, given the versions that may hold a batch record.
 
@@ -133,6 +174,7 @@ def customer_keys(prefix: str, customer_id: str, versions: Iterable[str]) -> lis
         customer_contacts(prefix, customer_id),
         customer_event_ids(prefix, customer_id),
         legacy_customer_event_ids(prefix, customer_id),
+        customer_offer_sends(prefix, customer_id),
     ]
 
 

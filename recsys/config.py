@@ -72,6 +72,26 @@ class ServingConfig(BaseModel):
     max_history_items: int | None = Field(default=None, ge=1)
 
 
+class OffersConfig(BaseModel):
+    """Adaptive offers (``recsys.decisions.adaptive``): propensities learned from responses."""
+
+    #: Off: every offer's propensity is the hand-set rule (policy ``rules``); the counts are
+    #: still recorded.
+    adaptive: bool = True
+    #: How many sends the hand-set prior is worth (Beta prior ``n0 * p0, n0 * (1 - p0)``).
+    prior_strength: float = Field(default=20.0, gt=0)
+    #: Share of the decisions on ``explore_channels`` that use Thompson sampling.
+    explore_share: float = Field(default=0.1, ge=0, le=1)
+    explore_channels: tuple[str, ...] = ("email",)
+    #: A purchase this long after an ``offer_sent`` converts that send (the latest open one).
+    attribution_window_days: float = Field(default=7.0, gt=0)
+    #: How long a process may reuse the counts it read (0: read every time). The counts are a
+    #: second read besides the customer's; reused this long, an offers request stays one round
+    #: trip. A process's own event writes refresh them at once (read-your-writes); other
+    #: processes' writes are seen within this long. Budgets are reserved atomically regardless.
+    stats_cache_ttl_s: float = Field(default=1.0, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore"
@@ -96,6 +116,7 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    offers: OffersConfig = Field(default_factory=OffersConfig)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ The tree::
     ├── NotFoundError            a named thing (customer, item, model version) does not exist
     ├── InvalidRequestError      the caller sent something we cannot act on
     │   ├── InvalidEventError    an event of a request is invalid (names its index and problem)
+    │   ├── UnknownOfferError    an offer id the serving offer set does not hold
     │   └── DataFileError        an input file is malformed (names the file, row and problem)
     ├── UnauthorizedError        no or unknown API key
     ├── ForbiddenError           the key lacks the scope the operation needs
@@ -51,6 +52,12 @@ class InvalidEventError(InvalidRequestError):
 
     def details(self) -> dict[str, object]:
         return {} if self.index is None else {"index": self.index}
+
+
+class UnknownOfferError(InvalidRequestError):
+    def __init__(self, offer_id: str) -> None:
+        super().__init__(f"offer_id {offer_id[:140]!r} is not an offer of the serving offer set")
+        self.offer_id = offer_id
 
 
 class DataFileError(InvalidRequestError):

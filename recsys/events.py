@@ -24,6 +24,9 @@ Rules (each broken rule is reported with the event's index and the field):
   counts it (:func:`offer_contact`). Either may be left out (older feeds know only the offer).
 * ``properties`` is a JSON object of at most :data:`MAX_PROPERTIES_BYTES` whose numbers are all
   finite (``NaN`` and ``Infinity``, which Python's JSON parser accepts, are rejected).
+* a response to an offer (:data:`recsys.schema.OFFER_RESPONSE_TYPES`: ``offer_click``,
+  ``offer_redeemed``, ``offer_dismissed``) names the offer in ``properties.offer_id`` (required)
+  and may name the channel; whether the offer exists is the serving offer set's to say.
 * ``event_id`` (optional, up to 128 characters) makes the event idempotent; it and
   ``order_id`` hold no control characters.
 * unknown fields are rejected (a misspelt ``item`` must not pass as an event without item).
@@ -51,6 +54,7 @@ from recsys.schema import (
     ITEM_EVENT_TYPES,
     ITEM_ID_REGEX,
     ITEM_ID_RULE,
+    OFFER_RESPONSE_TYPES,
     SURVEY_METRICS,
     EventType,
     is_customer_id,
@@ -132,6 +136,10 @@ class Event(BaseModel):
             survey_answer(self.properties)
         if self.event_type == "offer_sent":
             offer_contact(self.properties)
+        if self.event_type in OFFER_RESPONSE_TYPES:
+            found = offer_contact(self.properties)
+            if found is None or not found[0]:
+                raise ValueError(f"an {self.event_type} needs properties.offer_id")
         if self.event_type == "purchase" and self.price == 0:
             raise ValueError("a purchase's price must be positive when given (training drops 0)")
         return self
@@ -140,6 +148,13 @@ class Event(BaseModel):
     def contact(self) -> tuple[str, str] | None:
         """``(offer_id, channel)`` of an ``offer_sent`` event ("" for a part not given)."""
         return offer_contact(self.properties) if self.event_type == "offer_sent" else None
+
+    @property
+    def offer(self) -> tuple[str, str] | None:
+        """``(offer_id, channel)`` of an offer event (sent or a response), else None."""
+        if self.event_type == "offer_sent" or self.event_type in OFFER_RESPONSE_TYPES:
+            return offer_contact(self.properties)
+        return None
 
     @property
     def survey(self) -> tuple[str, int] | None:

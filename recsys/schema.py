@@ -38,6 +38,9 @@ EventType = Literal[
     "survey",
     "offer_sent",
     "dislike",
+    "offer_click",
+    "offer_redeemed",
+    "offer_dismissed",
 ]
 
 EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
@@ -90,6 +93,11 @@ REQUIRED_EVENT_COLUMNS: Final[tuple[str, ...]] = EVENT_COLUMNS[:3]
 #: Event types that must name an item.
 ITEM_EVENT_TYPES: Final[frozenset[str]] = frozenset(
     {"view", "add_to_cart", "remove_from_cart", "purchase", "return", "dislike"}
+)
+
+#: Responses to an offer (each names ``properties.offer_id``; ``offer_redeemed`` converts it).
+OFFER_RESPONSE_TYPES: Final[frozenset[str]] = frozenset(
+    {"offer_click", "offer_redeemed", "offer_dismissed"}
 )
 
 #: Survey metrics and their inclusive score ranges.

@@ -31,6 +31,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from feature_store.ingest import AsyncEventWriter, EventWriter
+from feature_store.offer_stats import OfferStats
 from recsys.bundle import ModelBundle
 from recsys.config import Settings
 from recsys.errors import ModelUnavailableError, StoreUnavailableError
@@ -182,6 +183,8 @@ def _lifespan(
         app.state.bulk_reads = _open_bulk_reads(settings, store)
         writer = _open_event_writer(settings, the_store, store is not None)
         app.state.event_writer = writer
+        # the counts of adaptive offers, on the sync store's client (serving.adaptive)
+        app.state.offer_stats = OfferStats(the_store.client, settings.redis_prefix)  # type: ignore[attr-defined]
         try:
             await anyio.to_thread.run_sync(serving.load_latest)
         except (ModelUnavailableError, StoreUnavailableError) as exc:

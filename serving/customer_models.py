@@ -147,7 +147,10 @@ def _number(value: Any) -> float:
 
 
 def changed_by_events(customer: CustomerState) -> bool:
-    return bool(customer.live.features)
+    """Whether the profile columns must be computed from the features: events changed them, or
+    the store knows nothing of the customer (a new customer is described as one: a prospect,
+    as after their first event, so that both fall in one context cell of the adaptive offers)."""
+    return bool(customer.live.features) or not customer.known
 
 
 def describe_row(

@@ -30,6 +30,7 @@ from recsys.errors import (
     RecsysError,
     UnauthorizedError,
     UnavailableError,
+    UnknownOfferError,
 )
 
 log = logging.getLogger("recsys.errors")
@@ -41,6 +42,7 @@ _TYPE_BASE = "urn:pelanggan:problem:"
 _MAPPING: tuple[tuple[type[RecsysError], int, str], ...] = (
     (NotFoundError, 404, "not-found"),
     (InvalidEventError, 422, "invalid-event"),
+    (UnknownOfferError, 422, "unknown-offer"),
     (InvalidRequestError, 400, "invalid-request"),
     (UnauthorizedError, 401, "unauthorized"),
     (ForbiddenError, 403, "forbidden"),

@@ -192,6 +192,17 @@ CHANNEL_PATTERN = r"^[a-z_]{1,32}$"
 MAX_OFFERS = 20
 
 
+class OfferEvidence(BaseModel):
+    responses: int
+    sends: int
+
+
+class OfferAsked(BaseModel):
+    offer_id: str
+    chosen: bool
+    reason: str
+
+
 class OfferOut(BaseModel):
     offer_id: str
     type: str
@@ -201,6 +212,9 @@ class OfferOut(BaseModel):
     reason: str
     score: float
     expires_at: UtcDateTime | None
+    policy: str = "rules"  # rules, posterior_mean or thompson: what set the propensity
+    propensity: float | None = None
+    evidence: OfferEvidence | None = None
 
 
 class CustomerOffers(BaseModel):
@@ -212,6 +226,7 @@ class CustomerOffers(BaseModel):
 class Offers(CustomerOffers):
     channel: str | None
     model_version: str
+    asked: OfferAsked | None = None
 
 
 _CustomerIdItem = Annotated[str, Field(json_schema_extra={"pattern": CUSTOMER_ID_PATTERN})]
@@ -223,6 +238,8 @@ class OffersBatchRequest(BaseModel):
     customer_ids: list[_CustomerIdItem] = Field(min_length=1, max_length=1000)
     k: int = Field(default=3, ge=1, le=MAX_OFFERS)
     channel: str | None = Field(default=None, pattern=CHANNEL_PATTERN)
+    #: Seeds the Thompson draws of the request (reproducible exploration); none: fresh.
+    seed: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _ids(self) -> OffersBatchRequest:
@@ -249,6 +266,9 @@ class ActionOut(BaseModel):
     reason: str
     expected_value: float
     items: list[str] = Field(default_factory=list)
+    policy: str = "rules"
+    propensity: float | None = None  # of an offer's action, with its evidence
+    evidence: OfferEvidence | None = None
 
 
 class NextBestAction(BaseModel):

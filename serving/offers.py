@@ -15,7 +15,7 @@ offer, since scoring every item is the costly part.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -23,12 +23,20 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from recsys.decisions.adaptive import Learned
 from recsys.decisions.contacts import channel_open
 from recsys.decisions.nba import Decision, next_best_action
-from recsys.decisions.offers import RankedOffer, offer_matrix, rank_offers, rank_offers_batch
+from recsys.decisions.offers import (
+    LearnedRow,
+    RankedOffer,
+    offer_matrix,
+    rank_offers,
+    rank_offers_batch,
+)
 from recsys.ranking.batch import rank_items_batch
 from recsys.ranking.customer_batch import CustomerBatch
 from recsys.store import CustomerState
+from serving.adaptive import Adaptation, BudgetReservations
 from serving.customer_models import (
     changed_by_events,
     describe_row,
@@ -71,18 +79,10 @@ def has_consent(features: Mapping[str, Any]) -> bool:
 
 
 def offer_dict(offer: RankedOffer) -> dict[str, Any]:
-    """``offer.to_dict()`` with the score rounded to 4 decimals (built directly: a batch
-    writes thousands)."""
-    return {
-        "offer_id": offer.offer_id,
-        "type": offer.type,
-        "title": offer.title,
-        "discount_pct": offer.discount_pct,
-        "items": list(offer.items),
-        "reason": offer.reason,
-        "score": round(offer.score, 4),
-        "expires_at": offer.expires_at,
-    }
+    """``offer.to_dict()`` with the score rounded to 4 decimals."""
+    body = offer.to_dict()
+    body["score"] = round(offer.score, 4)
+    return body
 
 
 def customer_features(snapshot: Snapshot, customer: CustomerState) -> dict[str, Any]:
@@ -186,15 +186,22 @@ def offers_for(
     k: int,
     items: Sequence[str] | None = None,
     features: dict[str, Any] | None = None,
+    adaptation: Adaptation | None = None,
 ) -> CustomerOffers:
     """One customer's best ``k`` offers; ``items`` (recommended) and ``features``
-    (:func:`customer_features`): when the caller has them already."""
+    (:func:`customer_features`): when the caller has them already; ``adaptation``: the
+    learned propensities and budgets (``serving.adaptive``; None: the hand-set rules)."""
     customer_models = snapshot.model.customer_models
     offer_set = customer_models.offer_set
     if features is None:
         features = customer_features(snapshot, customer)
     live = customer.live
-    eligible, value = offer_matrix(features, offer_set, now, channel)
+    learned = adaptation.learned(features, offer_set, channel) if adaptation else None
+    eligible, value = offer_matrix(
+        features, offer_set, now, channel, None if learned is None else learned.propensity
+    )
+    if adaptation is not None:
+        eligible &= adaptation.allowed(offer_set)[None, :]
     if items is None:
         wanted = customer_models.wants_items(eligible[0], value[0], live.cart) and channel_open(
             live.contacts, channel, now, offer_set.contact_policy
@@ -212,6 +219,7 @@ def offers_for(
         cart=live.cart,
         k=k,
         matrix=(eligible, value),
+        learned=None if learned is None else learned.row(0),
     )
     return CustomerOffers(customer.customer_id, customer.known, has_consent(features), offers)
 
@@ -223,8 +231,12 @@ def offers_for_many(
     now: datetime,
     channel: str | None,
     k: int,
+    adaptation: Adaptation | None = None,
+    reservations: BudgetReservations | None = None,
 ) -> list[CustomerOffers]:
-    """:func:`offers_for` of every customer, in order, eligibility computed for all at once."""
+    """:func:`offers_for` of every customer, in order, eligibility computed for all at once;
+    ``reservations``: reserve the sends of budgeted offers handed out (a customer denied one is
+    ranked again without it)."""
     if not customers:
         return []
     customer_models = snapshot.model.customer_models
@@ -235,7 +247,12 @@ def offers_for_many(
     table["customer_id"] = ids  # keys the per-customer maps of rank_offers_batch
     changed = np.fromiter((changed_by_events(c) for c in customers), bool, len(customers))
     table = describe_table(customer_models, table, changed)
-    eligible, value = offer_matrix(table, offer_set, now, channel)
+    learned = adaptation.learned(table, offer_set, channel) if adaptation else None
+    eligible, value = offer_matrix(
+        table, offer_set, now, channel, None if learned is None else learned.propensity
+    )
+    if adaptation is not None:
+        eligible &= adaptation.allowed(offer_set)[None, :]
     policy = offer_set.contact_policy
     carts = np.fromiter((bool(c.live.cart) for c in customers), bool, len(customers))
     wanted: dict[str, CustomerState] = {}
@@ -249,27 +266,52 @@ def offers_for_many(
         snapshot, list(wanted.values()), channel, customer_models.item_slots
     )
     items = dict(zip(wanted, found, strict=True))
-    ranked = rank_offers_batch(
-        table,
-        offer_set,
-        now=now,
-        channel=channel,
-        contacts={c.customer_id: c.live.contacts for c in customers},
-        items=items,
-        carts={c.customer_id: c.live.cart for c in customers},
-        matrix=(eligible, value),
-        k=k,
-    )
+    contacts = {c.customer_id: c.live.contacts for c in customers}
+    carts_of = {c.customer_id: c.live.cart for c in customers}
+    ranked: list[list[RankedOffer]] = [[] for _ in customers]
+    todo = list(range(len(customers)))
+    for _ in range(len(offer_set.offers) + 1):  # each pass denies at least one more offer
+        part = rank_offers_batch(
+            table.iloc[todo],
+            offer_set,
+            now=now,
+            channel=channel,
+            contacts=contacts,
+            items=items,
+            carts=carts_of,
+            matrix=(eligible[todo], value[todo]),
+            k=k,
+            learned=None if learned is None else _rows_of(learned, todo),
+        )
+        for row, chosen in zip(todo, part, strict=True):
+            ranked[row] = chosen
+        denied = reservations.deny(todo, ranked) if reservations else []
+        if not denied:
+            break
+        for row, j in denied:
+            eligible[row, j] = False
+        todo = sorted({row for row, _ in denied})
     return [
         CustomerOffers(c.customer_id, c.known, has_consent(row), offers)
         for c, row, offers in zip(customers, rows, ranked, strict=True)
     ]
 
 
+def _rows_of(learned: Learned, rows: Sequence[int]) -> Callable[[int], LearnedRow]:
+    """Row ``i`` of a part of the batch (its rows ``rows``) as :func:`rank_offers_batch` asks."""
+    return lambda i: learned.row(rows[i])
+
+
 def decide(
-    snapshot: Snapshot, customer: CustomerState, *, now: datetime, channel: str | None
+    snapshot: Snapshot,
+    customer: CustomerState,
+    *,
+    now: datetime,
+    channel: str | None,
+    adaptation: Adaptation | None = None,
 ) -> Decision:
-    """The next best action (``recsys.decisions.nba``) with this customer's offers and items."""
+    """The next best action (``recsys.decisions.nba``) with this customer's offers and items
+    (``adaptation``: learned propensities, the posterior mean: a next best action explores not)."""
     customer_models = snapshot.model.customer_models
     features = customer_features(snapshot, customer)
     items = recommended_items(
@@ -283,6 +325,7 @@ def decide(
         k=3,
         items=items[: customer_models.item_slots],
         features=features,
+        adaptation=adaptation,
     )
     return next_best_action(
         features,

@@ -88,16 +88,26 @@ class Action:
     reason: str
     expected_value: float
     items: list[str] = field(default_factory=list)
+    #: Of an offer's action: the policy that set its propensity, and its evidence
+    #: (``recsys.decisions.adaptive``); a built-in action's propensity is the hand-set rule's.
+    policy: str = "rules"
+    propensity: float | None = None
+    evidence: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "action_id": self.action_id,
             "type": self.type,
             "title": self.title,
             "reason": self.reason,
             "expected_value": round(self.expected_value, 4),
             "items": list(self.items),
+            "policy": self.policy,
         }
+        if self.evidence is not None:
+            body["propensity"] = None if self.propensity is None else round(self.propensity, 6)
+            body["evidence"] = dict(self.evidence)
+        return body
 
 
 @dataclass(frozen=True)
@@ -151,7 +161,19 @@ def candidate_actions(
     best = offers[0] if offers else None
     if best is not None and (not detractor or best.type == "service_recovery"):
         kind = OFFER_COVERS.get(best.type, "offer")
-        out.append(Action(best.offer_id, kind, best.title, best.reason, best.score, best.items))
+        out.append(
+            Action(
+                best.offer_id,
+                kind,
+                best.title,
+                best.reason,
+                best.score,
+                best.items,
+                policy=best.policy,
+                propensity=best.propensity,
+                evidence={"responses": int(best.responses), "sends": int(best.sends)},
+            )
+        )
     if detractor:
         ev = p.recovery_propensity * (p.recovery_value + p.recovery_clv_share * clv)
         out.append(

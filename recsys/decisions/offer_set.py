@@ -4,6 +4,7 @@ An offer set is a YAML or JSON file (``recsys/decisions/data/offers.yaml`` is th
 offers with an eligibility condition list in a small safe language -- each condition is
 ``{feature, op, value}`` with ``op`` one of ``< <= > >= == != in``, all must hold, a missing
 feature fails every condition but ``!=`` -- and a contact policy (caps per channel, cool-down).
+An offer may carry a ``budget`` (:class:`Budget`: sends or redemptions per UTC day and in total).
 How offers are chosen from it is :mod:`recsys.decisions.offers`.
 """
 
@@ -17,7 +18,7 @@ from typing import Any, Final, Literal
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from recsys.customers.segments import Features, column
 
@@ -85,6 +86,33 @@ class Condition(BaseModel):
         raise ValueError(f"operator {self.op!r} needs a number, not {self.value!r}")
 
 
+class Budget(BaseModel):
+    """How often an offer may go out or be redeemed: per UTC day and in total (None: no
+    limit). Sends are reserved by the decisions that hand the offer out for sending; an offer
+    whose budget is used up is not chosen (``feature_store.offer_stats``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sends_per_day: int | None = Field(default=None, ge=0)
+    sends_total: int | None = Field(default=None, ge=0)
+    redemptions_per_day: int | None = Field(default=None, ge=0)
+    redemptions_total: int | None = Field(default=None, ge=0)
+
+    def exhausted(
+        self, sends_day: int, sends_total: int, redemptions_day: int, redemptions_total: int
+    ) -> str | None:
+        """Why the budget is used up (None: it is not), given what is used."""
+        for used, limit, name in (
+            (sends_day, self.sends_per_day, "sends per day"),
+            (sends_total, self.sends_total, "sends in total"),
+            (redemptions_day, self.redemptions_per_day, "redemptions per day"),
+            (redemptions_total, self.redemptions_total, "redemptions in total"),
+        ):
+            if limit is not None and used >= limit:
+                return f"budget exhausted: {name} {used}/{limit}"
+        return None
+
+
 class Offer(BaseModel):
     offer_id: str
     type: OfferType
@@ -100,6 +128,7 @@ class Offer(BaseModel):
     needs_items: bool = False
     marketing: bool = True
     max_items: int = 4
+    budget: Budget | None = None
 
 
 class ChannelCap(BaseModel):

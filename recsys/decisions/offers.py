@@ -21,7 +21,8 @@ their conditions, the contact policy); the contact history and its tests are
 **Expected value** = propensity x value - cost. ``value`` is the catalogue's ``value`` times the
 ``value_basis`` (``fixed``: 1; ``avg_order_value``; ``clv``: the customer's figure, 0 if
 missing). Propensity is a deliberately simple documented model of the features, by type
-(:func:`propensity`), to be replaced by a learned one when response data exist:
+(:func:`propensity`); with adaptation on it is the prior of a propensity learned from responses
+(``recsys.decisions.adaptive``, passed in as ``propensities`` / ``learned``):
 
 ===================  =========================================================================
 type                 propensity
@@ -43,7 +44,7 @@ and the same code serves one feature dict (a table of one row).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -103,9 +104,11 @@ def offer_matrix(
     offer_set: OfferSet,
     now: datetime,
     channel: str | None = None,
+    propensities: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(eligible, expected_value)``, both ``(n_customers, n_offers)``, before contacts and
-    items (those are per customer: :func:`rank_offers`)."""
+    items (those are per customer: :func:`rank_offers`). ``propensities``: learned ones
+    (``recsys.decisions.adaptive``), ``(n_customers, n_offers)``, instead of :func:`propensity`."""
     n, offers = n_rows(features), offer_set.offers
     eligible = np.zeros((n, len(offers)), dtype=bool)
     value = np.zeros((n, len(offers)))
@@ -125,11 +128,24 @@ def offer_matrix(
         if offer.type == "cart_reminder":
             ok &= cart
         eligible[:, j] = ok
-        value[:, j] = propensity(offer.type, features) * offer_value(offer, features) - offer.cost
+        p = propensity(offer.type, features) if propensities is None else propensities[:, j]
+        value[:, j] = p * offer_value(offer, features) - offer.cost
     return eligible, value
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 3x (batches build many)
+@dataclass(frozen=True)
+class LearnedRow:
+    """One customer's propensity of every offer (in offer-set order), its evidence (sends and
+    responses of the customer's cell) and the policy that set them
+    (``recsys.decisions.adaptive``)."""
+
+    propensity: list[float]
+    sends: list[float]
+    responses: list[float]
+    policy: str
+
+
+@dataclass(frozen=True)
 class RankedOffer:
     offer_id: str
     type: str
@@ -140,6 +156,10 @@ class RankedOffer:
     score: float
     expires_at: datetime | None
     channels: list[str] = field(default_factory=list)
+    policy: str = "rules"  # which policy set the propensity: rules, posterior_mean, thompson
+    propensity: float | None = None
+    sends: float = 0.0  # evidence: sends and responses of the customer's cell
+    responses: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -151,6 +171,9 @@ class RankedOffer:
             "reason": self.reason,
             "score": self.score,
             "expires_at": self.expires_at,
+            "policy": self.policy,
+            "propensity": None if self.propensity is None else round(self.propensity, 6),
+            "evidence": {"responses": int(self.responses), "sends": int(self.sends)},
         }
 
 
@@ -212,6 +235,7 @@ def _assemble(
     items: Sequence[str],
     cart: Sequence[str],
     k: int,
+    learned: LearnedRow | None = None,
 ) -> list[RankedOffer]:
     policy = offer_set.contact_policy
     if not channel_open(contacts, channel, now, policy):
@@ -239,11 +263,23 @@ def _assemble(
                 score=float(value[j]),
                 expires_at=offer.valid_until,
                 channels=list(offer.channels),
+                **_evidence(learned, j),
             )
         )
         if len(out) >= k:
             break
     return out
+
+
+def _evidence(learned: LearnedRow | None, j: int) -> dict[str, Any]:
+    if learned is None:
+        return {}
+    return {
+        "policy": learned.policy,
+        "propensity": learned.propensity[j],
+        "sends": learned.sends[j],
+        "responses": learned.responses[j],
+    }
 
 
 def rank_offers(
@@ -257,6 +293,7 @@ def rank_offers(
     cart: Sequence[str] = (),
     k: int = 3,
     matrix: tuple[np.ndarray, np.ndarray] | None = None,
+    learned: LearnedRow | None = None,
 ) -> list[RankedOffer]:
     """One customer's best ``k`` eligible offers, highest expected value first.
 
@@ -286,6 +323,7 @@ def rank_offers(
         items=items,
         cart=cart,
         k=k,
+        learned=learned,
     )
 
 
@@ -300,79 +338,47 @@ def rank_offers_batch(
     carts: Mapping[str, Sequence[str]] | None = None,
     matrix: tuple[np.ndarray, np.ndarray] | None = None,
     k: int = 3,
+    learned: Callable[[int], LearnedRow] | None = None,
 ) -> list[list[RankedOffer]]:
     """:func:`rank_offers` for every row of a feature table (column ``customer_id``), in order;
     the eligibility and values are computed for all rows at once (or passed in: ``matrix``,
     the :func:`offer_matrix` of ``features``). ``carts``: the live carts, which fill cart
-    reminders (the table's ``cart_open_items`` must already count them).
-
-    The choice is :func:`_assemble`'s, made for all rows at once: an offer is kept where it is
-    eligible, worth making, not cooling down and, when it needs items, has some; each row keeps
-    its first ``k`` kept offers in value order (ties in offer-set order). Only the chosen offers
-    become :class:`RankedOffer` objects (with their reasons)."""
+    reminders (the table's ``cart_open_items`` must already count them)."""
     eligible, value = (
         matrix if matrix is not None else offer_matrix(features, offer_set, now, channel)
     )
     contacts, items, carts = contacts or {}, items or {}, carts or {}
-    n, offers = len(features), offer_set.offers
     ids = (
         features["customer_id"].astype(str).tolist()
         if "customer_id" in features.columns
-        else ["None"] * n
+        else ["None"] * len(features)
     )
-    policy = offer_set.contact_policy
-    if n == 0 or not offers or k <= 0 or not channel_open((), channel, now, policy):
-        return [[] for _ in range(n)]
-    with np.errstate(invalid="ignore"):
-        keep = np.asarray(eligible, dtype=bool) & (value > 0)
-    has_items = np.fromiter((bool(items.get(cid)) for cid in ids), bool, n)
-    has_cart = np.fromiter((bool(carts.get(cid)) for cid in ids), bool, n)
-    for j, offer in enumerate(offers):
-        if offer.needs_items:
-            filled = has_items | has_cart if offer.type == "cart_reminder" else has_items
-            keep[:, j] &= filled & (offer.max_items > 0)
-    column_of = {offer.offer_id: j for j, offer in enumerate(offers)}
-    for i in np.flatnonzero(keep.any(axis=1)).tolist():
-        sent = contacts.get(ids[i], ())
-        if not sent:
-            continue
-        if not channel_open(sent, channel, now, policy):
-            keep[i] = False
-            continue
-        cooling = [column_of[o] for o in cooling_down(sent, now, policy) if o in column_of]
-        keep[i, cooling] = False
-    order = np.argsort(-value, axis=1, kind="stable")
-    kept = np.take_along_axis(keep, order, axis=1)
-    kept &= np.cumsum(kept, axis=1) <= k
     needed = [name for name in REASON_FEATURES if name in features.columns]
-    raw = {name: features[name].tolist() for name in needed}  # what the reasons read
-    values = value.tolist()
-    out: list[list[RankedOffer]] = [[] for _ in range(n)]
-    rows, places = np.nonzero(kept)
-    chosen_of = order[rows, places].tolist()
-    row_features: dict[str, Any] = {}
-    last = -1
-    for i, j in zip(rows.tolist(), chosen_of, strict=True):
-        if i != last:
-            row_features = {name: raw[name][i] for name in needed}
-            last = i
-        offer = offers[j]
-        picked: list[str] = []
-        if offer.needs_items:
-            cart = carts.get(ids[i], ())
-            pool = cart if offer.type == "cart_reminder" and cart else items.get(ids[i], ())
-            picked = list(pool)[: offer.max_items]
-        out[i].append(
-            RankedOffer(
-                offer_id=offer.offer_id,
-                type=offer.type,
-                title=offer.title,
-                discount_pct=offer.discount_pct,
-                items=picked,
-                reason=reason_for(offer, row_features, len(picked)),
-                score=float(values[i][j]),
-                expires_at=offer.valid_until,
-                channels=list(offer.channels),
+    any_eligible: np.ndarray = np.asarray(eligible.any(axis=1), dtype=bool)
+    records = features.loc[any_eligible, needed].to_dict("records")  # what the reasons read
+    rows = iter(records)
+    allowed, values = eligible.tolist(), value.tolist()
+    orders = np.argsort(-value, axis=1, kind="stable").tolist()
+    out: list[list[RankedOffer]] = []
+    for i, (cid, some) in enumerate(zip(ids, any_eligible.tolist(), strict=True)):
+        if not some:
+            out.append([])
+            continue
+        row = next(rows)
+        out.append(
+            _assemble(
+                row,
+                offer_set,
+                allowed[i],
+                values[i],
+                orders[i],
+                now=now,
+                channel=channel,
+                contacts=contacts.get(cid, ()),
+                items=items.get(cid, ()),
+                cart=carts.get(cid, ()),
+                k=k,
+                learned=None if learned is None else learned(i),
             )
         )
     return out

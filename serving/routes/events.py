@@ -26,6 +26,7 @@ from recsys.config import Settings
 from recsys.customers.live_update import CustomerSnapshot, LiveUpdate, OnlineModel, plan_updates
 from recsys.errors import InvalidEventError
 from recsys.events import Event, utcnow, validate_batch
+from serving.adaptive import check_offer_ids, record_offer_events
 from serving.auth import Principal, require
 from serving.metrics import Metrics
 from serving.routes.common import ServingDep, json_response, problems
@@ -119,10 +120,15 @@ async def post_events(
     try:
         raw = _raw_events(payload)
         events = validate_batch(raw, settings.serving.max_batch)
+        check_offer_ids(serving, events)  # 422 before anything is stored
     except InvalidEventError:
         metrics.count_events({"rejected": max(len(raw), 1)})  # all or nothing: all rejected
         raise
     counts = await ingest(request.app, serving, events)
+    # -- adaptive offers hook: the counts per offer and cell, after the events are stored and
+    # before the 202, so the next decision reads them (feature_store.offer_stats; to be folded
+    # into the ingest write script)
+    record_offer_events(request.app, serving, events, utcnow())
     metrics.count_events(
         {
             "accepted": counts["accepted"],

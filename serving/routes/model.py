@@ -5,11 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
 
+from serving.adaptive import offer_stats
 from serving.auth import Principal, require
 from serving.models import ModelInfo, Reloaded, TrainingData
-from serving.routes.common import MetricsDep, ServingDep, problems, require_snapshot
+from serving.routes.common import (
+    MetricsDep,
+    ServingDep,
+    json_response,
+    problems,
+    require_snapshot,
+)
 
 router = APIRouter(tags=["model"])
 
@@ -55,4 +63,25 @@ async def reload_model(
         previous_version=previous,
         version=snapshot.version,
         changed=previous != snapshot.version,
+    )
+
+
+@router.get("/v1/model/offer-stats", responses=problems(401, 403, 503))
+async def get_offer_stats(
+    request: Request, serving: ServingDep, _: Annotated[Principal, Depends(require("read"))]
+) -> Response:
+    """What the adaptive offers learned: per offer and context cell (``segment|journey
+    stage|channel``) the sends, responses, clicks and dismissals counted so far. Kept per offer
+    id in the store, not per model version: it survives a reload."""
+    snapshot = require_snapshot(serving.snapshot)
+    offer_set = snapshot.model.customer_models.offer_set
+    counts = await anyio.to_thread.run_sync(offer_stats(request.app).export, offer_set)
+    settings = request.app.state.settings.offers
+    return json_response(
+        {
+            "adaptive": settings.adaptive,
+            "prior_strength": settings.prior_strength,
+            "explore_share": settings.explore_share,
+            "offers": counts,
+        }
     )

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from recsys.events import utcnow
+from serving.adaptive import adaptation_for
 from serving.auth import Principal, require
 from serving.models import NextBestAction
 from serving.offers import decide
@@ -29,6 +30,7 @@ router = APIRouter(tags=["offers"])
     responses=problems(401, 403, 422, 503),
 )
 def get_next_best_action(
+    request: Request,
     customer_id: CustomerId,
     serving: ServingDep,
     metrics: MetricsDep,
@@ -38,7 +40,10 @@ def get_next_best_action(
     """The best action with a reason a person can read, the other eligible ones best first,
     the journey stage and the churn risk; an unknown customer is treated as a new one."""
     snapshot, customer = customer_read(serving.read_customer(customer_id))
-    decision = decide(snapshot, customer, now=utcnow(), channel=channel)
+    now = utcnow()
+    offer_set = snapshot.model.customer_models.offer_set
+    adaptation = adaptation_for(request.app, offer_set, now=now, channel=None)  # no exploring
+    decision = decide(snapshot, customer, now=now, channel=channel, adaptation=adaptation)
     body = {"customer_id": customer_id, **decision.to_dict()}
     metrics.count_offers("next_best_action", [body["action"]])
     body.update(channel=channel, model_version=snapshot.version)

@@ -13,16 +13,20 @@ business pulling.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Annotated
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from recsys.errors import ModelUnavailableError, StoreUnavailableError
+from recsys.decisions.explain import explain_offer
+from recsys.decisions.offers import RankedOffer, offer_matrix
+from recsys.errors import ModelUnavailableError, StoreUnavailableError, UnknownOfferError
 from recsys.events import utcnow
 from recsys.store import CustomerState, FeatureStore
+from serving.adaptive import Adaptation, BudgetReservations, adaptation_for, offer_stats
 from serving.auth import Principal, require
 from serving.metrics import Metrics
 from serving.model_state import Snapshot
@@ -33,7 +37,7 @@ from serving.models import (
     OffersBatch,
     OffersBatchRequest,
 )
-from serving.offers import offers_for, offers_for_many
+from serving.offers import customer_features, offers_for, offers_for_many
 from serving.routes.common import CustomerId, MetricsDep, ServingDep, json_response, problems
 from serving.state import CustomerRead, ServingState
 
@@ -68,21 +72,71 @@ def customer_read(read: CustomerRead) -> tuple[Snapshot, CustomerState]:
     responses=problems(401, 403, 422, 503),
 )
 def get_offers(
+    request: Request,
     customer_id: CustomerId,
     serving: ServingDep,
     metrics: MetricsDep,
     _: Annotated[Principal, Depends(require("read"))],
     channel: Channel = None,
     k: OffersK = 3,
+    offer_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=128,
+            description="also say whether this offer was chosen, and if not, why (`asked`)",
+        ),
+    ] = None,
 ) -> Response:
     """The customer's best offers by expected value, after consent, the detractor rule and the
-    contact policy; an unknown customer gets what a new customer is eligible for."""
+    contact policy; an unknown customer gets what a new customer is eligible for. Each offer
+    says the policy that set its propensity (``rules``, ``posterior_mean``) and its evidence."""
     snapshot, customer = customer_read(serving.read_customer(customer_id))
-    chosen = offers_for(snapshot, customer, now=utcnow(), channel=channel, k=k)
+    offer_set = snapshot.model.customer_models.offer_set
+    if offer_id is not None and all(o.offer_id != offer_id for o in offer_set.offers):
+        raise UnknownOfferError(offer_id)
+    now = utcnow()
+    adaptation = adaptation_for(request.app, offer_set, now=now, channel=channel)
+    adaptation.explore = False  # one customer's offers are shown, not a campaign: the mean
+    features = customer_features(snapshot, customer)
+    chosen = offers_for(
+        snapshot, customer, now=now, channel=channel, k=k, features=features, adaptation=adaptation
+    )
     body = chosen.to_dict()
     metrics.count_offers("offers", body["offers"])
     body.update(channel=channel, model_version=snapshot.version)
+    if offer_id is not None:
+        body["asked"] = _asked(
+            offer_id, features, customer, chosen.offers, adaptation, now, channel
+        )
     return json_response(body)
+
+
+def _asked(
+    offer_id: str,
+    features: dict[str, object],
+    customer: CustomerState,
+    chosen: Sequence[RankedOffer],
+    adaptation: Adaptation,
+    now: datetime,
+    channel: str | None,
+) -> dict[str, object]:
+    """Whether ``offer_id`` was chosen, and if not, the first rule that stopped it."""
+    offer_set = adaptation.offer_set
+    j = next(i for i, o in enumerate(offer_set.offers) if o.offer_id == offer_id)
+    learned = adaptation.learned(features, offer_set, channel)
+    _, value = offer_matrix(features, offer_set, now, channel, learned.propensity)
+    return explain_offer(
+        offer_id,
+        features,
+        offer_set,
+        now=now,
+        channel=channel,
+        contacts=customer.live.contacts,
+        chosen=[o.offer_id for o in chosen],
+        value=float(value[0, j]),
+        exhausted=adaptation.exhausted.get(offer_id),
+    )
 
 
 @router.post(
@@ -91,16 +145,29 @@ def get_offers(
     responses=problems(401, 403, 422, 503),
 )
 def post_offers_batch(
-    request: OffersBatchRequest,
     http: Request,
+    request: OffersBatchRequest,
     serving: ServingDep,
     metrics: MetricsDep,
     _: Annotated[Principal, Depends(require("read"))],
 ) -> Response:
     """Offers for up to 1,000 customers: every id answered, in order (unknown ones as new
     customers), from one store read."""
-    snapshot, states = serving.read_customers(request.customer_ids, store=http.app.state.bulk_reads)
-    chosen = offers_for_many(snapshot, states, now=utcnow(), channel=request.channel, k=request.k)
+    app = http.app
+    snapshot, states = serving.read_customers(request.customer_ids, store=app.state.bulk_reads)
+    now, offer_set = utcnow(), snapshot.model.customer_models.offer_set
+    adaptation = adaptation_for(
+        app, offer_set, now=now, channel=request.channel, seed=request.seed, batch=True
+    )
+    chosen = offers_for_many(
+        snapshot,
+        states,
+        now=now,
+        channel=request.channel,
+        k=request.k,
+        adaptation=adaptation,
+        reservations=BudgetReservations(offer_stats(app), offer_set, now),
+    )
     results = [c.to_dict() for c in chosen]
     metrics.count_offers("offers_batch", (o for result in results for o in result["offers"]))
     return json_response(
@@ -131,14 +198,9 @@ def export_offers(
     if snapshot is None:
         raise ModelUnavailableError("no model version is loaded")
     chunk = int(request.app.state.settings.serving.export_chunk)
+    state = request.app.state
     export = OffersExport(
-        serving,
-        snapshot,
-        channel,
-        k,
-        chunk,
-        request.app.state.bulk_reads,
-        request.app.state.metrics,
+        serving, snapshot, channel, k, chunk, state.bulk_reads, state.metrics, request.app
     )
     first = export.first_block()  # a dead store is a 503 here, before the stream starts
     return StreamingResponse(export.blocks(first), media_type="application/x-ndjson")
@@ -156,10 +218,12 @@ class OffersExport:
         chunk: int,
         reads: FeatureStore,
         metrics: Metrics,
+        app: FastAPI | None = None,
     ) -> None:
         self.serving, self.snapshot, self.channel, self.k = serving, snapshot, channel, k
         self.chunk, self.reads, self.metrics = chunk, reads, metrics
         self.now = utcnow()
+        self.app = app  # for the adaptive offers and budgets (None: the hand-set rules)
         self.trained = snapshot.model.customer_ids  # sorted, unique
         self._ids = self._chunks()
 
@@ -186,7 +250,22 @@ class OffersExport:
         snapshot, states = self.serving.read_customers(ids, self.snapshot, self.reads)
         self.snapshot = snapshot
         known = [s for s in states if s.known]
-        chosen = offers_for_many(snapshot, known, now=self.now, channel=self.channel, k=self.k)
+        adaptation, reservations = None, None
+        if self.app is not None:
+            offer_set = snapshot.model.customer_models.offer_set
+            adaptation = adaptation_for(
+                self.app, offer_set, now=self.now, channel=self.channel, batch=True
+            )
+            reservations = BudgetReservations(offer_stats(self.app), offer_set, self.now)
+        chosen = offers_for_many(
+            snapshot,
+            known,
+            now=self.now,
+            channel=self.channel,
+            k=self.k,
+            adaptation=adaptation,
+            reservations=reservations,
+        )
         lines = [c.to_dict() for c in chosen if c.consent and c.offers]
         self.metrics.count_offers("offers_export", (o for line in lines for o in line["offers"]))
         return b"".join(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE) for line in lines)

@@ -27,6 +27,7 @@ def test_customer_keys_name_every_key_of_one_customer() -> None:
         "pl:{c:17850}:contacts",
         "pl:{c:17850}:ids",
         "pl:{c:17850}:evt",
+        "pl:{c:17850}:offers",
     ]
 
 

@@ -15,6 +15,7 @@ from recsys.schema import (
     EVENT_TYPES,
     INTERACTION_COLUMNS,
     ITEM_EVENT_TYPES,
+    OFFER_RESPONSE_TYPES,
 )
 
 
@@ -24,6 +25,8 @@ def valid(event_type: str) -> dict[str, object]:
         event["item_id"] = "85123A"
     if event_type == "survey":
         event["properties"] = {"metric": "nps", "score": 9}
+    if event_type in OFFER_RESPONSE_TYPES:
+        event["properties"] = {"offer_id": "welcome-5"}
     return event
 
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from servingkit import API_KEYS, VERSION_1, TestClient, make_bundle, make_offers_bundle
 
 from recsys.bundle import write_bundle
-from recsys.config import Settings
+from recsys.config import OffersConfig, Settings
 from serving.app import create_app
 
 
@@ -24,8 +24,14 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(redis_url: str, redis_prefix: str, artifacts: Path) -> Settings:
+    # no Thompson exploration: the known answers are the posterior mean's (the prior's, until
+    # responses arrive); tests/serving/test_adaptive_offers.py turns it on
     return Settings(
-        redis_url=redis_url, redis_prefix=redis_prefix, artifacts=artifacts, api_keys=API_KEYS
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        artifacts=artifacts,
+        api_keys=API_KEYS,
+        offers=OffersConfig(explore_share=0.0),
     )
 
 

@@ -63,7 +63,11 @@ def test_offers_are_ranked_by_expected_value_with_items_and_reasons(
     assert "6 orders" in loyalty["reason"]
     assert set(refer) == {
         "offer_id", "type", "title", "discount_pct", "items", "reason", "score", "expires_at",
+        "policy", "propensity", "evidence",  # adaptive offers (issue 11): added, none removed
     }  # fmt: skip
+    # adaptation on, no responses yet: the posterior mean is the hand-set prior
+    assert refer["policy"] == "posterior_mean" and refer["propensity"] == pytest.approx(0.15)
+    assert refer["evidence"] == {"responses": 0, "sends": 0}
 
 
 def test_a_detractor_gets_service_recovery_only(offers_client: TestClient) -> None:

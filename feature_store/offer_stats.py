@@ -1,0 +1,331 @@
+"""Adaptive offers in Redis: the counts per offer and cell, attribution, budgets.
+
+**Counts.** Each offer has a hash ``<p>:{o:<offer>}:stats`` (``feature_store.keys``) with, per
+context cell (``segment|journey_stage|channel``, ``recsys.decisions.adaptive``), the sends
+``s:<cell>``, responses ``r:<cell>`` (conversions: an ``offer_redeemed``, or a purchase
+attributed to the send), clicks ``k:<cell>`` and dismissals ``d:<cell>``.
+
+**Attribution.** Every ``offer_sent`` records the latest send of that offer to the customer in
+``<p>:{c:<id>}:offers`` (field the offer id, value ``sent_at|cell|flags``), so a later response
+knows the cell to count it in. A response counts once per send (``flags``: 1 converted, 2
+clicked, 4 dismissed); a purchase converts the customer's latest open send within the
+attribution window before it; a repeated ``offer_sent`` (same offer, same time: a retried event)
+counts no second send. Events of erased customers count nothing.
+
+:meth:`OfferStats.record` writes one request's offer events and purchases in **one** Lua script,
+so the counts are atomic across processes. It is called by ``POST /v1/events`` right after
+``feature_store.ingest`` stored the events and before the 202 (read-your-writes: the next decision
+reads the new counts). **Next step:** fold this script into the ingest write script
+(``feature_store.ingest._WRITE``), so that the events and their counts are one atomic write; it is
+separate now only because that script is being rewritten.
+
+**Budgets.** An offer's send budget (``recsys.decisions.offer_set.Budget``) is *reserved* by the
+decisions that hand the offer out for sending (the offers batch and export): :meth:`reserve` grants
+at most what is left of the day's and the total budget in one Lua script (check and ``INCRBY``
+together), so two processes never hand out more than the budget. Redemptions are counted by
+:meth:`record` from ``offer_redeemed`` events. :meth:`read` returns the counts and the budget used
+in one pipelined round trip (one ``HGETALL`` per offer).
+
+Redis Cluster: :meth:`record` touches the customers' keys and the offers' in one script, which a
+cluster refuses across slots; on a cluster it counts nothing yet (logged once), so events are
+still accepted and the offers keep their priors. Sharding the counts by slot is the next step.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from feature_store import keys, shards
+from feature_store.connection import RedisClient, store_errors
+from recsys.customers.online_state import to_seconds
+from recsys.decisions.offer_set import Budget, OfferSet
+from recsys.events import Event
+
+DAY_S: Final = 86_400.0
+log = logging.getLogger("recsys.offers")
+#: Kinds of offer events the script knows, by event type.
+_KIND: Final = {
+    "offer_sent": "S",
+    "offer_redeemed": "R",
+    "offer_click": "C",
+    "offer_dismissed": "D",
+}
+
+_RECORD = f"""
+local window = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+local day_ttl = tonumber(ARGV[3])
+local noffers = tonumber(ARGV[4])
+local idx = {{}}
+for j = 1, noffers do idx[ARGV[4 + j]] = j end
+local pos = 5 + noffers
+local nops = tonumber(ARGV[pos])
+pos = pos + 1
+local bits = {{R = 1, C = 2, D = 4}}
+local fields = {{R = '{keys.STATS_RESPONSES}', C = '{keys.STATS_CLICKS}',
+  D = '{keys.STATS_DISMISSALS}'}}
+local function parse(rec)
+  local at, cell, flags = string.match(rec, '^([^|]*)|(.*)|([^|]*)$')
+  return tonumber(at), cell, tonumber(flags)
+end
+local function stats(j) return KEYS[1 + j] end
+local function redeemed(j)
+  redis.call('INCR', KEYS[1 + noffers + 2 * j - 1])
+  redis.call('EXPIRE', KEYS[1 + noffers + 2 * j - 1], day_ttl)
+  redis.call('INCR', KEYS[1 + noffers + 2 * j])
+end
+local counted = 0
+for i = 1, nops do
+  local kind, ck, cust = ARGV[pos], KEYS[tonumber(ARGV[pos + 1])], ARGV[pos + 2]
+  local offer, at_text, cell = ARGV[pos + 3], ARGV[pos + 4], ARGV[pos + 5]
+  local at = tonumber(at_text)
+  pos = pos + 6
+  if redis.call('SISMEMBER', KEYS[1], cust) == 0 then
+    if kind == 'S' then
+      local old = redis.call('HGET', ck, offer)
+      if not old or parse(old) ~= at then
+        redis.call('HSET', ck, offer, at_text .. '|' .. cell .. '|0')
+        redis.call('HINCRBY', stats(idx[offer]), '{keys.STATS_SENDS}:' .. cell, 1)
+        counted = counted + 1
+      end
+      redis.call('EXPIRE', ck, ttl)
+    elseif kind == 'P' then
+      local all = redis.call('HGETALL', ck)
+      local best, best_at, best_cell, best_flags, best_rec = nil, -1, nil, 0, nil
+      for k = 1, #all, 2 do
+        local sent, c, flags = parse(all[k + 1])
+        if flags % 2 == 0 and sent <= at and at - sent <= window and sent > best_at then
+          best, best_at, best_cell, best_flags, best_rec = all[k], sent, c, flags, all[k + 1]
+        end
+      end
+      if best and idx[best] then
+        local head = string.match(best_rec, '^(.*)|[^|]*$')
+        redis.call('HSET', ck, best, head .. '|' .. tostring(best_flags + 1))
+        redis.call('HINCRBY', stats(idx[best]), '{keys.STATS_RESPONSES}:' .. best_cell, 1)
+        counted = counted + 1
+      end
+    else
+      local rec = redis.call('HGET', ck, offer)
+      local bit = bits[kind]
+      if rec then
+        local sent, c, flags = parse(rec)
+        if math.floor(flags / bit) % 2 == 0 and sent <= at then
+          local head = string.match(rec, '^(.*)|[^|]*$')
+          redis.call('HSET', ck, offer, head .. '|' .. tostring(flags + bit))
+          redis.call('HINCRBY', stats(idx[offer]), fields[kind] .. ':' .. c, 1)
+          if kind == 'R' then redeemed(idx[offer]) end
+          counted = counted + 1
+        end
+      elseif kind == 'R' then
+        redeemed(idx[offer])  -- a redemption spends budget even without a recorded send
+      end
+    end
+  end
+end
+return counted
+"""
+
+_RESERVE = """
+local want = tonumber(ARGV[1])
+local day_limit = tonumber(ARGV[2])
+local total_limit = tonumber(ARGV[3])
+local grant = want
+local day = tonumber(redis.call('GET', KEYS[1]) or '0')
+local total = tonumber(redis.call('GET', KEYS[2]) or '0')
+if day_limit >= 0 then grant = math.min(grant, math.max(0, day_limit - day)) end
+if total_limit >= 0 then grant = math.min(grant, math.max(0, total_limit - total)) end
+if grant > 0 then
+  redis.call('INCRBY', KEYS[1], grant)
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+  redis.call('INCRBY', KEYS[2], grant)
+end
+return grant
+"""
+
+#: Counts of one offer: cell -> (sends, responses).
+CellCounts = dict[str, tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class BudgetUse:
+    """What is used of one offer's budget: sends and redemptions, today and in total."""
+
+    sends_day: int = 0
+    sends_total: int = 0
+    redemptions_day: int = 0
+    redemptions_total: int = 0
+
+
+@dataclass(frozen=True)
+class OfferCounts:
+    """What a decision reads: counts per offer and cell, budget used per budgeted offer."""
+
+    counts: dict[str, CellCounts] = field(default_factory=dict)
+    budgets: dict[str, BudgetUse] = field(default_factory=dict)
+    read_at: float = 0.0
+
+
+def day_of(now: datetime) -> str:
+    """The UTC day of ``now`` (naive UTC) as the budget keys name it."""
+    return now.strftime("%Y-%m-%d")
+
+
+def _limit(value: int | None) -> int:
+    return -1 if value is None else int(value)
+
+
+class OfferStats:
+    """The counts, attribution and budgets of the offers (module docstring); one per process."""
+
+    def __init__(self, client: RedisClient, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self._record = client.register_script(_RECORD)
+        self.cluster = shards.is_cluster(client)
+        self._warned = False
+        self._reserve = client.register_script(_RESERVE)
+        self._cache: dict[tuple[str, ...], OfferCounts] = {}
+
+    def record(
+        self,
+        events: Sequence[Event],
+        offer_set: OfferSet,
+        cells: Mapping[tuple[str, str], str],
+        *,
+        window_s: float,
+        now: datetime,
+    ) -> int:
+        """Count the sends and responses of ``events`` (validated; offer ids of ``offer_set``)
+        and attribute their purchases; ``cells``: ``(customer_id, channel)`` -> the cell of an
+        ``offer_sent``. Returns how many counts changed."""
+        ops = [e for e in events if e.event_type in _KIND or e.event_type == "purchase"]
+        if not ops:
+            return 0
+        if self.cluster:  # one script over customer and offer keys: refused across slots
+            if not self._warned:
+                log.warning("adaptive offers learn nothing on Redis Cluster yet (cross-slot)")
+                self._warned = True
+            return 0
+        ops.sort(key=lambda e: e.timestamp)  # a send before the responses of the same request
+        p, offers = self.prefix, [o.offer_id for o in offer_set.offers]
+        day = day_of(now)
+        script_keys = [keys.erased_customers(p), *(keys.offer_stats(p, o) for o in offers)]
+        for offer in offers:
+            script_keys += [
+                keys.offer_budget(p, offer, "redemptions", day),
+                keys.offer_budget(p, offer, "redemptions", keys.BUDGET_TOTAL),
+            ]
+        position: dict[str, int] = {}
+        args: list[Any] = [repr(window_s), math.ceil(2 * window_s + DAY_S), 2 * int(DAY_S)]
+        args += [len(offers), *offers, len(ops)]
+        for event in ops:
+            customer = event.customer_id
+            if customer not in position:
+                script_keys.append(keys.customer_offer_sends(p, customer))
+                position[customer] = len(script_keys)  # Lua indexes from 1
+            offer_id, channel = event.offer or ("", "")
+            cell = cells.get((customer, channel), "") if event.event_type == "offer_sent" else ""
+            kind = _KIND.get(event.event_type, "P")
+            args += [kind, position[customer], customer, offer_id]
+            args += [repr(to_seconds(event.timestamp)), cell]
+        with store_errors("offer stats write"):
+            changed = int(self._record(keys=script_keys, args=args))
+        self._cache.clear()
+        return changed
+
+    def read(self, offer_set: OfferSet, now: datetime, *, max_age_s: float = 0.0) -> OfferCounts:
+        """Every offer's counts and every budgeted offer's use, in one round trip; reused for
+        ``max_age_s`` seconds when positive (the batch path's cache)."""
+        p, offers = self.prefix, [o.offer_id for o in offer_set.offers]
+        day = day_of(now)
+        cache_key = (day, *offers)
+        cached = self._cache.get(cache_key)
+        if max_age_s > 0 and cached is not None and time.monotonic() - cached.read_at < max_age_s:
+            return cached
+        budgeted = [o.offer_id for o in offer_set.offers if o.budget is not None]
+        pipe = self.client.pipeline(transaction=False)
+        for offer in offers:
+            pipe.hgetall(keys.offer_stats(p, offer))
+        for offer in budgeted:
+            pipe.mget(
+                [
+                    keys.offer_budget(p, offer, what, when)
+                    for what in ("sends", "redemptions")
+                    for when in (day, keys.BUDGET_TOTAL)
+                ]
+            )
+        with store_errors("offer stats read"):
+            replies = pipe.execute()
+        counts = {o: parse_counts(raw) for o, raw in zip(offers, replies, strict=False)}
+        budgets = {
+            offer: BudgetUse(*(int(v or 0) for v in raw))
+            for offer, raw in zip(budgeted, replies[len(offers) :], strict=True)
+        }
+        found = OfferCounts(counts, budgets, time.monotonic())
+        self._cache = {cache_key: found}
+        return found
+
+    def reserve(self, offer_id: str, want: int, budget: Budget, now: datetime) -> int:
+        """Reserve up to ``want`` sends of ``offer_id`` within its budget; how many were granted
+        (atomic across processes)."""
+        if want <= 0:
+            return 0
+        p, day = self.prefix, day_of(now)
+        script_keys = [
+            keys.offer_budget(p, offer_id, "sends", day),
+            keys.offer_budget(p, offer_id, "sends", keys.BUDGET_TOTAL),
+        ]
+        args = [want, _limit(budget.sends_per_day), _limit(budget.sends_total), 2 * int(DAY_S)]
+        with store_errors("offer budget reservation"):
+            granted = int(self._reserve(keys=script_keys, args=args))
+        self._cache.clear()
+        return granted
+
+    def export(self, offer_set: OfferSet) -> dict[str, dict[str, dict[str, int]]]:
+        """Every offer's counts: offer -> cell -> ``{sends, responses, clicks, dismissals}``."""
+        pipe = self.client.pipeline(transaction=False)
+        offers = [o.offer_id for o in offer_set.offers]
+        for offer in offers:
+            pipe.hgetall(keys.offer_stats(self.prefix, offer))
+        with store_errors("offer stats export"):
+            replies = pipe.execute()
+        names = {
+            keys.STATS_SENDS: "sends",
+            keys.STATS_RESPONSES: "responses",
+            keys.STATS_CLICKS: "clicks",
+            keys.STATS_DISMISSALS: "dismissals",
+        }
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for offer, raw in zip(offers, replies, strict=True):
+            cells: dict[str, dict[str, int]] = {}
+            for name, value in raw.items():
+                kind, _, cell = _text(name).partition(":")
+                if kind in names:
+                    cells.setdefault(cell, dict.fromkeys(names.values(), 0))[names[kind]] = int(
+                        value
+                    )
+            out[offer] = cells
+        return out
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def parse_counts(raw: Mapping[Any, Any]) -> CellCounts:
+    """A stats hash as cell -> (sends, responses)."""
+    sends: dict[str, float] = {}
+    responses: dict[str, float] = {}
+    for name, value in raw.items():
+        kind, _, cell = _text(name).partition(":")
+        if kind == keys.STATS_SENDS:
+            sends[cell] = float(value)
+        elif kind == keys.STATS_RESPONSES:
+            responses[cell] = float(value)
+    return {cell: (sends.get(cell, 0.0), responses.get(cell, 0.0)) for cell in sends | responses}

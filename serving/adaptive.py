@@ -1,0 +1,218 @@
+"""Adaptive offers in serving: what a decision learns from, budgets, and the events hook.
+
+* :func:`adaptation_for` reads the counts of every offer and the budgets used (one round trip,
+  ``feature_store.offer_stats``) into an :class:`Adaptation`: the propensities of a decision
+  (``recsys.decisions.adaptive``; Thompson sampling for a share of the decisions on the
+  ``offers.explore_channels``, seeded per request), and the offers whose budget is used up.
+* :class:`BudgetReservations` reserves the sends of budgeted offers a batch hands out.
+* :func:`check_offer_ids` (422 for an offer id the serving offer set does not hold) and
+  :func:`record_offer_events` (the counts of a request's offer events, after they are stored)
+  are the events route's hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI
+
+from feature_store.offer_stats import OfferCounts, OfferStats
+from recsys.config import OffersConfig, Settings
+from recsys.customers.segments import Features, n_rows
+from recsys.decisions.adaptive import (
+    Learned,
+    cell_of,
+    cells_of,
+    evidence,
+    explore_rows,
+    learn,
+    prior_matrix,
+)
+from recsys.decisions.offer_set import OfferSet
+from recsys.decisions.offers import RankedOffer
+from recsys.errors import InvalidEventError
+from recsys.events import Event
+from serving.customer_models import (
+    changed_by_events,
+    default_offer_set,
+    describe_table,
+    merged_features,
+)
+from serving.state import ServingState
+
+
+@dataclass
+class Adaptation:
+    """What one offers request decides with (see the module docstring)."""
+
+    config: OffersConfig
+    offer_set: OfferSet
+    counts: OfferCounts
+    rng: np.random.Generator
+    explore: bool  # this request's channel explores (a batch channel)
+    exhausted: dict[str, str] = field(default_factory=dict)  # offer id -> why
+
+    def learned(self, features: Features, offer_set: OfferSet, channel: str | None) -> Learned:
+        prior = prior_matrix(features, offer_set)
+        ids = [o.offer_id for o in offer_set.offers]
+        sends, responses = evidence(ids, cells_of(features, channel), self.counts.counts)
+        share = self.config.explore_share if self.explore and self.config.adaptive else 0.0
+        rows = explore_rows(n_rows(features), share, self.rng)
+        return learn(
+            prior,
+            sends,
+            responses,
+            strength=self.config.prior_strength,
+            adaptive=self.config.adaptive,
+            explore=rows,
+            rng=self.rng,
+        )
+
+    def allowed(self, offer_set: OfferSet) -> np.ndarray:
+        """One bool per offer: its budget is not used up."""
+        return np.array([o.offer_id not in self.exhausted for o in offer_set.offers], dtype=bool)
+
+
+def offer_stats(app: FastAPI) -> OfferStats:
+    stats: OfferStats = app.state.offer_stats  # made by the lifespan (serving.app)
+    return stats
+
+
+def adaptation_for(
+    app: FastAPI,
+    offer_set: OfferSet,
+    *,
+    now: datetime,
+    channel: str | None,
+    seed: int | None = None,
+    batch: bool = False,
+) -> Adaptation:
+    """The counts and budgets read for one request (reused ``offers.stats_cache_ttl_s``);
+    ``seed``: the request's Thompson draws (None: fresh entropy)."""
+    settings: Settings = app.state.settings
+    config = settings.offers
+    counts = offer_stats(app).read(offer_set, now, max_age_s=config.stats_cache_ttl_s)
+    exhausted: dict[str, str] = {}
+    for offer in offer_set.offers:
+        used = counts.budgets.get(offer.offer_id)
+        if offer.budget is not None and used is not None:
+            why = offer.budget.exhausted(
+                used.sends_day, used.sends_total, used.redemptions_day, used.redemptions_total
+            )
+            if why is not None:
+                exhausted[offer.offer_id] = why
+    return Adaptation(
+        config=config,
+        offer_set=offer_set,
+        counts=counts,
+        rng=np.random.default_rng(seed),
+        explore=channel is not None and channel in config.explore_channels,
+        exhausted=exhausted,
+    )
+
+
+class BudgetReservations:
+    """Reserves the sends of the budgeted offers a batch hands out, customers in request order;
+    a customer denied one gets it excluded and is ranked again."""
+
+    def __init__(self, stats: OfferStats, offer_set: OfferSet, now: datetime) -> None:
+        self.stats, self.offer_set, self.now = stats, offer_set, now
+        self.budgeted = [
+            (j, o)
+            for j, o in enumerate(offer_set.offers)
+            if o.budget is not None
+            and (o.budget.sends_per_day is not None or o.budget.sends_total is not None)
+        ]
+        self.granted: dict[int, set[str]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.budgeted)
+
+    def deny(
+        self, rows: Sequence[int], ranked: Sequence[list[RankedOffer]]
+    ) -> list[tuple[int, int]]:
+        """Reserve what ``rows`` (with their ``ranked`` offers) newly hold; the ``(row, offer
+        column)`` pairs denied."""
+        denied: list[tuple[int, int]] = []
+        for j, offer in self.budgeted:
+            assert offer.budget is not None
+            want = [
+                r
+                for r in rows
+                if any(o.offer_id == offer.offer_id for o in ranked[r])
+                and offer.offer_id not in self.granted.get(r, set())
+            ]
+            granted = self.stats.reserve(offer.offer_id, len(want), offer.budget, self.now)
+            for r in want[:granted]:
+                self.granted.setdefault(r, set()).add(offer.offer_id)
+            denied += [(r, j) for r in want[granted:]]
+        return denied
+
+
+# -- the events route's hook -----------------------------------------------------------------
+
+
+def serving_offer_set(serving: ServingState) -> OfferSet:
+    snapshot = serving.snapshot
+    return snapshot.model.customer_models.offer_set if snapshot is not None else default_offer_set()
+
+
+def check_offer_ids(serving: ServingState, events: Sequence[Event]) -> None:
+    """:class:`InvalidEventError` (422) for the first offer event whose ``offer_id`` the serving
+    offer set does not hold (before anything is stored)."""
+    known = {o.offer_id for o in serving_offer_set(serving).offers}
+    for index, event in enumerate(events):
+        offer = event.offer
+        if offer is not None and offer[0] and offer[0] not in known:
+            raise InvalidEventError(
+                index,
+                f"properties.offer_id {offer[0][:140]!r} is not an offer of the serving offer "
+                f"set (known: {', '.join(sorted(known))})",
+            )
+
+
+def record_offer_events(
+    app: FastAPI, serving: ServingState, events: Sequence[Event], now: datetime
+) -> int:
+    """Count the sends and responses of ``events`` (stored already) per offer and cell; the
+    cell of a send is the customer's segment and journey stage now, and the send's channel."""
+    relevant = [e for e in events if e.offer is not None or e.event_type == "purchase"]
+    if not relevant:
+        return 0
+    offer_set = serving_offer_set(serving)
+    known = {o.offer_id for o in offer_set.offers}
+    relevant = [e for e in relevant if e.offer is None or e.offer[0] in known]
+    sends = [e for e in relevant if e.event_type == "offer_sent"]
+    relevant = [e for e in relevant if e.event_type != "offer_sent" or e in sends]
+    cells = send_cells(serving, sends)
+    settings: Settings = app.state.settings
+    window_s = settings.offers.attribution_window_days * 86_400.0
+    return offer_stats(app).record(relevant, offer_set, cells, window_s=window_s, now=now)
+
+
+def send_cells(serving: ServingState, sends: Sequence[Event]) -> dict[tuple[str, str], str]:
+    """``(customer_id, channel)`` -> cell of each send (``-`` parts without a model)."""
+    customers = list(dict.fromkeys(e.customer_id for e in sends))
+    if not customers:
+        return {}
+    profile: Mapping[str, tuple[Any, Any]] = dict.fromkeys(customers, (None, None))
+    snapshot = serving.snapshot
+    if snapshot is not None:
+        _, states = serving.read_customers(customers, snapshot)
+        table = pd.DataFrame.from_records([merged_features(s) for s in states])
+        changed = np.fromiter((changed_by_events(s) for s in states), bool, len(states))
+        table = describe_table(snapshot.model.customer_models, table, changed)
+        segments = table["segment"].tolist() if "segment" in table.columns else [None] * len(states)
+        stages = table["journey_stage"].tolist()
+        profile = dict(zip(customers, zip(segments, stages, strict=True), strict=True))
+    out: dict[tuple[str, str], str] = {}
+    for event in sends:
+        _, channel = event.offer or ("", "")
+        segment, stage = profile[event.customer_id]
+        out[(event.customer_id, channel)] = cell_of(segment, stage, channel or None)
+    return out
