@@ -113,7 +113,7 @@ def page_view(
     item the answer must not contain (one the customer just bought). Returns the body."""
     with client.get(path, headers=HEADERS, name=name, catch_response=True) as response:
         if response.status_code != 200:
-            response.failure(f"status {response.status_code}")
+            response.failure(f"status {response.status_code}: {response.error or ''}")
             return None
         body: dict[str, Any] = response.json()
         shown = [item["item_id"] for item in body.get("items", [])]
@@ -135,7 +135,9 @@ def post_events(client: Any, events: list[dict[str, Any]]) -> bool:
         catch_response=True,
     ) as response:
         if response.status_code != 202:
-            response.failure(f"status {response.status_code}: {response.text[:200]}")
+            response.failure(
+                f"status {response.status_code}: {response.error or response.text[:200]}"
+            )
             return False
         response.success()
         return True
