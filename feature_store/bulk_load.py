@@ -21,6 +21,7 @@ import pandas as pd
 from feature_store.redis_store import RedisFeatureStore
 from recsys.bundle import ModelBundle
 from recsys.errors import ModelUnavailableError, StoreUnavailableError
+from recsys.io.progress import track
 from recsys.store import BatchRecord
 
 ID_COLUMN = "customer_id"
@@ -146,7 +147,12 @@ def ensure_loaded(store: RedisFeatureStore, bundle: ModelBundle, *, wait_s: floa
     while not store.has_version(version):
         with store.load_lock(version, ttl_s=wait_s) as acquired:
             if acquired and not store.has_version(version):
-                records = records_from_bundle(bundle, exclude=store.erased_customers())
+                records = track(
+                    records_from_bundle(bundle, exclude=store.erased_customers()),
+                    f"bulk load {version}",
+                    total=len(bundle.customer_ids),
+                    unit="customers",
+                )
                 store.load_version(version, records)
                 loaded = True
         if acquired:

@@ -41,6 +41,7 @@ import scipy.sparse as sp
 from recsys.bundle import ModelBundle
 from recsys.config import TrainingConfig
 from recsys.errors import InvalidRequestError
+from recsys.io.progress import Steps
 from recsys.ranking.scoring import RankingModel, RankingParams, score_items, top_k
 from recsys.ranking.topk_metrics import hit_matrix, ndcg_at_k, recall_at_k, summarize
 from training.baselines import TunedBaselines, top_k_rows, tune_baselines
@@ -308,6 +309,10 @@ def evaluate_split(
     out of the model (their later purchases count as ``unknown_item_purchases``).
     """
     split = pd.Timestamp(split)
+    steps = Steps(
+        "evaluate", ["train", "baselines", "score", *(["churn", "customers"] * with_churn)]
+    )
+    steps.step("train")
     if catalog is not None and catalog_is_derived:
         before = interactions.loc[interactions["timestamp"].lt(split), "item_id"].dropna()
         catalog = catalog.loc[catalog["item_id"].isin(before.unique())]
@@ -323,6 +328,7 @@ def evaluate_split(
         raise InvalidRequestError(
             f"no purchases after {split:%Y-%m-%d} by customers seen before it: nothing to score"
         )
+    steps.step("baselines")
     t = time.perf_counter()
     baselines = None
     if any(m in BASELINES for m in methods):
@@ -336,6 +342,7 @@ def evaluate_split(
             k=max(k_values),
         )
     tune_seconds = time.perf_counter() - t
+    steps.step("score")
     result = evaluate_bundle(bundle, test, k_values, ranking, methods, eval_set, baselines)
     result["split_date"] = f"{split:%Y-%m-%d %H:%M:%S}"
     result["timing"]["train_seconds"] = round(train_seconds, 3)
@@ -347,9 +354,12 @@ def evaluate_split(
     if with_churn:
         from training.customer_eval import churn_report, churn_verdicts, customer_report
 
+        steps.step("churn")
         result["churn"] = churn_report(interactions, catalog, split, config, end)
         result["verdicts"] += churn_verdicts(result["churn"])
+        steps.step("customers")
         result["customers"] = customer_report(interactions, catalog, split, config, end)
+    steps.close()
     return result
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import re
 from pathlib import Path
@@ -10,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from recsys.config import TrainingConfig
+from pelanggan.cli import main
+from recsys.config import TrainingConfig, get_settings
 from recsys.io.synthetic import generate_events, write_events
-from training.evaluate import evaluate
 
 CONFIG = TrainingConfig(factors=8, iterations=5, neighbours=10)
 
@@ -22,17 +24,28 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], s
     root = tmp_path_factory.mktemp("report")
     events, catalog = generate_events(150, 40, 300, seed=5)
     write_events(events, root / "events.csv")
-    catalog.to_csv(root / "catalog.csv", index=False)
     out = root / "out"
-    evaluate(
-        root / "events.csv",
-        "2025-09-01",
-        out_dir=out,
-        config=CONFIG,
-        catalog_path=root / "catalog.csv",
-    )
+    with pytest.MonkeyPatch.context() as patch:  # the command line, with a small model
+        for name, value in CONFIG.model_dump().items():
+            patch.setenv(f"RECSYS_TRAINING__{name.upper()}", str(value))
+        get_settings.cache_clear()
+        argv = ["evaluate", "--events", str(root / "events.csv"), "--split-date", "2025-09-01"]
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            assert main([*argv, "--out", str(out)]) == 0
+    get_settings.cache_clear()
     report = json.loads((out / "report.json").read_text())
+    assert report["config"]["factors"] == CONFIG.factors
+    report["stdout"] = buffer.getvalue()
     return report, (out / "report.html").read_text(encoding="utf-8"), out
+
+
+def test_the_summary_printed_says_at_which_k(written: Any) -> None:
+    report, _, out = written
+    printed = report["stdout"]
+    assert printed.startswith("summary at k=50 (ndcg@50 and recall@50")
+    assert json.dumps(report["summary"], indent=2) in printed
+    assert str(out / "report.html") in printed
 
 
 def test_the_page_is_one_file_with_its_images_embedded(written: Any) -> None:
