@@ -44,9 +44,25 @@ evaluate: $(STAMP) ## offline evaluation on the shared purchase data (split 2011
 bench: $(STAMP) ## latency, throughput and quality benchmarks on the shared data (prints figures)
 	$(BIN)/python -m benchmarks.run_all
 
-loadtest: $(STAMP) ## Locust, headless, 60 s against a running demo on 127.0.0.1 (PORT=8000)
-	$(BIN)/locust -f benchmarks/locustfile.py --headless -u 50 -r 10 -t 60s \
-	    --host http://127.0.0.1:$(PORT) --only-summary
+# make loadtest HOST=http://127.0.0.1:8000 USERS=50 DURATION=60s (RESULTS=loadtest-results)
+HOST     ?= http://127.0.0.1:$(PORT)
+USERS    ?= 50
+SPAWN    ?= 10
+DURATION ?= 60s
+RESULTS  ?= loadtest-results
+loadtest: $(STAMP) ## Locust, headless, against HOST (a running demo); CSV and HTML into RESULTS
+	@mkdir -p $(RESULTS)
+	@$(BIN)/locust -f benchmarks/locustfile.py --headless -u $(USERS) -r $(SPAWN) \
+	    -t $(DURATION) --host $(HOST) --only-summary \
+	    --csv $(RESULTS)/locust --html $(RESULTS)/report.html; rc=$$?; \
+	echo "results: $(RESULTS)/report.html, $(RESULTS)/locust_stats.csv, _failures.csv"; \
+	if [ $$rc -ne 0 ]; then \
+	    echo "make loadtest: locust exited $$rc: the failure ratio went over" \
+	        "RECSYS_LOADTEST_MAX_FAIL_RATIO (default 0.01; fallback answers and purchased items" \
+	        "still shown count as failures), or the sample ids could not be read from $(HOST)." \
+	        "See $(RESULTS)/locust_failures.csv. On 2 shared cores Locust and the server compete:" \
+	        "lower USERS or set RECSYS_LOADTEST_THINK=1 (the default think times)." >&2; \
+	fi; exit $$rc
 
 clean: ## remove the environment, the demo and caches
 	rm -rf $(VENV) .demo evaluation .pytest_cache .ruff_cache .mypy_cache

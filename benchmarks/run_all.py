@@ -21,8 +21,8 @@ BENCHMARKS = (
 
 def main() -> int:
     failed = []
-    for module in BENCHMARKS:
-        print(f"\n=== {module}", flush=True)
+    for n, module in enumerate(BENCHMARKS, 1):  # one line per step: the figures stay readable
+        print(f"\n=== [{n}/{len(BENCHMARKS)}] {module}", flush=True)
         started = time.perf_counter()
         code = subprocess.call([sys.executable, "-m", module])
         print(f"=== {module}: exit {code} after {time.perf_counter() - started:.0f} s", flush=True)

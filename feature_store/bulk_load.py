@@ -21,6 +21,7 @@ import pandas as pd
 from feature_store.redis_store import RedisFeatureStore
 from recsys.bundle import ModelBundle
 from recsys.errors import ModelUnavailableError, StoreUnavailableError
+from recsys.io.progress import track
 from recsys.store import BatchRecord
 
 ID_COLUMN = "customer_id"
@@ -173,7 +174,12 @@ def ensure_loaded(
         with store.load_lock(version, ttl_s=wait_s) as acquired:
             if acquired and not store.has_version(version):
                 erased = store.erased_customers()
-                records = records_from_bundle(bundle, exclude=erased, max_history=max_history)
+                records = track(
+                    records_from_bundle(bundle, exclude=erased, max_history=max_history),
+                    f"bulk load {version}",
+                    total=len(bundle.customer_ids),
+                    unit="customers",
+                )
                 store.load_version(version, records, compact=compact)
                 loaded = True
         if acquired:

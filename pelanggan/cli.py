@@ -218,10 +218,19 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     report = evaluate(
         args.events, args.split_date, out_dir=args.out, fmt=args.format, config=settings.training
     )
+    k = report.get("summary_k")
+    print(
+        f"summary at k={k} (ndcg@{k} and recall@{k} per task and method; served_lift_*: "
+        "the served ranking's figure over the method's, minus 1):"
+    )
     print(json.dumps(report.get("summary", report), indent=2, default=str))
+    print(
+        f"verdicts (ranking: served minus each method at k={k}; churn: the model minus each "
+        "baseline), 95% paired bootstrap intervals:"
+    )
     for line in report.get("verdicts", []):  # "beats" only where the 95% interval excludes 0
         print(line)
-    print(f"report written to {args.out}")
+    print(f"report written to {args.out} (open {args.out / 'report.html'})")
     return 0
 
 

@@ -163,6 +163,23 @@ class Overview(BaseModel):
     )
 
 
+class SampleIds(BaseModel):
+    """Known ids of the active model version, for load tests and smoke checks of a server."""
+
+    model_version: str = Field(description="the version the ids come from", examples=["20240101"])
+    customer_ids: list[str] = Field(
+        description="customers the version was trained on (a uniform random sample)",
+        examples=[["17850", "13047"]],
+    )
+    item_ids: list[str] = Field(
+        description="products of the catalogue (a uniform random sample)",
+        examples=[["85123A", "22423"]],
+    )
+    popular_item_ids: list[str] = Field(
+        description="the best-selling and trending products, best first", examples=[["85123A"]]
+    )
+
+
 class Reloaded(BaseModel):
     previous_version: str | None
     version: str

@@ -175,12 +175,15 @@ def ranking_intervals(
     return out
 
 
-def verdicts(intervals: dict[str, Any]) -> list[str]:
-    """One line per task, metric and baseline: served minus it, its interval and the verdict."""
+def verdicts(intervals: dict[str, Any], k: int | None = None) -> list[str]:
+    """One line per task, metric and baseline: served minus it, its interval and the verdict
+    (only the metrics at ``k`` when given)."""
     lines = []
     for task, block in intervals.items():
         for method, row in block.get("comparisons", {}).items():
             for name, d in row.items():
+                if k is not None and not name.endswith(f"@{k}"):
+                    continue
                 lines.append(
                     f"{task} {name}: served - {method} = {d['value']:+.4f} "
                     f"[{d['lo']:+.4f}, {d['hi']:+.4f}]: {d['verdict']}"

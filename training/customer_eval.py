@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import roc_curve
 
 from recsys.config import TrainingConfig
 from recsys.customers.clv import CLVModel
@@ -56,8 +57,18 @@ def churn_figures(
         "test": {name: binary_metrics(test.labels, s) for name, s in scores.items()},
         "intervals": binary_intervals(test.labels, scores, reference="model"),
         "reliability": {name: reliability(test.labels, s) for name, s in scores.items()},
+        "roc_curve": {name: roc_points(test.labels, s) for name, s in scores.items()},
         "held_out_window": artifacts.metrics,
     }
+
+
+def roc_points(labels: np.ndarray, scores: np.ndarray, most: int = 200) -> dict[str, list]:
+    """The ROC curve (``fpr``, ``tpr``), thinned to at most ``most`` points for the report."""
+    fpr, tpr, _ = roc_curve(np.asarray(labels).astype(int), np.asarray(scores, np.float64))
+    if len(fpr) > most:
+        keep = np.unique(np.linspace(0, len(fpr) - 1, most).round().astype(int))
+        fpr, tpr = fpr[keep], tpr[keep]
+    return {"fpr": [round(float(v), 5) for v in fpr], "tpr": [round(float(v), 5) for v in tpr]}
 
 
 def churn_report(
@@ -112,14 +123,74 @@ def clv_figures(
             "mean_predicted": float(np.mean(pred)),
         }
 
+    order = np.argsort(predicted, kind="stable")
+    deciles = [
+        {
+            "decile": n + 1,
+            "customers": int(len(rows)),
+            "mean_predicted": float(predicted[rows].mean()),
+            "mean_actual": float(actual[rows].mean()),
+        }
+        for n, rows in enumerate(np.array_split(order, 10))
+        if len(rows)
+    ]
     return {
         "period_days": round(days, 2),
+        "deciles": deciles,  # customers by predicted spend, lowest first
         "customers": int(len(buyers)),
         "mean_actual": float(np.mean(actual)),
         "bgnbd_gamma_gamma": compare(predicted),
         "naive_last_90d": compare(naive),
         "params": model.to_dict(),
     }
+
+
+def customer_report(
+    interactions: pd.DataFrame,
+    catalog: pd.DataFrame | None,
+    split: pd.Timestamp,
+    config: TrainingConfig | None,
+    end: Any = None,
+) -> dict[str, Any]:
+    """The CLV backtest at ``split`` and the segment and journey-stage distributions of the
+    customers known at ``split`` (as the bundle trained there would hold them)."""
+    from training.customers import train_customer_models
+
+    data = interactions
+    if end is not None:
+        data = data.loc[data["timestamp"].lt(pd.Timestamp(end))]
+    out: dict[str, Any] = {}
+    try:
+        out["clv_backtest"] = clv_figures(data, split, catalog)
+    except ValueError as exc:
+        out["clv_backtest"] = {"skipped": str(exc)}
+    horizon = (config or TrainingConfig()).churn_horizon_days
+    described = train_customer_models(data, split, catalog, horizon_days=horizon).features
+    for column in ("segment", "journey_stage"):
+        groups = described.groupby(column, observed=True)
+        table = pd.DataFrame(
+            {
+                "customers": groups.size(),
+                "mean_clv": groups["clv"].mean(),
+                "mean_churn_risk": groups["churn_risk"].mean(),
+            }
+        ).sort_values("customers", ascending=False)
+        out[f"{column}s"] = [
+            {
+                column: str(name),
+                "customers": int(row["customers"]),
+                "mean_clv": _finite(row["mean_clv"]),
+                "mean_churn_risk": _finite(row["mean_churn_risk"]),
+            }
+            for name, row in table.to_dict("index").items()
+        ]
+    out["customers"] = int(len(described))
+    return out
+
+
+def _finite(value: Any) -> float | None:
+    number = float(value)
+    return number if np.isfinite(number) else None  # JSON has no NaN
 
 
 def evaluate_customers(

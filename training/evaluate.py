@@ -19,15 +19,15 @@ then best sellers; ``all`` only). Non-product codes are never ranked. Metrics ar
 ``recsys.ranking.topk_metrics``.
 
 Intervals (``training.bootstrap``): 95% bootstrap intervals over the task's customers for
-NDCG and recall at the largest k, and the paired difference served minus each other method with
-its interval; ``report["verdicts"]`` says "served beats X" only when that interval excludes 0.
+NDCG and recall at every k, and the paired difference served minus each other method with its
+interval; ``report["verdicts"]`` says "served beats X" (at the largest k, ``summary_k``) only
+when that interval excludes 0. Popularity bias per method and k: ``training.exposure``.
 Churn (``report["churn"]``, ``training.customer_eval``): the served churn model against
 logistic regression on RFM, with intervals for ROC-AUC and Brier and their paired differences.
 """
 
 from __future__ import annotations
 
-import json
 import resource
 import time
 from dataclasses import dataclass, replace
@@ -41,11 +41,13 @@ import scipy.sparse as sp
 from recsys.bundle import ModelBundle
 from recsys.config import TrainingConfig
 from recsys.errors import InvalidRequestError
+from recsys.io.progress import Steps
 from recsys.ranking.scoring import RankingModel, RankingParams, score_items, top_k
 from recsys.ranking.topk_metrics import hit_matrix, ndcg_at_k, recall_at_k, summarize
 from training.baselines import TunedBaselines, top_k_rows, tune_baselines
 from training.bootstrap import ranking_intervals, verdicts
 from training.build import BuildOptions, build_bundle
+from training.exposure import popularity_bias
 from training.interactions import index_of
 
 METHODS: tuple[str, ...] = (
@@ -61,6 +63,7 @@ BASELINES: tuple[str, ...] = ("ease", "buy_again_popular")
 ALL_ONLY: tuple[str, ...] = ("buy_again", "buy_again_popular")  # nothing of one's own is new
 TASKS: tuple[str, ...] = ("discovery", "all")
 HEADLINE = ("ndcg", "recall")
+K_VALUES: tuple[int, ...] = (5, 10, 20, 50)  # the summary and the verdicts are at the largest
 _BATCH = 1024
 _BATCH_CELLS = 4_000_000  # customers x items scored densely at once: bounded memory at any size
 _TIE_BREAK = 1e-6  # popularity breaks ties of baselines whose scores are often equal (0)
@@ -224,7 +227,7 @@ def _rank_served(
 def evaluate_bundle(
     bundle: ModelBundle,
     test: pd.DataFrame,
-    k_values: tuple[int, ...] = (10, 20),
+    k_values: tuple[int, ...] = K_VALUES,
     ranking: RankingParams | None = None,
     methods: tuple[str, ...] = METHODS,
     eval_set: EvalSet | None = None,
@@ -240,6 +243,8 @@ def evaluate_bundle(
         model = replace(model, params=ranking)
     n_candidates = int(bundle.items.is_product.sum())
     k_max = max(k_values)
+    buyers = np.asarray((bundle.history.tocsc() > 0).sum(axis=0)).ravel()  # training buyers
+    products = bundle.items.is_product.astype(bool)
     tasks: dict[str, dict[str, Any]] = {}
     intervals: dict[str, Any] = {}
     timing: dict[str, float] = {}
@@ -260,10 +265,12 @@ def evaluate_bundle(
             ranked = rank_users(method, bundle, model, users, k_max, task == "discovery", baselines)
             timing[f"{task}/{method}"] = time.perf_counter() - t
             tasks[task][method] = summarize(ranked, relevant, k_values, n_candidates)
+            tasks[task][method].update(popularity_bias(ranked, buyers, products, k_values))
             hits = hit_matrix(ranked, relevant)
             per_user[method] = {
-                f"ndcg@{k_max}": ndcg_at_k(hits, n_relevant, k_max),
-                f"recall@{k_max}": recall_at_k(hits, n_relevant, k_max),
+                f"{name}@{k}": metric(hits, n_relevant, k)
+                for k in k_values
+                for name, metric in (("ndcg", ndcg_at_k), ("recall", recall_at_k))
             }
         intervals[task] = ranking_intervals(per_user)
     return {
@@ -300,7 +307,7 @@ def evaluate_split(
     config: TrainingConfig | None = None,
     *,
     ranking: RankingParams | None = None,
-    k_values: tuple[int, ...] = (10, 20),
+    k_values: tuple[int, ...] = K_VALUES,
     methods: tuple[str, ...] = METHODS,
     end: Any = None,
     catalog_is_derived: bool = True,
@@ -319,6 +326,10 @@ def evaluate_split(
     out of the model (their later purchases count as ``unknown_item_purchases``).
     """
     split = pd.Timestamp(split)
+    steps = Steps(
+        "evaluate", ["train", "baselines", "score", *(["churn", "customers"] * with_churn)]
+    )
+    steps.step("train")
     if catalog is not None and catalog_is_derived:
         before = interactions.loc[interactions["timestamp"].lt(split), "item_id"].dropna()
         catalog = catalog.loc[catalog["item_id"].isin(before.unique())]
@@ -335,6 +346,7 @@ def evaluate_split(
         raise InvalidRequestError(
             f"no purchases after {split:%Y-%m-%d} by customers seen before it: nothing to score"
         )
+    steps.step("baselines")
     t = time.perf_counter()
     baselines = None
     if any(m in BASELINES for m in methods):
@@ -348,18 +360,24 @@ def evaluate_split(
             k=max(k_values),
         )
     tune_seconds = time.perf_counter() - t
+    steps.step("score")
     result = evaluate_bundle(bundle, test, k_values, ranking, methods, eval_set, baselines)
     result["split_date"] = f"{split:%Y-%m-%d %H:%M:%S}"
     result["timing"]["train_seconds"] = round(train_seconds, 3)
     result["timing"]["baseline_tuning_seconds"] = round(tune_seconds, 3)
     result["baseline_tuning"] = baselines.tuning if baselines is not None else {}
+    result["summary_k"] = max(k_values)
     result["summary"] = summary(result["tasks"], max(k_values))
-    result["verdicts"] = verdicts(result["intervals"])
+    result["verdicts"] = verdicts(result["intervals"], k=max(k_values))
     if with_churn:
-        from training.customer_eval import churn_report, churn_verdicts
+        from training.customer_eval import churn_report, churn_verdicts, customer_report
 
+        steps.step("churn")
         result["churn"] = churn_report(interactions, catalog, split, config, end)
         result["verdicts"] += churn_verdicts(result["churn"])
+        steps.step("customers")
+        result["customers"] = customer_report(interactions, catalog, split, config, end)
+    steps.close()
     return result
 
 
@@ -374,12 +392,13 @@ def evaluate(
     out_dir: Path | str | None = None,
     fmt: str = "auto",
     config: TrainingConfig | None = None,
-    k_values: tuple[int, ...] = (10, 20),
+    k_values: tuple[int, ...] = K_VALUES,
     *,
     catalog_path: Path | str | None = None,
     ranking: RankingParams | None = None,
 ) -> dict[str, Any]:
-    """Load, train before ``split_date``, score after it; write report.json and plots."""
+    """Load, train before ``split_date``, score after it; write report.json, report.html and
+    the plots (``training.report_files``)."""
     from recsys.io.loaders import load_interactions
 
     started = time.perf_counter()
@@ -406,43 +425,7 @@ def evaluate(
     report["timing"]["total_seconds"] = round(time.perf_counter() - started, 3)
     report["peak_memory_mb"] = round(peak_memory_mb(), 1)
     if out_dir is not None:
+        from training.report_files import write_report
+
         write_report(report, Path(out_dir))
     return report
-
-
-def write_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
-    """``report.json`` and one bar chart per headline metric and k; returns the files."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = [
-        plot_metric(report["tasks"], name, k, out_dir / f"{name}_at_{k}.png")
-        for k in report["k_values"]
-        for name in HEADLINE
-    ]
-    report["plots"] = [p.name for p in files]
-    path = out_dir / "report.json"
-    path.write_text(json.dumps(report, indent=2, default=str))
-    return [path, *files]
-
-
-def plot_metric(tasks: dict[str, dict[str, Any]], name: str, k: int, path: Path) -> Path:
-    """Grouped bars of ``name@k``: one group per task, one bar per method (Agg, no pyplot)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    methods = [m for m in METHODS if any(m in by_method for by_method in tasks.values())]
-    width = 0.8 / max(len(methods), 1)
-    task_names = list(tasks)
-    for j, method in enumerate(methods):
-        values = [tasks[t].get(method, {}).get(f"{name}@{k}", np.nan) for t in task_names]
-        x = np.arange(len(task_names)) + (j - (len(methods) - 1) / 2) * width
-        bars = ax.bar(x, values, width, label=method)
-        ax.bar_label(bars, fmt="%.3f", fontsize=7)
-    ax.set_xticks(np.arange(len(task_names)), task_names)
-    ax.set_ylabel(f"{name.upper() if name == 'ndcg' else name.capitalize()}@{k}")
-    ax.set_title(f"{name}@{k} per method and task")
-    ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110)
-    return path

@@ -19,6 +19,7 @@ from recsys.bundle import ModelBundle, write_bundle
 from recsys.config import TrainingConfig
 from recsys.errors import InvalidRequestError
 from recsys.io.loaders import load_interactions
+from recsys.io.progress import Steps
 from recsys.ranking.scoring import RankingParams
 from training.build import build_bundle, resolve_as_of
 from training.evaluate import evaluate_split
@@ -47,9 +48,14 @@ def train_bundle(
     """
     started = time.perf_counter()
     config = config or TrainingConfig()
+    steps = Steps(
+        "train", ["load", "build", *(["holdout metrics"] if holdout_days else []), "write"]
+    )
+    steps.step("load")
     loaded = load_interactions(Path(events_path), fmt=fmt, catalog_path=catalog_path)
     interactions = loaded.interactions
     resolved = resolve_as_of(interactions, as_of)
+    steps.step("build")
     bundle = build_bundle(
         interactions,
         loaded.catalog,
@@ -62,6 +68,7 @@ def train_bundle(
         load_report=loaded.report.to_dict(),
     )
     if holdout_days:
+        steps.step("holdout metrics")
         bundle.manifest.metrics["offline"] = _holdout_metrics(
             interactions,
             loaded.catalog,
@@ -73,7 +80,10 @@ def train_bundle(
             catalog_is_derived=catalog_path is None,
         )
     bundle.manifest.training_seconds = time.perf_counter() - started
-    return write_bundle(bundle, Path(out_dir))
+    steps.step("write")
+    path = write_bundle(bundle, Path(out_dir))
+    steps.close()
+    return path
 
 
 def _holdout_metrics(

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Request
+import numpy as np
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from serving.adaptive import offer_stats
 from serving.auth import Principal, require
-from serving.models import ModelInfo, Reloaded, TrainingData
+from serving.models import ModelInfo, Reloaded, SampleIds, TrainingData
 from serving.routes.common import (
     MetricsDep,
     ServingDep,
@@ -40,6 +41,35 @@ async def get_model(
         training_seconds=manifest.training_seconds,
         n_items=model.n_items,
         n_customers=model.n_customers,
+    )
+
+
+@router.get(
+    "/v1/model/sample-ids", response_model=SampleIds, responses=problems(401, 403, 422, 503)
+)
+async def sample_ids(
+    serving: ServingDep,
+    _: Annotated[Principal, Depends(require("read"))],
+    n: Annotated[int, Query(ge=1, le=1000, description="ids of each kind, at most")] = 100,
+    seed: Annotated[
+        int | None, Query(ge=0, description="the same seed, the same sample (default: random)")
+    ] = None,
+) -> SampleIds:
+    """A sample of the customer and product ids the active version knows, so that a load test
+    or a smoke check pointed at this server uses ids that exist here (read-only)."""
+    model = require_snapshot(serving.snapshot).model
+    rng = np.random.default_rng(seed)
+    customers = model.customer_ids
+    products = np.flatnonzero(model.is_product)
+    picked = rng.choice(len(customers), min(n, len(customers)), replace=False)
+    items = products[rng.choice(len(products), min(n, len(products)), replace=False)]
+    ranked = np.argsort(-model.popular_score, kind="stable")
+    popular = ranked[model.is_product[ranked]][:n]
+    return SampleIds(
+        model_version=model.version,
+        customer_ids=[str(customers[i]) for i in np.sort(picked)],
+        item_ids=[model.item_ids[i] for i in np.sort(items)],
+        popular_item_ids=[model.item_ids[i] for i in popular],
     )
 
 

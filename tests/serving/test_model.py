@@ -99,3 +99,27 @@ def test_no_request_fails_while_the_model_is_reloaded(
     assert reload.status_code == 200 and after.json()["model_version"] == VERSION_2
     assert statuses and set(statuses) == {200}
     assert versions <= {VERSION_1, VERSION_2}
+
+
+def test_sample_ids_are_known_to_the_served_version(client: TestClient) -> None:
+    body = client.get("/v1/model/sample-ids?n=100&seed=3", headers=READ).json()
+    bundle = make_bundle(VERSION_1)
+    products = {
+        str(i) for i, p in zip(bundle.items.item_ids, bundle.items.is_product, strict=True) if p
+    }
+    assert body["model_version"] == VERSION_1
+    assert sorted(body["customer_ids"]) == sorted(str(c) for c in bundle.customer_ids)
+    assert set(body["item_ids"]) == products  # every product, no non-product code
+    assert set(body["popular_item_ids"]) <= products and body["popular_item_ids"]
+    few = client.get("/v1/model/sample-ids?n=3&seed=3", headers=READ).json()
+    assert len(few["customer_ids"]) == 2 and len(few["item_ids"]) == 3
+    assert set(few["item_ids"]) <= products
+    again = client.get("/v1/model/sample-ids?n=3&seed=3", headers=READ).json()
+    assert again == few  # the same seed, the same sample
+
+
+def test_sample_ids_need_read_scope_and_a_bounded_n(client: TestClient) -> None:
+    assert client.get("/v1/model/sample-ids").status_code == 401
+    response = client.get("/v1/model/sample-ids?n=0", headers=READ)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
