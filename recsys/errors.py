@@ -6,6 +6,7 @@ The tree::
     ├── NotFoundError            a named thing (customer, item, model version) does not exist
     ├── InvalidRequestError      the caller sent something we cannot act on
     │   ├── InvalidEventError    an event of a request is invalid (names its index and problem)
+    │   ├── UnknownValueError    a well-formed value the service does not know (a channel)
     │   ├── UnknownOfferError    an offer id the serving offer set does not hold
     │   └── DataFileError        an input file is malformed (names the file, row and problem)
     ├── UnauthorizedError        no or unknown API key
@@ -58,6 +59,10 @@ class UnknownOfferError(InvalidRequestError):
     def __init__(self, offer_id: str) -> None:
         super().__init__(f"offer_id {offer_id[:140]!r} is not an offer of the serving offer set")
         self.offer_id = offer_id
+
+
+class UnknownValueError(InvalidRequestError):
+    """A well-formed parameter naming something the service does not know (422, not 400)."""
 
 
 class DataFileError(InvalidRequestError):

@@ -31,6 +31,7 @@ from recsys.errors import (
     UnauthorizedError,
     UnavailableError,
     UnknownOfferError,
+    UnknownValueError,
 )
 
 log = logging.getLogger("recsys.errors")
@@ -42,6 +43,7 @@ _TYPE_BASE = "urn:pelanggan:problem:"
 _MAPPING: tuple[tuple[type[RecsysError], int, str], ...] = (
     (NotFoundError, 404, "not-found"),
     (InvalidEventError, 422, "invalid-event"),
+    (UnknownValueError, 422, "unknown-value"),
     (UnknownOfferError, 422, "unknown-offer"),
     (InvalidRequestError, 400, "invalid-request"),
     (UnauthorizedError, 401, "unauthorized"),

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from recsys.customers.segments import Features, column
+from recsys.errors import UnknownValueError
 
 OfferType = Literal[
     "discount",
@@ -164,6 +165,20 @@ class OfferSet(BaseModel):
         if duplicates:
             raise ValueError(f"duplicate offer ids: {duplicates}")
         return offers
+
+    @property
+    def channels(self) -> frozenset[str]:
+        """Every channel an offer goes out on or the contact policy caps."""
+        return frozenset(c for o in self.offers for c in o.channels) | frozenset(
+            self.contact_policy.caps
+        )
+
+    def check_channel(self, channel: str | None) -> None:
+        """:class:`~recsys.errors.UnknownValueError` for a channel no offer or cap names (a
+        typo such as ``fax`` would otherwise answer 200 with nothing in it)."""
+        if channel is not None and channel not in self.channels:
+            known = ", ".join(sorted(self.channels))
+            raise UnknownValueError(f"unknown channel {channel!r}: the offers go out on {known}")
 
 
 def parse_offer_set(data: Mapping[str, Any] | str) -> OfferSet:

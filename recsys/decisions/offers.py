@@ -12,8 +12,8 @@ their conditions, the contact policy); the contact history and its tests are
 * a **detractor** (latest NPS 0-6 or latest CSAT 1-2) gets ``service_recovery`` offers and
   nothing else: never a sales push; ``service_recovery`` is for detractors only;
 * ``cart_reminder`` needs a non-empty cart (``cart_open_items`` or the live cart passed in);
-* an offer with ``needs_items`` is filled with the caller's items (the cart first for a cart
-  reminder, else the recommended items) and is dropped when there are none;
+* an offer with ``needs_items`` is filled with the caller's items (a cart reminder with the
+  live cart's, any other offer with the recommended items) and is dropped when there are none;
 * an offer whose expected value is not positive is not made;
 * the **contact policy**: at most ``max_contacts`` per channel in any ``window_days`` (counting
   every offer sent on that channel), and the same offer not again within ``cooldown_days``.
@@ -248,7 +248,8 @@ def _assemble(
             continue
         chosen: list[str] = []
         if offer.needs_items:
-            pool = list(cart) if offer.type == "cart_reminder" and cart else list(items)
+            # a cart reminder shows what is in the live cart, never recommended items instead
+            pool = list(cart) if offer.type == "cart_reminder" else list(items)
             chosen = pool[: offer.max_items]
             if not chosen:
                 continue

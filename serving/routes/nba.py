@@ -42,6 +42,7 @@ def get_next_best_action(
     snapshot, customer = customer_read(serving.read_customer(customer_id))
     now = utcnow()
     offer_set = snapshot.model.customer_models.offer_set
+    offer_set.check_channel(channel)
     adaptation = adaptation_for(request.app, offer_set, now=now, channel=None)  # no exploring
     decision = decide(snapshot, customer, now=now, channel=channel, adaptation=adaptation)
     body = {"customer_id": customer_id, **decision.to_dict()}

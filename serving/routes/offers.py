@@ -93,6 +93,7 @@ def get_offers(
     says the policy that set its propensity (``rules``, ``posterior_mean``) and its evidence."""
     snapshot, customer = customer_read(serving.read_customer(customer_id))
     offer_set = snapshot.model.customer_models.offer_set
+    offer_set.check_channel(channel)
     if offer_id is not None and all(o.offer_id != offer_id for o in offer_set.offers):
         raise UnknownOfferError(offer_id)
     now = utcnow()
@@ -156,6 +157,7 @@ def post_offers_batch(
     app = http.app
     snapshot, states = serving.read_customers(request.customer_ids, store=app.state.bulk_reads)
     now, offer_set = utcnow(), snapshot.model.customer_models.offer_set
+    offer_set.check_channel(request.channel)
     adaptation = adaptation_for(
         app, offer_set, now=now, channel=request.channel, seed=request.seed, batch=True
     )
@@ -197,6 +199,7 @@ def export_offers(
     snapshot = serving.snapshot
     if snapshot is None:
         raise ModelUnavailableError("no model version is loaded")
+    snapshot.model.customer_models.offer_set.check_channel(channel)
     chunk = int(request.app.state.settings.serving.export_chunk)
     state = request.app.state
     export = OffersExport(

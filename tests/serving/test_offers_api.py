@@ -329,3 +329,23 @@ def test_offers_need_the_store_and_say_so_with_a_503(
             ):
                 assert response.status_code == 503, response.text
                 assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_an_unknown_channel_is_a_422_problem_on_every_offer_route(
+    offers_client: TestClient,
+) -> None:
+    """``fax`` is well formed but no offer goes out on it: not 200 with nothing in it."""
+    responses = [
+        offers_client.get("/v1/customers/loyal-1/offers?channel=fax", headers=READ),
+        offers_client.post(
+            "/v1/offers/batch", json={"customer_ids": ["loyal-1"], "channel": "fax"}, headers=READ
+        ),
+        offers_client.get("/v1/offers/export?channel=fax", headers=ADMIN),
+        offers_client.get("/v1/customers/loyal-1/next-best-action?channel=fax", headers=READ),
+    ]
+    for response in responses:
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "unknown channel 'fax'" in response.json()["detail"]
+    known = offers_client.get("/v1/customers/loyal-1/offers?channel=email", headers=READ)
+    assert known.status_code == 200

@@ -120,6 +120,14 @@ def test_cart_reminder_needs_a_cart_and_shows_the_cart(offer_set):
     assert reminder.items == ["c9", "c8"]
 
 
+def test_a_cart_reminder_never_lists_recommended_items_instead_of_the_cart(offer_set):
+    """Training saw an open cart, but the live cart is empty now: nothing to remind of."""
+    stale = customer(cart_open_items=2)
+    offers = rank_offers(stale, offer_set, now=NOW, items=["i1", "i2"], cart=[], k=8)
+    assert "cart-reminder" not in ids(offers)
+    assert all(o.items != ["i1", "i2"] or o.type != "cart_reminder" for o in offers)
+
+
 def test_new_customer_gets_welcome_and_promoter_gets_referral(offer_set):
     assert "welcome-5" in ids(rank_offers(customer(frequency=1), offer_set, now=NOW, k=8))
     promoter = rank_offers(customer(nps=10), offer_set, now=NOW, k=8)
