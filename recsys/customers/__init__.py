@@ -1,0 +1,1 @@
+"""The customer model: features, online state and features, CLV, churn input and calibration, segments and journey stages, live updates from events."""

@@ -1,0 +1,1 @@
+"""What comes in: file formats and loaders (events, UCI Online Retail), the item catalogue, the synthetic shop, progress reporting."""

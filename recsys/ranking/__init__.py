@@ -1,0 +1,1 @@
+"""Ranking items: scoring one customer and many, candidate retrieval, fold-in of a new customer, top-k metrics."""
