@@ -1,1 +1,5 @@
-"""The customer model: features, online state and features, CLV, churn input and calibration, segments and journey stages, live updates from events."""
+"""The customer model.
+
+Features, online state and features, CLV, churn input and calibration, segments and journey stages,
+live updates from events.
+"""

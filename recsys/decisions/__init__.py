@@ -1,1 +1,5 @@
-"""Decisions about a customer: the offer set and contact policy, offer eligibility, value and adaptive propensities, the next best action."""
+"""Decisions about a customer.
+
+The offer set and contact policy, offer eligibility, value and adaptive propensities, the next best
+action.
+"""

@@ -1,1 +1,5 @@
-"""What comes in: file formats and loaders (events, UCI Online Retail), the item catalogue, the synthetic shop, progress reporting."""
+"""What comes in.
+
+File formats and loaders (events, UCI Online Retail), the item catalogue, the synthetic shop,
+progress reporting.
+"""

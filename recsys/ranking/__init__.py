@@ -1,1 +1,4 @@
-"""Ranking items: scoring one customer and many, candidate retrieval, fold-in of a new customer, top-k metrics."""
+"""Ranking items.
+
+Scoring one customer and many, candidate retrieval, fold-in of a new customer, top-k metrics.
+"""
