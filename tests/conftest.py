@@ -61,7 +61,7 @@ RETAIL_SAMPLE = Path(__file__).resolve().parent / "data" / "online_retail_sample
 @pytest.fixture(scope="session")
 def retail_sample_path() -> Path:
     """Real purchase data inside the repository: whole customers and some guest invoices of
-    the UCI Online Retail file, with its quirks (``tests/data/make_sample.py`` makes it)."""
+    the UCI Online Retail file, with its quirks (``benchmarks/make_test_sample.py`` makes it)."""
     if not RETAIL_SAMPLE.is_file():
         pytest.fail(f"test data missing from the checkout: {RETAIL_SAMPLE}")
     return RETAIL_SAMPLE

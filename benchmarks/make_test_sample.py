@@ -10,9 +10,9 @@ gives the same bytes.
 
 Run it from the repository root, with the shared data beside the checkout::
 
-    .venv/bin/python tests/data/make_sample.py [SOURCE] [OUT]
+    .venv/bin/python benchmarks/make_test_sample.py [SOURCE] [OUT]
 
-It is the only code here that reads ``../shared``; the tests read the sample.
+It lives in ``benchmarks/`` (which may read ``../shared``); the tests read the sample only.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import hashlib
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-SOURCE = HERE.parents[1].parent / "shared" / "data" / "online_retail_2010-12_2011-08.csv.gz"
-OUT = HERE / "online_retail_sample.csv.gz"
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT.parent / "shared" / "data" / "online_retail_2010-12_2011-08.csv.gz"
+OUT = ROOT / "tests" / "data" / "online_retail_sample.csv.gz"
 CUSTOMER_BUCKETS = 3
 GUEST_INVOICE_BUCKETS = 6
 
