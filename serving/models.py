@@ -150,7 +150,7 @@ class Overview(BaseModel):
     model_version: str = Field(
         description="the served model version", examples=["20260101T000000Z-aaaaaa"]
     )
-    as_of: datetime = Field(description="the end of the training data window")
+    as_of: UtcDateTime = Field(description="the end of the training data window")
     n_customers: int = Field(description="customers the version was trained on", examples=[4338])
     n_items: int = Field(description="items in the version's catalogue", examples=[3665])
     segments: dict[str, int] = Field(

@@ -28,6 +28,7 @@ from pelanggan.cli import main
 from recsys import schema
 from recsys.config import ServingConfig, Settings
 from serving.app import create_app
+from serving.models import Overview
 
 HUGE = "99999999999999999999"
 
@@ -294,3 +295,19 @@ def test_model_timestamps_carry_a_timezone(client: TestClient) -> None:
     stamps += [body["trained_on"][name] for name in ("start", "end") if body["trained_on"][name]]
     for stamp in stamps:
         assert datetime.fromisoformat(stamp).tzinfo is not None, stamp
+
+
+def test_overview_timestamps_carry_a_timezone(client: TestClient) -> None:
+    """``date-time`` in the schema: found by ``benchmarks.fuzz`` once ``/v1/overview`` came (a
+    bundle trained by ``recsys train`` has a naive ``as_of``)."""
+    as_of = client.get("/v1/overview", headers=READ).json()["as_of"]
+    assert datetime.fromisoformat(as_of).tzinfo is not None, as_of
+    naive = Overview(
+        model_version="v1",
+        as_of=datetime(2025, 5, 1),
+        n_customers=1,
+        n_items=1,
+        segments={},
+        journey_stages={},
+    )
+    assert datetime.fromisoformat(naive.model_dump(mode="json")["as_of"]).tzinfo is not None
