@@ -65,7 +65,7 @@ from typing import Any
 import orjson
 
 from feature_store import codec, keys, shards
-from feature_store.connection import RedisClient, store_errors
+from feature_store.connection import store_errors
 from feature_store.event_stream import export_stream, stream_rows
 from feature_store.ingest_script import (
     APPLIED,
@@ -156,8 +156,8 @@ class _Request:
         cluster: bool,
         maxlen: int,
         horizon_s: float,
-        event_id_ttl_s: float = 30 * 86_400.0,
-        max_event_ids: int = 10_000,
+        event_id_ttl_s: float = DEFAULT_EVENT_ID_TTL_S,
+        max_event_ids: int = DEFAULT_MAX_EVENT_IDS,
     ) -> None:
         self.version, self.plan, self.prefix, self.cluster = version, plan, prefix, cluster
         self.maxlen, self.horizon_s = maxlen, horizon_s
@@ -355,25 +355,6 @@ class _Writer:
 
 class EventWriter(_Writer):
     """Writes requests of events on a sync client (see the module docstring)."""
-
-    def __init__(
-        self,
-        client: RedisClient,
-        prefix: str,
-        stream_maxlen: int,
-        *,
-        contact_horizon_s: float = DEFAULT_CONTACT_HORIZON_S,
-        event_id_ttl_s: float = DEFAULT_EVENT_ID_TTL_S,
-        max_event_ids: int = DEFAULT_MAX_EVENT_IDS,
-    ) -> None:
-        super().__init__(
-            client,
-            prefix,
-            stream_maxlen,
-            contact_horizon_s=contact_horizon_s,
-            event_id_ttl_s=event_id_ttl_s,
-            max_event_ids=max_event_ids,
-        )
 
     def ingest(
         self,

@@ -363,6 +363,7 @@ class ServingState:
     def _failed_read(self, snapshot: Snapshot, error: RecsysError) -> CustomerRead:
         if isinstance(error, FeaturesMissingError):  # Redis came back empty: load them again
             self._notice_active(snapshot.version, error.active)
+            self.fallbacks.record("features_missing", "the store lost the version's features")
             return CustomerRead(snapshot, None, "features_missing")
         self.breaker.failed()
         if isinstance(error, StoreUnavailableError):
