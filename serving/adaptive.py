@@ -3,7 +3,8 @@
 * :func:`adaptation_for` reads the counts of every offer and the budgets used (one round trip,
   ``feature_store.offer_stats``) into an :class:`Adaptation`: the propensities of a decision
   (``recsys.decisions.adaptive``; Thompson sampling for a share of the decisions on the
-  ``offers.explore_channels``, seeded per request), and the offers whose budget is used up.
+  ``offers.explore_channels`` that decays with each cell's evidence, seeded per request), and
+  the offers whose budget is used up.
 * :class:`BudgetReservations` reserves the sends of budgeted offers a batch hands out.
 * :func:`check_offer_ids` (422 for an offer id the serving offer set does not hold) and
   :func:`record_offer_events` (the counts of a request's offer events, after they are stored)
@@ -29,6 +30,7 @@ from recsys.decisions.adaptive import (
     cell_of,
     cells_of,
     evidence,
+    exploration_share,
     explore_rows,
     learn,
     prior_matrix,
@@ -62,7 +64,8 @@ class Adaptation:
         ids = [o.offer_id for o in offer_set.offers]
         sends, responses = evidence(ids, cells_of(features, channel), self.counts.counts)
         share = self.config.explore_share if self.explore and self.config.adaptive else 0.0
-        rows = explore_rows(n_rows(features), share, self.rng)
+        chance = exploration_share(share, self.config.prior_strength, sends.sum(axis=1))
+        rows = explore_rows(n_rows(features), chance, self.rng)
         return learn(
             prior,
             sends,

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import redis
 from servingkit import READ, WRITE, TestClient, get_json, make_offers_bundle
@@ -15,7 +16,7 @@ from servingkit import READ, WRITE, TestClient, get_json, make_offers_bundle
 from feature_store import keys
 from recsys.bundle import write_bundle
 from recsys.config import OffersConfig, Settings
-from recsys.decisions.adaptive import cell_of
+from recsys.decisions.adaptive import cell_of, learned_mean
 from recsys.events import utcnow
 from serving.app import create_app
 
@@ -61,7 +62,10 @@ def test_a_response_changes_the_next_decisions_propensity_and_evidence(
     assert sent.status_code == 202, sent.text
     after = by_id(offers(offers_client, "ghost-2", channel="email"))["welcome-5"]
     assert after["evidence"] == {"responses": 1, "sends": 1}
-    assert after["propensity"] == pytest.approx((20 * 0.2 + 1) / 21)
+    # the posterior mean over the learned prior strength: one response in one send
+    learned = learned_mean(np.array([[0.2]]), np.array([[1.0]]), np.array([[1.0]]), 20.0)
+    assert after["propensity"] == pytest.approx(float(learned[0, 0]), abs=1e-6)
+    assert (20 * 0.2 + 1) / 21 < after["propensity"] < 1.0
     assert after["score"] > before["score"]
     # a retried request (no event ids) counts nothing twice: same send, same responses
     assert post_events(offers_client, *events).status_code == 202
@@ -117,7 +121,8 @@ def test_hard_rules_stay_above_what_was_learned(
     assert first["offer_id"] == "favourites-10"  # learned: it now beats refer-a-friend
     assert first["evidence"] == {"responses": 900, "sends": 1000}
     prior = 0.04 + 0.08 * (1 - 0.1) + 0.04  # the discount rule for loyal-1
-    assert first["propensity"] == pytest.approx((20 * prior + 900) / 1020, abs=1e-6)
+    learned = learned_mean(np.array([[prior]]), np.array([[1000.0]]), np.array([[900.0]]), 20.0)
+    assert first["propensity"] == pytest.approx(float(learned[0, 0]), abs=1e-6)
     detractor = offers(offers_client, "detractor-1", channel="email")
     assert [o["offer_id"] for o in detractor["offers"]] == ["service-recovery"]
     no_consent = offers(offers_client, "no-consent-1", channel="email")
