@@ -26,16 +26,22 @@ together), so two processes never hand out more than the budget. Redemptions are
 :meth:`record` from ``offer_redeemed`` events. :meth:`read` returns the counts and the budget used
 in one pipelined round trip (one ``HGETALL`` per offer).
 
-Redis Cluster: :meth:`record` touches the customers' keys and the offers' in one script, which a
-cluster refuses across slots; on a cluster it counts nothing yet (logged once), so events are
-still accepted and the offers keep their priors. Sharding the counts by slot is the next step.
+Redis Cluster: one script may only touch keys of one slot, and the counts live on the offers'
+slots (``{o:<offer>}``), the attribution on the customers'. So on a cluster :meth:`record` runs
+the attribution script once per customer shard (``feature_store.shards``: the customers' offer
+sends and their shard's erased set) with the counts *returned* instead of written, then writes
+them in one pipeline (``HINCRBY`` / ``INCRBY``, each atomic, all keys of an offer on its slot),
+before the 202 like on one server: read-your-writes holds. What a cluster gives up is only the
+atomicity of attribution and counts together: a process dying between the two loses those
+counts (a send then looks unsent to the counts, never counted twice). Budget reservations
+(:meth:`reserve`) touch one offer's keys only and run as one script on a cluster too.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,7 +54,6 @@ from recsys.decisions.offer_set import Budget, OfferSet
 from recsys.events import Event
 
 DAY_S: Final = 86_400.0
-log = logging.getLogger("recsys.offers")
 #: Kinds of offer events the script knows, by event type.
 _KIND: Final = {
     "offer_sent": "S",
@@ -61,10 +66,11 @@ _RECORD = f"""
 local window = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local day_ttl = tonumber(ARGV[3])
-local noffers = tonumber(ARGV[4])
+local apply = ARGV[4] == '1'
+local noffers = tonumber(ARGV[5])
 local idx = {{}}
-for j = 1, noffers do idx[ARGV[4 + j]] = j end
-local pos = 5 + noffers
+for j = 1, noffers do idx[ARGV[5 + j]] = j end
+local pos = 6 + noffers
 local nops = tonumber(ARGV[pos])
 pos = pos + 1
 local bits = {{R = 1, C = 2, D = 4}}
@@ -74,8 +80,13 @@ local function parse(rec)
   local at, cell, flags = string.match(rec, '^([^|]*)|(.*)|([^|]*)$')
   return tonumber(at), cell, tonumber(flags)
 end
-local function stats(j) return KEYS[1 + j] end
+local out = {{0}}
+local function bump(j, field)
+  if apply then redis.call('HINCRBY', KEYS[1 + j], field, 1)
+  else out[#out + 1] = 'H' .. j .. ' ' .. field end
+end
 local function redeemed(j)
+  if not apply then out[#out + 1] = 'R' .. j return end
   redis.call('INCR', KEYS[1 + noffers + 2 * j - 1])
   redis.call('EXPIRE', KEYS[1 + noffers + 2 * j - 1], day_ttl)
   redis.call('INCR', KEYS[1 + noffers + 2 * j])
@@ -91,7 +102,7 @@ for i = 1, nops do
       local old = redis.call('HGET', ck, offer)
       if not old or parse(old) ~= at then
         redis.call('HSET', ck, offer, at_text .. '|' .. cell .. '|0')
-        redis.call('HINCRBY', stats(idx[offer]), '{keys.STATS_SENDS}:' .. cell, 1)
+        bump(idx[offer], '{keys.STATS_SENDS}:' .. cell)
         counted = counted + 1
       end
       redis.call('EXPIRE', ck, ttl)
@@ -107,7 +118,7 @@ for i = 1, nops do
       if best and idx[best] then
         local head = string.match(best_rec, '^(.*)|[^|]*$')
         redis.call('HSET', ck, best, head .. '|' .. tostring(best_flags + 1))
-        redis.call('HINCRBY', stats(idx[best]), '{keys.STATS_RESPONSES}:' .. best_cell, 1)
+        bump(idx[best], '{keys.STATS_RESPONSES}:' .. best_cell)
         counted = counted + 1
       end
     else
@@ -118,7 +129,7 @@ for i = 1, nops do
         if math.floor(flags / bit) % 2 == 0 and sent <= at then
           local head = string.match(rec, '^(.*)|[^|]*$')
           redis.call('HSET', ck, offer, head .. '|' .. tostring(flags + bit))
-          redis.call('HINCRBY', stats(idx[offer]), fields[kind] .. ':' .. c, 1)
+          bump(idx[offer], fields[kind] .. ':' .. c)
           if kind == 'R' then redeemed(idx[offer]) end
           counted = counted + 1
         end
@@ -128,7 +139,8 @@ for i = 1, nops do
     end
   end
 end
-return counted
+out[1] = counted
+return out
 """
 
 _RESERVE = """
@@ -188,7 +200,6 @@ class OfferStats:
         self.prefix = prefix
         self._record = client.register_script(_RECORD)
         self.cluster = shards.is_cluster(client)
-        self._warned = False
         self._reserve = client.register_script(_RESERVE)
         self._cache: dict[tuple[str, ...], OfferCounts] = {}
 
@@ -207,23 +218,50 @@ class OfferStats:
         ops = [e for e in events if e.event_type in _KIND or e.event_type == "purchase"]
         if not ops:
             return 0
-        if self.cluster:  # one script over customer and offer keys: refused across slots
-            if not self._warned:
-                log.warning("adaptive offers learn nothing on Redis Cluster yet (cross-slot)")
-                self._warned = True
-            return 0
         ops.sort(key=lambda e: e.timestamp)  # a send before the responses of the same request
-        p, offers = self.prefix, [o.offer_id for o in offer_set.offers]
+        offers = [o.offer_id for o in offer_set.offers]
         day = day_of(now)
-        script_keys = [keys.erased_customers(p), *(keys.offer_stats(p, o) for o in offers)]
-        for offer in offers:
-            script_keys += [
-                keys.offer_budget(p, offer, "redemptions", day),
-                keys.offer_budget(p, offer, "redemptions", keys.BUDGET_TOTAL),
-            ]
+        if not self.cluster:  # one script, counts included: atomic with the attribution
+            reply = self._run(ops, offers, cells, window_s, None, day, apply=True)
+            self._cache.clear()
+            return int(reply[0])
+        changed, bumps = 0, Counter[str]()
+        by_shard: dict[shards.Shard, list[Event]] = {}
+        for event in ops:  # in time order within each shard
+            by_shard.setdefault(shards.shard_of(True, event.customer_id), []).append(event)
+        for shard, mine in by_shard.items():
+            reply = self._run(mine, offers, cells, window_s, shard, day, apply=False)
+            changed += int(reply[0])
+            bumps.update(_text(b) for b in reply[1:])
+        self._apply(bumps, offers, day)
+        self._cache.clear()
+        return changed
+
+    def _run(
+        self,
+        ops: Sequence[Event],
+        offers: Sequence[str],
+        cells: Mapping[tuple[str, str], str],
+        window_s: float,
+        shard: shards.Shard,
+        day: str,
+        *,
+        apply: bool,
+    ) -> list[Any]:
+        """One attribution script over ``ops`` (customers of ``shard``); with ``apply`` it also
+        writes the counts (their keys in the call), else it returns them (module docstring)."""
+        p = self.prefix
+        script_keys = [keys.erased_customers(p, shard)]
+        if apply:
+            script_keys += [keys.offer_stats(p, o) for o in offers]
+            for offer in offers:
+                script_keys += [
+                    keys.offer_budget(p, offer, "redemptions", day),
+                    keys.offer_budget(p, offer, "redemptions", keys.BUDGET_TOTAL),
+                ]
         position: dict[str, int] = {}
         args: list[Any] = [repr(window_s), math.ceil(2 * window_s + DAY_S), 2 * int(DAY_S)]
-        args += [len(offers), *offers, len(ops)]
+        args += [int(apply), len(offers), *offers, len(ops)]
         for event in ops:
             customer = event.customer_id
             if customer not in position:
@@ -235,9 +273,28 @@ class OfferStats:
             args += [kind, position[customer], customer, offer_id]
             args += [repr(to_seconds(event.timestamp)), cell]
         with store_errors("offer stats write"):
-            changed = int(self._record(keys=script_keys, args=args))
-        self._cache.clear()
-        return changed
+            return list(self._record(keys=script_keys, args=args))
+
+    def _apply(self, bumps: Mapping[str, int], offers: Sequence[str], day: str) -> None:
+        """Write the counts the cluster's scripts returned (``H<j> <field>``: a stats field of
+        offer ``j``, 1-based; ``R<j>``: a redemption against its budget), one pipeline: each
+        command is atomic and every key of one offer is on the offer's slot."""
+        if not bumps:
+            return
+        p = self.prefix
+        pipe = self.client.pipeline(transaction=False)
+        for bump, n in bumps.items():
+            head, _, field = bump.partition(" ")
+            offer = offers[int(head[1:]) - 1]
+            if head[0] == "H":
+                pipe.hincrby(keys.offer_stats(p, offer), field, n)
+            else:
+                today = keys.offer_budget(p, offer, "redemptions", day)
+                pipe.incrby(today, n)
+                pipe.expire(today, 2 * int(DAY_S))
+                pipe.incrby(keys.offer_budget(p, offer, "redemptions", keys.BUDGET_TOTAL), n)
+        with store_errors("offer stats write"):
+            pipe.execute()
 
     def read(self, offer_set: OfferSet, now: datetime, *, max_age_s: float = 0.0) -> OfferCounts:
         """Every offer's counts and every budgeted offer's use, in one round trip; reused for

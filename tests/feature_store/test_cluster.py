@@ -188,3 +188,53 @@ def test_the_service_loads_serves_ingests_and_erases_on_a_cluster(
     assert exported["event_id"].tolist()[-1] == "late"  # the shards merged in append order
     assert set(exported["customer_id"]) == (set(customers) - {"m7"}) | {"kitchen-1"}
     client.close()
+
+
+def test_offer_responses_are_counted_on_a_cluster(cluster_url: str, tmp_path: Path) -> None:
+    """An offer_sent and an offer_redeemed of customers on every node change the next
+    decision's evidence and propensity (the counts on the offers' slots, the attribution on the
+    customers'), a retried request counts nothing twice, and a redemption spends the budget."""
+    from servingkit import make_offers_bundle
+
+    artifacts = tmp_path / "artifacts"
+    write_bundle(make_offers_bundle(), artifacts)
+    settings = Settings(
+        redis_url=cluster_url,
+        redis_prefix=f"cl-{uuid.uuid4().hex[:8]}",
+        artifacts=artifacts,
+        api_keys=API_KEYS,
+    )
+    client = redis.cluster.RedisCluster.from_url(cluster_url.replace("+cluster", ""))
+    customers = [f"ghost-{i}" for i in range(1, 13)]
+    assert len({client.get_node_from_key(keys.customer_live("p", c)).port for c in customers}) == 3
+    props = {"offer_id": "welcome-5", "channel": "email"}
+    events = [
+        {"customer_id": c, "event_type": kind, "properties": props, "timestamp": at}
+        for c in customers
+        for kind, at in (
+            ("offer_sent", "2026-01-01T10:00:00"),
+            ("offer_redeemed", "2026-01-01T11:00:00"),
+        )
+        if kind == "offer_sent" or c in customers[:3]
+    ]
+
+    def welcome(http: httpx.Client) -> dict[str, object]:
+        response = http.get("/v1/customers/ghost-99/offers?channel=email", headers=READ)
+        assert response.status_code == 200, response.text
+        return next(o for o in response.json()["offers"] if o["offer_id"] == "welcome-5")
+
+    with serve(create_app(settings)) as base, httpx.Client(base_url=base, timeout=10) as http:
+        _wait(lambda: http.get("/readyz").status_code == 200, "readiness (bulk load)")
+        before = welcome(http)
+        assert before["evidence"] == {"responses": 0, "sends": 0}
+        for _ in range(2):  # the second time a retry: the same sends and responses
+            response = http.post("/v1/events", json={"events": events}, headers=WRITE)
+            assert response.status_code == 202, response.text
+            after = welcome(http)
+            assert after["evidence"] == {"responses": 3, "sends": 12}
+        assert after["propensity"] != before["propensity"]
+    stats = client.hgetall(keys.offer_stats(settings.redis_prefix, "welcome-5"))
+    assert stats == {b"s:prospect|awareness|email": b"12", b"r:prospect|awareness|email": b"3"}
+    total = keys.offer_budget(settings.redis_prefix, "welcome-5", "redemptions", keys.BUDGET_TOTAL)
+    assert client.get(total) == b"3"
+    client.close()
