@@ -23,8 +23,8 @@ separate now only because that script is being rewritten.
 decisions that hand the offer out for sending (the offers batch and export): :meth:`reserve` grants
 at most what is left of the day's and the total budget in one Lua script (check and ``INCRBY``
 together), so two processes never hand out more than the budget. Redemptions are counted by
-:meth:`record` from ``offer_redeemed`` events. :meth:`read` returns the counts and the budget used
-in one pipelined round trip (one ``HGETALL`` per offer).
+:meth:`record` from ``offer_redeemed`` events. :meth:`read` returns the counts of the cells a
+decision needs and the budget used in one pipelined round trip (one ``HMGET`` per offer).
 
 Redis Cluster: one script may only touch keys of one slot, and the counts live on the offers'
 slots (``{o:<offer>}``), the attribution on the customers'. So on a cluster :meth:`record` runs
@@ -40,7 +40,6 @@ counts (a send then looks unsent to the counts, never counted twice). Budget res
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -180,7 +179,6 @@ class OfferCounts:
 
     counts: dict[str, CellCounts] = field(default_factory=dict)
     budgets: dict[str, BudgetUse] = field(default_factory=dict)
-    read_at: float = 0.0
 
 
 def day_of(now: datetime) -> str:
@@ -201,7 +199,6 @@ class OfferStats:
         self._record = client.register_script(_RECORD)
         self.cluster = shards.is_cluster(client)
         self._reserve = client.register_script(_RESERVE)
-        self._cache: dict[tuple[str, ...], OfferCounts] = {}
 
     def record(
         self,
@@ -223,7 +220,6 @@ class OfferStats:
         day = day_of(now)
         if not self.cluster:  # one script, counts included: atomic with the attribution
             reply = self._run(ops, offers, cells, window_s, None, day, apply=True)
-            self._cache.clear()
             return int(reply[0])
         changed, bumps = 0, Counter[str]()
         by_shard: dict[shards.Shard, list[Event]] = {}
@@ -234,7 +230,6 @@ class OfferStats:
             changed += int(reply[0])
             bumps.update(_text(b) for b in reply[1:])
         self._apply(bumps, offers, day)
-        self._cache.clear()
         return changed
 
     def _run(
@@ -296,19 +291,20 @@ class OfferStats:
         with store_errors("offer stats write"):
             pipe.execute()
 
-    def read(self, offer_set: OfferSet, now: datetime, *, max_age_s: float = 0.0) -> OfferCounts:
-        """Every offer's counts and every budgeted offer's use, in one round trip; reused for
-        ``max_age_s`` seconds when positive (the batch path's cache)."""
+    def read(self, offer_set: OfferSet, cells: Sequence[str], now: datetime) -> OfferCounts:
+        """Every offer's sends and responses in ``cells`` (``HMGET`` of just those fields) and
+        every budgeted offer's use, in one round trip; never a cached copy, so a decision sees
+        every count recorded before it, by any process."""
         p, offers = self.prefix, [o.offer_id for o in offer_set.offers]
         day = day_of(now)
-        cache_key = (day, *offers)
-        cached = self._cache.get(cache_key)
-        if max_age_s > 0 and cached is not None and time.monotonic() - cached.read_at < max_age_s:
-            return cached
+        wanted = list(dict.fromkeys(cells))
+        kinds = (keys.STATS_SENDS, keys.STATS_RESPONSES)
+        fields = [f"{kind}:{cell}" for kind in kinds for cell in wanted]
         budgeted = [o.offer_id for o in offer_set.offers if o.budget is not None]
+        read = offers if wanted else []
         pipe = self.client.pipeline(transaction=False)
-        for offer in offers:
-            pipe.hgetall(keys.offer_stats(p, offer))
+        for offer in read:
+            pipe.hmget(keys.offer_stats(p, offer), fields)
         for offer in budgeted:
             pipe.mget(
                 [
@@ -318,15 +314,20 @@ class OfferStats:
                 ]
             )
         with store_errors("offer stats read"):
-            replies = pipe.execute()
-        counts = {o: parse_counts(raw) for o, raw in zip(offers, replies, strict=False)}
+            replies = pipe.execute() if read or budgeted else []
+        n = len(wanted)
+        counts: dict[str, CellCounts] = {}
+        for offer, raw in zip(read, replies, strict=False):
+            counts[offer] = {
+                cell: (float(s or 0), float(r or 0))
+                for cell, s, r in zip(wanted, raw[:n], raw[n:], strict=True)
+                if s is not None or r is not None
+            }
         budgets = {
             offer: BudgetUse(*(int(v or 0) for v in raw))
-            for offer, raw in zip(budgeted, replies[len(offers) :], strict=True)
+            for offer, raw in zip(budgeted, replies[len(read) :], strict=True)
         }
-        found = OfferCounts(counts, budgets, time.monotonic())
-        self._cache = {cache_key: found}
-        return found
+        return OfferCounts(counts, budgets)
 
     def reserve(self, offer_id: str, want: int, budget: Budget, now: datetime) -> int:
         """Reserve up to ``want`` sends of ``offer_id`` within its budget; how many were granted
@@ -341,7 +342,6 @@ class OfferStats:
         args = [want, _limit(budget.sends_per_day), _limit(budget.sends_total), 2 * int(DAY_S)]
         with store_errors("offer budget reservation"):
             granted = int(self._reserve(keys=script_keys, args=args))
-        self._cache.clear()
         return granted
 
     def export(self, offer_set: OfferSet) -> dict[str, dict[str, dict[str, int]]]:
@@ -373,16 +373,3 @@ class OfferStats:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def parse_counts(raw: Mapping[Any, Any]) -> CellCounts:
-    """A stats hash as cell -> (sends, responses)."""
-    sends: dict[str, float] = {}
-    responses: dict[str, float] = {}
-    for name, value in raw.items():
-        kind, _, cell = _text(name).partition(":")
-        if kind == keys.STATS_SENDS:
-            sends[cell] = float(value)
-        elif kind == keys.STATS_RESPONSES:
-            responses[cell] = float(value)
-    return {cell: (sends.get(cell, 0.0), responses.get(cell, 0.0)) for cell in sends | responses}

@@ -88,11 +88,6 @@ class OffersConfig(BaseModel):
     explore_channels: tuple[str, ...] = ("email",)
     #: A purchase this long after an ``offer_sent`` converts that send (the latest open one).
     attribution_window_days: float = Field(default=7.0, gt=0)
-    #: How long a process may reuse the counts it read (0: read every time). The counts are a
-    #: second read besides the customer's; reused this long, an offers request stays one round
-    #: trip. A process's own event writes refresh them at once (read-your-writes); other
-    #: processes' writes are seen within this long. Budgets are reserved atomically regardless.
-    stats_cache_ttl_s: float = Field(default=1.0, ge=0)
 
 
 class Settings(BaseSettings):

@@ -262,3 +262,18 @@ def test_the_next_best_action_says_the_policy_and_evidence_of_its_offer(
     assert action["policy"] == "posterior_mean"  # a next best action does not explore
     assert action["propensity"] == pytest.approx(0.02 + 0.2 * 0.8)
     assert action["evidence"] == {"responses": 0, "sends": 0}
+
+
+def test_a_response_recorded_by_another_process_is_in_the_next_decision(
+    offers_settings: Settings,
+) -> None:
+    """Read-your-writes across processes: the counts are read for each decision, not reused."""
+    with (
+        TestClient(create_app(offers_settings)) as writer,
+        TestClient(create_app(offers_settings)) as reader,
+    ):
+        before = by_id(offers(reader, "ghost-2", channel="email"))["welcome-5"]
+        sent = post_events(writer, event("ghost-1", "offer_sent", "welcome-5", days_ago=1))
+        assert sent.status_code == 202, sent.text
+        after = by_id(offers(reader, "ghost-2", channel="email"))["welcome-5"]
+        assert after["evidence"]["sends"] == before["evidence"]["sends"] + 1
