@@ -40,6 +40,7 @@ from recsys.decisions.offer_set import OfferSet
 from recsys.decisions.offers import RankedOffer
 from recsys.errors import InvalidEventError
 from recsys.events import Event
+from recsys.store import FeatureStore
 from serving.customer_models import (
     changed_by_events,
     default_offer_set,
@@ -213,21 +214,24 @@ def record_offer_events(
     relevant = [e for e in relevant if e.offer is None or e.offer[0] in known]
     sends = [e for e in relevant if e.event_type == "offer_sent"]
     relevant = [e for e in relevant if e.event_type != "offer_sent" or e in sends]
-    cells = send_cells(serving, sends)
+    cells = send_cells(serving, sends, app.state.bulk_reads)
     settings: Settings = app.state.settings
     window_s = settings.offers.attribution_window_days * 86_400.0
     return offer_stats(app).record(relevant, offer_set, cells, window_s=window_s, now=now)
 
 
-def send_cells(serving: ServingState, sends: Sequence[Event]) -> dict[tuple[str, str], str]:
-    """``(customer_id, channel)`` -> cell of each send (``-`` parts without a model)."""
+def send_cells(
+    serving: ServingState, sends: Sequence[Event], store: FeatureStore | None = None
+) -> dict[tuple[str, str], str]:
+    """``(customer_id, channel)`` -> cell of each send (``-`` parts without a model); ``store``:
+    the bulk reads' (up to a batch of customers, under the offers batch's longer timeout)."""
     customers = list(dict.fromkeys(e.customer_id for e in sends))
     if not customers:
         return {}
     profile: Mapping[str, tuple[Any, Any]] = dict.fromkeys(customers, (None, None))
     snapshot = serving.snapshot
     if snapshot is not None:
-        _, states = serving.read_customers(customers, snapshot)
+        _, states = serving.read_customers(customers, snapshot, store)
         table = pd.DataFrame.from_records([merged_features(s) for s in states])
         changed = np.fromiter((changed_by_events(s) for s in states), bool, len(states))
         table = describe_table(snapshot.model.customer_models, table, changed)
