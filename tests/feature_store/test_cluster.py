@@ -25,8 +25,11 @@ import redis.cluster
 
 from feature_store import keys
 from feature_store.export import erased_customer_ids, export_events
+from feature_store.offer_stats import OfferStats
 from recsys.bundle import write_bundle
 from recsys.config import Settings
+from recsys.decisions.offer_set import Budget
+from recsys.events import utcnow
 from recsys.io.loaders import load_interactions
 from serving.app import create_app
 
@@ -193,7 +196,9 @@ def test_the_service_loads_serves_ingests_and_erases_on_a_cluster(
 def test_offer_responses_are_counted_on_a_cluster(cluster_url: str, tmp_path: Path) -> None:
     """An offer_sent and an offer_redeemed of customers on every node change the next
     decision's evidence and propensity (the counts on the offers' slots, the attribution on the
-    customers'), a retried request counts nothing twice, and a redemption spends the budget."""
+    customers'), a retried request counts nothing twice, an erased customer's events count
+    nothing (their shard's erased set), a redemption spends the budget and sends are reserved
+    within it."""
     from servingkit import make_offers_bundle
 
     artifacts = tmp_path / "artifacts"
@@ -227,14 +232,20 @@ def test_offer_responses_are_counted_on_a_cluster(cluster_url: str, tmp_path: Pa
         _wait(lambda: http.get("/readyz").status_code == 200, "readiness (bulk load)")
         before = welcome(http)
         assert before["evidence"] == {"responses": 0, "sends": 0}
+        seen = {"customer_id": "ghost-12", "event_type": "view", "item_id": "G1"}
+        assert http.post("/v1/events", json={"events": [seen]}, headers=WRITE).status_code == 202
+        assert http.delete("/v1/customers/ghost-12", headers=ADMIN).status_code == 204
         for _ in range(2):  # the second time a retry: the same sends and responses
             response = http.post("/v1/events", json={"events": events}, headers=WRITE)
             assert response.status_code == 202, response.text
             after = welcome(http)
-            assert after["evidence"] == {"responses": 3, "sends": 12}
+            assert after["evidence"] == {"responses": 3, "sends": 11}  # not ghost-12's
         assert after["propensity"] != before["propensity"]
     stats = client.hgetall(keys.offer_stats(settings.redis_prefix, "welcome-5"))
-    assert stats == {b"s:prospect|awareness|email": b"12", b"r:prospect|awareness|email": b"3"}
+    assert stats == {b"s:prospect|awareness|email": b"11", b"r:prospect|awareness|email": b"3"}
     total = keys.offer_budget(settings.redis_prefix, "welcome-5", "redemptions", keys.BUDGET_TOTAL)
     assert client.get(total) == b"3"
+    stats_store = OfferStats(client, settings.redis_prefix)
+    budget = Budget(sends_total=5)
+    assert [stats_store.reserve("welcome-5", 3, budget, utcnow()) for _ in range(2)] == [3, 2]
     client.close()
