@@ -74,6 +74,11 @@ GROUPS: dict[str, dict[str, Any]] = {
                   "clv": 20.0, "orders_90d": 1, "orders_30d": 0, "recency_days": 40.0},
 }  # fmt: skip
 OFFER_IDS = [o["offer_id"] for o in OFFERS["offers"]]
+#: The random streams of one seed: the population's groups and the simulated responses, each
+#: its own (``default_rng((seed, stream))``), and apart from the service's Thompson draws
+#: (``default_rng(seed + round)``). One stream for all would tie the first round's responses
+#: and explorations to the customers' groups (a group that never converts in round 1).
+POPULATION, RESPONSES = 0, 1
 
 
 def priors() -> np.ndarray:
@@ -147,7 +152,7 @@ def campaign(
     seed: int,
 ) -> Outcome:
     """Run the rounds; ``post`` None: the random policy (no service decisions)."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng((seed, RESPONSES))
     best = truth.max(axis=1)
     conversions, regret = [], []
     total_c, total_r = 0, 0.0
@@ -209,7 +214,7 @@ def http_post(base: str) -> Post:
 
 
 def population(n: int, seed: int) -> tuple[list[str], np.ndarray]:
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng((seed, POPULATION))
     customers = [f"sim-{i:05d}" for i in range(n)]
     return customers, rng.integers(0, len(GROUPS), n)
 
