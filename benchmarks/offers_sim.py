@@ -238,7 +238,8 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Outcome
     customers, group_of = population(args.customers, seed)
     names = list(GROUPS)
     found: dict[str, dict[str, Outcome]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    # its embedded Redis may still be closing when the directory goes
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         root = make_root(customers, [names[g] for g in group_of], Path(tmp) / "artifacts")
         print(f"\nseed {seed}: {args.customers} customers, {args.rounds} email rounds")
         for scenario in ("wrong", "right"):
