@@ -131,22 +131,35 @@ def configured_key(settings: Settings) -> str | None:
     return None if secret is None else str(secret.get_secret_value())
 
 
-def key_file(data_dir: Path) -> str:
+def key_file(data_dir: Path, initial: str | None = None) -> str:
     """The key kept in ``<data_dir>/erasure.key`` (case 2 of the module docstring), made on
-    first use: 32 random bytes in hex, created exclusively with mode 0600 (two processes
-    starting at once both read the one that won)."""
+    first use from ``initial`` or 32 random bytes in hex, created exclusively with mode 0600
+    (two processes starting at once both read the one that won)."""
     path = Path(data_dir) / KEY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32) + "\n")
+            fh.write((initial or secrets.token_hex(32)) + "\n")
     for _ in range(100):  # the winner may not have written it yet
         key = path.read_text().strip()
         if key:
             return key
         time.sleep(0.01)
     raise StoreUnavailableError(f"{path} is empty: delete it only if no customer was erased")
+
+
+def embedded_key(client: RedisClient, prefix: str, data_dir: Path) -> str:
+    """The embedded server's key (``erasure.key`` of its data folder). A store that already
+    keeps a key in Redis (written by a process given neither the setting nor the folder) has
+    it moved into the file, and out of Redis: out of its files too from the next rewrite of
+    the append-only file (the next erasure's)."""
+    with store_errors("resolution of the erasure key"):
+        kept = client.get(keys.erasure_key(prefix))
+        key = key_file(data_dir, _text(kept) if kept else None)
+        if kept and _text(kept) == key:
+            client.delete(keys.erasure_key(prefix))
+    return key
 
 
 def _mismatch(prefix: str) -> StoreUnavailableError:

@@ -33,11 +33,10 @@ def redis_for(settings: Settings, data_dir: Path) -> Iterator[Settings]:
         yield settings
         return
     from feature_store.embedded import embedded_redis
-    from feature_store.tombstones import key_file
 
     with embedded_redis(data_dir, binary=settings.redis_server) as server:
         print(server.describe(data_dir), flush=True)
-        secret = settings.privacy.erasure_key or SecretStr(key_file(data_dir))
+        secret = settings.privacy.erasure_key or _key_of(server.url, settings, data_dir)
         exported = {
             "RECSYS_REDIS_URL": server.url,
             "RECSYS_ERASE_REWRITES_AOF": "true",
@@ -52,3 +51,15 @@ def redis_for(settings: Settings, data_dir: Path) -> Iterator[Settings]:
         finally:
             for name in exported:
                 os.environ.pop(name, None)
+
+
+def _key_of(url: str, settings: Settings, data_dir: Path) -> SecretStr:
+    """The erasure key the embedded server's data folder keeps (``feature_store.tombstones``)."""
+    from feature_store.connection import connect
+    from feature_store.tombstones import embedded_key
+
+    client = connect(url, timeout_ms=5000)
+    try:
+        return SecretStr(embedded_key(client, settings.redis_prefix, data_dir))
+    finally:
+        client.close()

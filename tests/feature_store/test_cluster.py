@@ -180,7 +180,11 @@ def test_the_service_loads_serves_ingests_and_erases_on_a_cluster(
     prefix = settings.redis_prefix
     slots = {int(s) for s in client.smembers(keys.stream_shards(prefix))}
     assert slots == {keys.customer_slot(c) for c in [*customers, "kitchen-1"]}  # one shard each
-    assert erased_customer_ids(settings) == {"m7"}
+    erased = erased_customer_ids(settings)
+    assert "m7" in erased and len(erased) == 1 and "m8" not in erased
+    m7_shard = keys.erased_customers(prefix, keys.slot_tag(keys.customer_slot("m7")))
+    (member,) = client.smembers(m7_shard)  # on m7's slot, as a keyed digest of the id
+    assert member.startswith(b"#") and b"m7" not in member
     path = tmp_path / "events.csv"
     assert export_events(settings, path) == len(batch) - 2 + 1  # m7's two gone, m8's late one
     exported = load_interactions(path, fmt="events").interactions
