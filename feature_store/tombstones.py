@@ -19,8 +19,10 @@ training's exclusion (:class:`ErasedSet`, a container that digests the id it is 
 1. ``RECSYS_PRIVACY__ERASURE_KEY`` (``settings.privacy.erasure_key``) when set: kept outside
    Redis, so neither Redis's memory nor its files (AOF, RDB, replicas, backups) hold it.
 2. The embedded server (``pelanggan.store.redis_for``): a random key written once to the file
-   ``erasure.key`` of its data folder, beside (not inside) ``appendonlydir``, and passed on as
-   that setting.
+   ``erasure.key`` (mode 0600) of its data folder, beside (not inside) ``appendonlydir``, and
+   passed on as that setting (:func:`embedded_key`; a key the store already kept in Redis is
+   moved into the file). The AOF alone then says nothing; a copy of the whole folder holds key
+   and digests, so it can test guessed ids (though it lists none).
 3. Otherwise (a Redis of your own and no key set): a random key generated once per store and
    kept in Redis (``<p>:{erasure}:key``). Then the AOF holds the key too, and whoever reads the
    files can test candidate ids against the digests: the files no longer contain the id, but do
@@ -33,15 +35,18 @@ customer back in. To move a store from case 3 to case 1, set the key to the valu
 ``<p>:{erasure}:key`` and delete that key.
 
 **Upgrades**: plain ids left in the set by an older version are migrated when a store resolves
-its key (:func:`migrate_plain_ids`: each replaced by its digest in one ``MULTI`` on its own set,
-so it stays on its slot); readers in between still see them refused, since the event script and
-every check look for the digest and the migration adds it before it removes the id.
+its key (:func:`resolve`, :func:`migrate_plain_ids`: each replaced by its digest in one
+``MULTI`` on its own set, so it stays on its slot and no reader sees it missing). The service's
+event writer resolves through its store (:class:`Resolver`), so the migration has run before
+the first event is checked. A plain id written after that (by a process of the older version
+still running) is migrated at the next start only: stop the older version first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import os
 import secrets
@@ -58,6 +63,7 @@ from recsys.errors import InternalError, StoreUnavailableError
 KEY_FILE = "erasure.key"  # in the embedded server's data folder
 MARK = "#"  # outside the customer-id alphabet: digests start with it, plain ids cannot
 DIGEST_BYTES = 16
+CACHED = 16_384  # digests remembered per key
 
 # KEYS[1] the key kept in Redis, KEYS[2] the check value. ARGV[1] the configured key's check
 # ('' when none is configured), ARGV[2] a fresh key and ARGV[3] its check (for case 3).
@@ -88,9 +94,11 @@ class Tombstones:
         self._key = key.encode() if isinstance(key, str) else key
         if not self._key:
             raise ValueError("the erasure key is empty")
+        #: The erased-set member of a customer id. The recently asked are remembered (an event
+        #: write digests its customers for the read, then again for the script: ~2 us each).
+        self.of: Callable[[str], str] = functools.lru_cache(maxsize=CACHED)(self._digest)
 
-    def of(self, customer_id: str) -> str:
-        """The erased-set member of ``customer_id``."""
+    def _digest(self, customer_id: str) -> str:
         mac = hmac.digest(self._key, customer_id.encode(), "sha256")
         return MARK + mac[:DIGEST_BYTES].hex()
 
