@@ -36,7 +36,7 @@ _OFFER = {
     "items": ["22960", "22423", "22699"],
     "reason": "buys regularly (3 orders); a discount on items they are likely to want",
     "score": 34.8632,
-    "expires_at": None,
+    "expires_at": "2011-09-30T23:59:59Z",
     "policy": "posterior_mean",
     "propensity": 0.147183,
     "evidence": _EVIDENCE,
@@ -306,3 +306,42 @@ class NextBestAction(BaseModel):
         description="the channel asked for; null: any channel", examples=["email"]
     )
     model_version: str = Field(description=VERSION_DESCRIPTION, examples=[VERSION_EXAMPLE])
+
+
+class OfferStats(BaseModel):
+    """What the adaptive offers learned so far (``GET /v1/model/offer-stats``)."""
+
+    adaptive: bool = Field(
+        description="whether offers learn their propensities from responses "
+        "(``RECSYS_OFFERS__ADAPTIVE``); false: the hand-set rules decide",
+        examples=[True],
+    )
+    prior_strength: float = Field(
+        description="how many sends the hand-set propensity counts as before any response "
+        "(the prior's weight)",
+        examples=[20.0],
+    )
+    explore_share: float = Field(
+        description="the share (0 to 1) of decisions on the exploring channels (``email`` "
+        "unless configured) that draw a propensity (Thompson sampling) instead of taking its "
+        "mean, so that untried offers get tried",
+        examples=[0.1],
+    )
+    offers: dict[str, dict[str, dict[str, int]]] = Field(
+        description="per offer id, per context cell (``segment|journey stage|channel``, ``-`` "
+        "for a missing part): the ``sends``, ``responses``, ``clicks`` and ``dismissals`` "
+        "counted; an offer with no counts yet has no cells",
+        examples=[
+            {
+                "win-back-15": {
+                    "at_risk|at_risk|email": {
+                        "sends": 41,
+                        "responses": 3,
+                        "clicks": 7,
+                        "dismissals": 2,
+                    }
+                },
+                "welcome-5": {},
+            }
+        ],
+    )

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from serving.adaptive import offer_stats
 from serving.auth import Principal, require
+from serving.offer_models import OfferStats
 from serving.profile_models import ModelInfo, Reloaded, SampleIds, TrainingData
 from serving.routes.common import (
     MetricsDep,
@@ -112,6 +113,7 @@ async def reload_model(
 @router.get(
     "/v1/model/offer-stats",
     summary="What the adaptive offers learned",
+    response_model=OfferStats,
     responses=problems(401, 403, 503),
 )
 async def get_offer_stats(
