@@ -235,7 +235,7 @@ class Item(BaseModel):
     )
     revision: int = Field(
         description="the catalogue revision this answer reflects: the count of catalogue "
-        "changes stored so far (0: none since the features were loaded)",
+        "changes stored so far (0: none)",
         examples=[3],
     )
 
