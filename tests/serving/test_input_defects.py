@@ -28,7 +28,7 @@ from pelanggan.cli import main
 from recsys import schema
 from recsys.config import ServingConfig, Settings
 from serving.app import create_app
-from serving.models import Overview
+from serving.profile_models import Overview
 
 HUGE = "99999999999999999999"
 
