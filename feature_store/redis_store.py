@@ -408,8 +408,8 @@ class RedisFeatureStore:
         )
 
     def erase_customer(self, customer_id: str, *, known: bool = True) -> int:
-        """Add the customer to the erased set, delete every key of theirs (by name) and their
-        entries of the event stream; how many keys and stream entries were removed.
+        """Add the customer's digest to the erased set, delete every key of theirs (by name) and
+        their entries of the event stream; how many keys and stream entries were removed.
         ``known=False`` (no model knows them): not kept erased when nothing was held.
 
         Reads the whole event stream (see :mod:`feature_store.privacy` for the cost); with
