@@ -10,7 +10,8 @@ attributed to the send), clicks ``k:<cell>`` and dismissals ``d:<cell>``.
 knows the cell to count it in. A response counts once per send (``flags``: 1 converted, 2
 clicked, 4 dismissed); a purchase converts the customer's latest open send within the
 attribution window before it; a repeated ``offer_sent`` (same offer, same time: a retried event)
-counts no second send. Events of erased customers count nothing.
+counts no second send. Events of erased customers count nothing (the script gets the digest of
+each id, ``feature_store.tombstones``, which is what the erased set holds).
 
 :meth:`OfferStats.record` writes one request's offer events and purchases in **one** Lua script,
 so the counts are atomic across processes. It is called by ``POST /v1/events`` right after
@@ -48,6 +49,7 @@ from typing import Any, Final
 
 from feature_store import keys, shards
 from feature_store.connection import RedisClient, store_errors
+from feature_store.tombstones import Resolver
 from recsys.customers.online_state import to_seconds
 from recsys.decisions.offer_set import Budget, OfferSet
 from recsys.events import Event
@@ -92,11 +94,11 @@ local function redeemed(j)
 end
 local counted = 0
 for i = 1, nops do
-  local kind, ck, cust = ARGV[pos], KEYS[tonumber(ARGV[pos + 1])], ARGV[pos + 2]
+  local kind, ck, tombstone = ARGV[pos], KEYS[tonumber(ARGV[pos + 1])], ARGV[pos + 2]
   local offer, at_text, cell = ARGV[pos + 3], ARGV[pos + 4], ARGV[pos + 5]
   local at = tonumber(at_text)
   pos = pos + 6
-  if redis.call('SISMEMBER', KEYS[1], cust) == 0 then
+  if redis.call('SISMEMBER', KEYS[1], tombstone) == 0 then
     if kind == 'S' then
       local old = redis.call('HGET', ck, offer)
       if not old or parse(old) ~= at then
@@ -193,9 +195,13 @@ def _limit(value: int | None) -> int:
 class OfferStats:
     """The counts, attribution and budgets of the offers (module docstring); one per process."""
 
-    def __init__(self, client: RedisClient, prefix: str) -> None:
+    def __init__(
+        self, client: RedisClient, prefix: str, tombstones: Resolver | None = None
+    ) -> None:
         self.client = client
         self.prefix = prefix
+        #: the erased set's digests (``feature_store.tombstones``; default: resolved here)
+        self.tombstones = tombstones or Resolver(client, prefix)
         self._record = client.register_script(_RECORD)
         self.cluster = shards.is_cluster(client)
         self._reserve = client.register_script(_RESERVE)
@@ -245,7 +251,7 @@ class OfferStats:
     ) -> list[Any]:
         """One attribution script over ``ops`` (customers of ``shard``); with ``apply`` it also
         writes the counts (their keys in the call), else it returns them (module docstring)."""
-        p = self.prefix
+        p, erased = self.prefix, self.tombstones.get()
         script_keys = [keys.erased_customers(p, shard)]
         if apply:
             script_keys += [keys.offer_stats(p, o) for o in offers]
@@ -265,7 +271,7 @@ class OfferStats:
             offer_id, channel = event.offer or ("", "")
             cell = cells.get((customer, channel), "") if event.event_type == "offer_sent" else ""
             kind = _KIND.get(event.event_type, "P")
-            args += [kind, position[customer], customer, offer_id]
+            args += [kind, position[customer], erased.of(customer), offer_id]
             args += [repr(to_seconds(event.timestamp)), cell]
         with store_errors("offer stats write"):
             return list(self._record(keys=script_keys, args=args))

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import redis
-from servingkit import READ, WRITE, TestClient, get_json, make_offers_bundle
+from servingkit import ADMIN, READ, WRITE, TestClient, get_json, make_offers_bundle
 
 from feature_store import keys
 from recsys.bundle import write_bundle
@@ -277,3 +277,15 @@ def test_a_response_recorded_by_another_process_is_in_the_next_decision(
         assert sent.status_code == 202, sent.text
         after = by_id(offers(reader, "ghost-2", channel="email"))["welcome-5"]
         assert after["evidence"]["sends"] == before["evidence"]["sends"] + 1
+
+
+def test_an_erased_customers_offer_events_count_nothing(offers_client: TestClient) -> None:
+    seen = {"customer_id": "ghost-30", "event_type": "view", "item_id": "K0"}
+    assert post_events(offers_client, seen).status_code == 202
+    assert offers_client.delete("/v1/customers/ghost-30", headers=ADMIN).status_code == 204
+    before = by_id(offers(offers_client, "ghost-2", channel="email"))["welcome-5"]
+    late = [event("ghost-30", "offer_sent", "welcome-5", days_ago=1)]
+    late.append(event("ghost-30", "offer_redeemed", "welcome-5"))
+    assert post_events(offers_client, *late).status_code == 202
+    after = by_id(offers(offers_client, "ghost-2", channel="email"))["welcome-5"]
+    assert after["evidence"] == before["evidence"]
