@@ -188,9 +188,10 @@ def _lifespan(
         app.state.bulk_reads = _open_bulk_reads(settings, store)
         writer = _open_event_writer(settings, the_store, store is not None)
         app.state.event_writer = writer
-        # the counts of adaptive offers, on the sync store's client (serving.adaptive)
+        # the counts of adaptive offers (serving.adaptive), on the bulk reads' client: a request
+        # of up to 1,000 events is counted in one script, too long for the page view's timeout
         app.state.offer_stats = OfferStats(
-            the_store.client,  # type: ignore[attr-defined]
+            app.state.bulk_reads.client,
             settings.redis_prefix,
             tombstones=writer.tombstones,  # the erased set's digests, as the events' writer
         )
