@@ -311,14 +311,10 @@ class OfferStats:
         pipe = self.client.pipeline(transaction=False)
         for offer in read:
             pipe.hmget(keys.offer_stats(p, offer), fields)
-        for offer in budgeted:
-            pipe.mget(
-                [
-                    keys.offer_budget(p, offer, what, when)
-                    for what in ("sends", "redemptions")
-                    for when in (day, keys.BUDGET_TOTAL)
-                ]
-            )
+        for offer in budgeted:  # GETs, not MGET: a cluster pipeline refuses MGET
+            for what in ("sends", "redemptions"):
+                for when in (day, keys.BUDGET_TOTAL):
+                    pipe.get(keys.offer_budget(p, offer, what, when))
         with store_errors("offer stats read"):
             replies = pipe.execute() if read or budgeted else []
         n = len(wanted)
@@ -329,9 +325,10 @@ class OfferStats:
                 for cell, s, r in zip(wanted, raw[:n], raw[n:], strict=True)
                 if s is not None or r is not None
             }
+        used = replies[len(read) :]
         budgets = {
-            offer: BudgetUse(*(int(v or 0) for v in raw))
-            for offer, raw in zip(budgeted, replies[len(read) :], strict=True)
+            offer: BudgetUse(*(int(v or 0) for v in used[4 * i : 4 * i + 4]))
+            for i, offer in enumerate(budgeted)
         }
         return OfferCounts(counts, budgets)
 

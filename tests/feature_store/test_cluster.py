@@ -8,6 +8,7 @@ a thread) runs on it with a ``redis+cluster://`` URL. Skipped only when ``redis-
 
 from __future__ import annotations
 
+import copy
 import random
 import shutil
 import socket
@@ -206,7 +207,12 @@ def test_offer_responses_are_counted_on_a_cluster(cluster_url: str, tmp_path: Pa
     from servingkit import make_offers_bundle
 
     artifacts = tmp_path / "artifacts"
-    write_bundle(make_offers_bundle(), artifacts)
+    bundle = make_offers_bundle()
+    bundle.extra = copy.deepcopy(bundle.extra)  # the kit's catalogue is shared: not into it
+    for offer in bundle.extra["offers"]["offers"]:
+        if offer["offer_id"] == "welcome-5":  # a budget: its use is read with the counts
+            offer["budget"] = {"sends_total": 1000, "redemptions_total": 1000}
+    write_bundle(bundle, artifacts)
     settings = Settings(
         redis_url=cluster_url,
         redis_prefix=f"cl-{uuid.uuid4().hex[:8]}",

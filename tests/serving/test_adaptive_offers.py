@@ -3,6 +3,7 @@ decision uses, Thompson exploration on email, budgets across processes, hard rul
 
 from __future__ import annotations
 
+import copy
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -183,6 +184,7 @@ def test_thompson_sampling_takes_its_share_of_email_decisions_reproducibly(
 def with_budget(settings: Settings, root: Path, budget: dict[str, int]) -> Settings:
     """``settings`` serving the offers bundle with ``budget`` on welcome-5."""
     bundle = make_offers_bundle()
+    bundle.extra = copy.deepcopy(bundle.extra)  # the kit's catalogue is shared: not into it
     for offer in bundle.extra["offers"]["offers"]:
         if offer["offer_id"] == "welcome-5":
             offer["budget"] = budget
