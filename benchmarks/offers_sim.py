@@ -1,6 +1,7 @@
 """Proof that the offers learn: email campaigns to simulated customers through the HTTP API.
 
-    python -m benchmarks.offers_sim [--customers 600] [--rounds 20] [--seed 1] [--explore-share S]
+    python -m benchmarks.offers_sim [--customers 600] [--rounds 20] [--seed 1] [--seeds 5]
+                                    [--explore-share S]
 
 A population in three groups (their features put them in three context cells) has hidden true
 response rates per offer and group. For each scenario -- ``wrong`` (the hand-set priors rank the
@@ -11,7 +12,10 @@ hand-set rules) and ``random`` (a uniformly drawn offer, chosen by the simulator
 (email, k=1, a seed per round), then ``offer_sent`` for every offer handed out and an
 ``offer_redeemed`` for every simulated response, as ``POST /v1/events``. Printed: cumulative
 conversions and expected regret (best true rate of the customer's group minus the chosen offer's,
-summed) per policy, and the adaptive policy's gain over the static one.
+summed) per policy, and the adaptive policy's gain over the static one. With ``--seeds N`` the
+whole run is repeated for the seeds ``seed .. seed + N - 1`` (population, responses and Thompson
+draws all follow the seed) and the mean gain per scenario is printed with its 95% interval (Student
+t over the seeds; a policy pair differs significantly only when the interval excludes 0).
 
 The bundle is the serving tests' known-answer model (``tests/serving/servingkit.py``) with the
 simulated customers and offer set in it.
@@ -70,6 +74,11 @@ GROUPS: dict[str, dict[str, Any]] = {
                   "clv": 20.0, "orders_90d": 1, "orders_30d": 0, "recency_days": 40.0},
 }  # fmt: skip
 OFFER_IDS = [o["offer_id"] for o in OFFERS["offers"]]
+#: The random streams of one seed: the population's groups and the simulated responses, each
+#: its own (``default_rng((seed, stream))``), and apart from the service's Thompson draws
+#: (``default_rng(seed + round)``). One stream for all would tie the first round's responses
+#: and explorations to the customers' groups (a group that never converts in round 1).
+POPULATION, RESPONSES = 0, 1
 
 
 def priors() -> np.ndarray:
@@ -143,7 +152,7 @@ def campaign(
     seed: int,
 ) -> Outcome:
     """Run the rounds; ``post`` None: the random policy (no service decisions)."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng((seed, RESPONSES))
     best = truth.max(axis=1)
     conversions, regret = [], []
     total_c, total_r = 0, 0.0
@@ -205,57 +214,92 @@ def http_post(base: str) -> Post:
 
 
 def population(n: int, seed: int) -> tuple[list[str], np.ndarray]:
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng((seed, POPULATION))
     customers = [f"sim-{i:05d}" for i in range(n)]
     return customers, rng.integers(0, len(GROUPS), n)
 
 
-def main() -> None:
+def gain_interval(gains: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """The mean of per-seed gains and its Student-t interval (``nan`` bounds for one seed)."""
+    from scipy import stats
+
+    values = np.asarray(gains, dtype=np.float64)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1) * stats.sem(values))
+    return mean, mean - half, mean + half
+
+
+def one_seed(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Outcome]]:
+    """Every scenario and policy for one seed, printed as it goes."""
     from benchmarks.server import serving
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--customers", type=int, default=600)
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--explore-share", type=float, default=None, help="RECSYS_OFFERS__EXPLORE_SHARE"
-    )
-    args = parser.parse_args()
-    customers, group_of = population(args.customers, args.seed)
+    customers, group_of = population(args.customers, seed)
     names = list(GROUPS)
-    with tempfile.TemporaryDirectory() as tmp:
+    found: dict[str, dict[str, Outcome]] = {}
+    # its embedded Redis may still be closing when the directory goes
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         root = make_root(customers, [names[g] for g in group_of], Path(tmp) / "artifacts")
-        print(f"{args.customers} customers, {args.rounds} email rounds, offers {OFFER_IDS}")
-        print("hand-set priors per group:", {n: priors()[g].round(3).tolist()
-                                             for g, n in enumerate(names)})  # fmt: skip
+        print(f"\nseed {seed}: {args.customers} customers, {args.rounds} email rounds")
         for scenario in ("wrong", "right"):
             truth = true_rates(scenario)
-            print(f"\nscenario {scenario}: true rates", {n: truth[g].round(3).tolist()
-                                                         for g, n in enumerate(names)})  # fmt: skip
             results: dict[str, Outcome] = {}
             for policy in ("adaptive", "static", "random"):
                 if policy == "random":
-                    results[policy] = campaign(
-                        None, customers, group_of, truth, args.rounds, args.seed
-                    )
+                    results[policy] = campaign(None, customers, group_of, truth, args.rounds, seed)
                     continue
                 env = {
                     "RECSYS_API_KEYS": API_KEYS,
                     "RECSYS_OFFERS__ADAPTIVE": str(policy == "adaptive").lower(),
-                    "RECSYS_REDIS_PREFIX": f"sim-{scenario}-{policy}-{os.getpid()}",
+                    "RECSYS_REDIS_PREFIX": f"sim-{scenario}-{policy}-{seed}-{os.getpid()}",
                 }
                 if args.explore_share is not None:
                     env["RECSYS_OFFERS__EXPLORE_SHARE"] = str(args.explore_share)
                 with serving(root, env=env) as base:
                     results[policy] = campaign(
-                        http_post(base), customers, group_of, truth, args.rounds, args.seed
+                        http_post(base), customers, group_of, truth, args.rounds, seed
                     )
+            print(f"  scenario {scenario}:")
             for policy, out in results.items():
                 marks = [out.conversions[min(i, args.rounds) - 1] for i in (1, 5, 10, args.rounds)]
-                print(f"  {policy:9s} conversions after rounds 1/5/10/{args.rounds}: {marks}; "
+                print(f"    {policy:9s} conversions after rounds 1/5/10/{args.rounds}: {marks}; "
                       f"regret {out.regret[-1]:.1f}")  # fmt: skip
             a, s = results["adaptive"].conversions[-1], results["static"].conversions[-1]
-            print(f"  adaptive vs static: {100 * (a / max(s, 1) - 1):+.1f}% conversions")
+            print(f"    adaptive vs static: {100 * (a / max(s, 1) - 1):+.1f}% conversions")
+            found[scenario] = results
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--customers", type=int, default=600)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=1, help="how many seeds, from --seed on")
+    parser.add_argument(
+        "--explore-share", type=float, default=None, help="RECSYS_OFFERS__EXPLORE_SHARE"
+    )
+    args = parser.parse_args()
+    print(f"offers {OFFER_IDS}; hand-set priors per group:",
+          {n: priors()[g].round(3).tolist() for g, n in enumerate(GROUPS)})  # fmt: skip
+    for scenario in ("wrong", "right"):
+        truth = true_rates(scenario)
+        print(f"true rates, priors {scenario}:",
+              {n: truth[g].round(3).tolist() for g, n in enumerate(GROUPS)})  # fmt: skip
+    runs = [one_seed(args, seed) for seed in range(args.seed, args.seed + max(args.seeds, 1))]
+    print(f"\nover {len(runs)} seeds from {args.seed} (mean, 95% interval):")
+    for scenario in ("wrong", "right"):
+        pairs = [(r[scenario]["adaptive"], r[scenario]["static"]) for r in runs]
+        pct = [100 * (a.conversions[-1] / max(s.conversions[-1], 1) - 1) for a, s in pairs]
+        diff = [float(a.conversions[-1] - s.conversions[-1]) for a, s in pairs]
+        m, lo, hi = gain_interval(pct)
+        dm, dlo, dhi = gain_interval(diff)
+        static = np.mean([s.conversions[-1] for _, s in pairs])
+        adaptive = np.mean([a.conversions[-1] for a, _ in pairs])
+        print(f"  priors {scenario}: adaptive {adaptive:,.1f} vs static {static:,.1f} conversions; "
+              f"gain {m:+.2f}% [{lo:+.2f}%, {hi:+.2f}%], {dm:+.1f} [{dlo:+.1f}, {dhi:+.1f}]; "
+              f"per seed {[round(v, 2) for v in pct]}")  # fmt: skip
 
 
 if __name__ == "__main__":

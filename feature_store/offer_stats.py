@@ -10,7 +10,8 @@ attributed to the send), clicks ``k:<cell>`` and dismissals ``d:<cell>``.
 knows the cell to count it in. A response counts once per send (``flags``: 1 converted, 2
 clicked, 4 dismissed); a purchase converts the customer's latest open send within the
 attribution window before it; a repeated ``offer_sent`` (same offer, same time: a retried event)
-counts no second send. Events of erased customers count nothing.
+counts no second send. Events of erased customers count nothing (the script gets the digest of
+each id, ``feature_store.tombstones``, which is what the erased set holds).
 
 :meth:`OfferStats.record` writes one request's offer events and purchases in **one** Lua script,
 so the counts are atomic across processes. It is called by ``POST /v1/events`` right after
@@ -23,19 +24,24 @@ separate now only because that script is being rewritten.
 decisions that hand the offer out for sending (the offers batch and export): :meth:`reserve` grants
 at most what is left of the day's and the total budget in one Lua script (check and ``INCRBY``
 together), so two processes never hand out more than the budget. Redemptions are counted by
-:meth:`record` from ``offer_redeemed`` events. :meth:`read` returns the counts and the budget used
-in one pipelined round trip (one ``HGETALL`` per offer).
+:meth:`record` from ``offer_redeemed`` events. :meth:`read` returns the counts of the cells a
+decision needs and the budget used in one pipelined round trip (one ``HMGET`` per offer).
 
-Redis Cluster: :meth:`record` touches the customers' keys and the offers' in one script, which a
-cluster refuses across slots; on a cluster it counts nothing yet (logged once), so events are
-still accepted and the offers keep their priors. Sharding the counts by slot is the next step.
+Redis Cluster: one script may only touch keys of one slot, and the counts live on the offers'
+slots (``{o:<offer>}``), the attribution on the customers'. So on a cluster :meth:`record` runs
+the attribution script once per customer shard (``feature_store.shards``: the customers' offer
+sends and their shard's erased set) with the counts *returned* instead of written, then writes
+them in one pipeline (``HINCRBY`` / ``INCRBY``, each atomic, all keys of an offer on its slot),
+before the 202 like on one server: read-your-writes holds. What a cluster gives up is only the
+atomicity of attribution and counts together: a process dying between the two loses those
+counts (a send then looks unsent to the counts, never counted twice). Budget reservations
+(:meth:`reserve`) touch one offer's keys only and run as one script on a cluster too.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,12 +49,12 @@ from typing import Any, Final
 
 from feature_store import keys, shards
 from feature_store.connection import RedisClient, store_errors
+from feature_store.tombstones import Resolver
 from recsys.customers.online_state import to_seconds
 from recsys.decisions.offer_set import Budget, OfferSet
 from recsys.events import Event
 
 DAY_S: Final = 86_400.0
-log = logging.getLogger("recsys.offers")
 #: Kinds of offer events the script knows, by event type.
 _KIND: Final = {
     "offer_sent": "S",
@@ -61,10 +67,11 @@ _RECORD = f"""
 local window = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local day_ttl = tonumber(ARGV[3])
-local noffers = tonumber(ARGV[4])
+local apply = ARGV[4] == '1'
+local noffers = tonumber(ARGV[5])
 local idx = {{}}
-for j = 1, noffers do idx[ARGV[4 + j]] = j end
-local pos = 5 + noffers
+for j = 1, noffers do idx[ARGV[5 + j]] = j end
+local pos = 6 + noffers
 local nops = tonumber(ARGV[pos])
 pos = pos + 1
 local bits = {{R = 1, C = 2, D = 4}}
@@ -74,24 +81,29 @@ local function parse(rec)
   local at, cell, flags = string.match(rec, '^([^|]*)|(.*)|([^|]*)$')
   return tonumber(at), cell, tonumber(flags)
 end
-local function stats(j) return KEYS[1 + j] end
+local out = {{0}}
+local function bump(j, field)
+  if apply then redis.call('HINCRBY', KEYS[1 + j], field, 1)
+  else out[#out + 1] = 'H' .. j .. ' ' .. field end
+end
 local function redeemed(j)
+  if not apply then out[#out + 1] = 'R' .. j return end
   redis.call('INCR', KEYS[1 + noffers + 2 * j - 1])
   redis.call('EXPIRE', KEYS[1 + noffers + 2 * j - 1], day_ttl)
   redis.call('INCR', KEYS[1 + noffers + 2 * j])
 end
 local counted = 0
 for i = 1, nops do
-  local kind, ck, cust = ARGV[pos], KEYS[tonumber(ARGV[pos + 1])], ARGV[pos + 2]
+  local kind, ck, tombstone = ARGV[pos], KEYS[tonumber(ARGV[pos + 1])], ARGV[pos + 2]
   local offer, at_text, cell = ARGV[pos + 3], ARGV[pos + 4], ARGV[pos + 5]
   local at = tonumber(at_text)
   pos = pos + 6
-  if redis.call('SISMEMBER', KEYS[1], cust) == 0 then
+  if redis.call('SISMEMBER', KEYS[1], tombstone) == 0 then
     if kind == 'S' then
       local old = redis.call('HGET', ck, offer)
       if not old or parse(old) ~= at then
         redis.call('HSET', ck, offer, at_text .. '|' .. cell .. '|0')
-        redis.call('HINCRBY', stats(idx[offer]), '{keys.STATS_SENDS}:' .. cell, 1)
+        bump(idx[offer], '{keys.STATS_SENDS}:' .. cell)
         counted = counted + 1
       end
       redis.call('EXPIRE', ck, ttl)
@@ -107,7 +119,7 @@ for i = 1, nops do
       if best and idx[best] then
         local head = string.match(best_rec, '^(.*)|[^|]*$')
         redis.call('HSET', ck, best, head .. '|' .. tostring(best_flags + 1))
-        redis.call('HINCRBY', stats(idx[best]), '{keys.STATS_RESPONSES}:' .. best_cell, 1)
+        bump(idx[best], '{keys.STATS_RESPONSES}:' .. best_cell)
         counted = counted + 1
       end
     else
@@ -118,7 +130,7 @@ for i = 1, nops do
         if math.floor(flags / bit) % 2 == 0 and sent <= at then
           local head = string.match(rec, '^(.*)|[^|]*$')
           redis.call('HSET', ck, offer, head .. '|' .. tostring(flags + bit))
-          redis.call('HINCRBY', stats(idx[offer]), fields[kind] .. ':' .. c, 1)
+          bump(idx[offer], fields[kind] .. ':' .. c)
           if kind == 'R' then redeemed(idx[offer]) end
           counted = counted + 1
         end
@@ -128,7 +140,8 @@ for i = 1, nops do
     end
   end
 end
-return counted
+out[1] = counted
+return out
 """
 
 _RESERVE = """
@@ -168,7 +181,6 @@ class OfferCounts:
 
     counts: dict[str, CellCounts] = field(default_factory=dict)
     budgets: dict[str, BudgetUse] = field(default_factory=dict)
-    read_at: float = 0.0
 
 
 def day_of(now: datetime) -> str:
@@ -183,14 +195,16 @@ def _limit(value: int | None) -> int:
 class OfferStats:
     """The counts, attribution and budgets of the offers (module docstring); one per process."""
 
-    def __init__(self, client: RedisClient, prefix: str) -> None:
+    def __init__(
+        self, client: RedisClient, prefix: str, tombstones: Resolver | None = None
+    ) -> None:
         self.client = client
         self.prefix = prefix
+        #: the erased set's digests (``feature_store.tombstones``; default: resolved here)
+        self.tombstones = tombstones or Resolver(client, prefix)
         self._record = client.register_script(_RECORD)
         self.cluster = shards.is_cluster(client)
-        self._warned = False
         self._reserve = client.register_script(_RESERVE)
-        self._cache: dict[tuple[str, ...], OfferCounts] = {}
 
     def record(
         self,
@@ -207,23 +221,48 @@ class OfferStats:
         ops = [e for e in events if e.event_type in _KIND or e.event_type == "purchase"]
         if not ops:
             return 0
-        if self.cluster:  # one script over customer and offer keys: refused across slots
-            if not self._warned:
-                log.warning("adaptive offers learn nothing on Redis Cluster yet (cross-slot)")
-                self._warned = True
-            return 0
         ops.sort(key=lambda e: e.timestamp)  # a send before the responses of the same request
-        p, offers = self.prefix, [o.offer_id for o in offer_set.offers]
+        offers = [o.offer_id for o in offer_set.offers]
         day = day_of(now)
-        script_keys = [keys.erased_customers(p), *(keys.offer_stats(p, o) for o in offers)]
-        for offer in offers:
-            script_keys += [
-                keys.offer_budget(p, offer, "redemptions", day),
-                keys.offer_budget(p, offer, "redemptions", keys.BUDGET_TOTAL),
-            ]
+        if not self.cluster:  # one script, counts included: atomic with the attribution
+            reply = self._run(ops, offers, cells, window_s, None, day, apply=True)
+            return int(reply[0])
+        changed, bumps = 0, Counter[str]()
+        by_shard: dict[shards.Shard, list[Event]] = {}
+        for event in ops:  # in time order within each shard
+            by_shard.setdefault(shards.shard_of(True, event.customer_id), []).append(event)
+        for shard, mine in by_shard.items():
+            reply = self._run(mine, offers, cells, window_s, shard, day, apply=False)
+            changed += int(reply[0])
+            bumps.update(_text(b) for b in reply[1:])
+        self._apply(bumps, offers, day)
+        return changed
+
+    def _run(
+        self,
+        ops: Sequence[Event],
+        offers: Sequence[str],
+        cells: Mapping[tuple[str, str], str],
+        window_s: float,
+        shard: shards.Shard,
+        day: str,
+        *,
+        apply: bool,
+    ) -> list[Any]:
+        """One attribution script over ``ops`` (customers of ``shard``); with ``apply`` it also
+        writes the counts (their keys in the call), else it returns them (module docstring)."""
+        p, erased = self.prefix, self.tombstones.get()
+        script_keys = [keys.erased_customers(p, shard)]
+        if apply:
+            script_keys += [keys.offer_stats(p, o) for o in offers]
+            for offer in offers:
+                script_keys += [
+                    keys.offer_budget(p, offer, "redemptions", day),
+                    keys.offer_budget(p, offer, "redemptions", keys.BUDGET_TOTAL),
+                ]
         position: dict[str, int] = {}
         args: list[Any] = [repr(window_s), math.ceil(2 * window_s + DAY_S), 2 * int(DAY_S)]
-        args += [len(offers), *offers, len(ops)]
+        args += [int(apply), len(offers), *offers, len(ops)]
         for event in ops:
             customer = event.customer_id
             if customer not in position:
@@ -232,44 +271,66 @@ class OfferStats:
             offer_id, channel = event.offer or ("", "")
             cell = cells.get((customer, channel), "") if event.event_type == "offer_sent" else ""
             kind = _KIND.get(event.event_type, "P")
-            args += [kind, position[customer], customer, offer_id]
+            args += [kind, position[customer], erased.of(customer), offer_id]
             args += [repr(to_seconds(event.timestamp)), cell]
         with store_errors("offer stats write"):
-            changed = int(self._record(keys=script_keys, args=args))
-        self._cache.clear()
-        return changed
+            return list(self._record(keys=script_keys, args=args))
 
-    def read(self, offer_set: OfferSet, now: datetime, *, max_age_s: float = 0.0) -> OfferCounts:
-        """Every offer's counts and every budgeted offer's use, in one round trip; reused for
-        ``max_age_s`` seconds when positive (the batch path's cache)."""
+    def _apply(self, bumps: Mapping[str, int], offers: Sequence[str], day: str) -> None:
+        """Write the counts the cluster's scripts returned (``H<j> <field>``: a stats field of
+        offer ``j``, 1-based; ``R<j>``: a redemption against its budget), one pipeline: each
+        command is atomic and every key of one offer is on the offer's slot."""
+        if not bumps:
+            return
+        p = self.prefix
+        pipe = self.client.pipeline(transaction=False)
+        for bump, n in bumps.items():
+            head, _, field = bump.partition(" ")
+            offer = offers[int(head[1:]) - 1]
+            if head[0] == "H":
+                pipe.hincrby(keys.offer_stats(p, offer), field, n)
+            else:
+                today = keys.offer_budget(p, offer, "redemptions", day)
+                pipe.incrby(today, n)
+                pipe.expire(today, 2 * int(DAY_S))
+                pipe.incrby(keys.offer_budget(p, offer, "redemptions", keys.BUDGET_TOTAL), n)
+        with store_errors("offer stats write"):
+            pipe.execute()
+
+    def read(self, offer_set: OfferSet, cells: Sequence[str], now: datetime) -> OfferCounts:
+        """Every offer's sends and responses in ``cells`` (``HMGET`` of just those fields) and
+        every budgeted offer's use, in one round trip; never a cached copy, so a decision sees
+        every count recorded before it, by any process."""
         p, offers = self.prefix, [o.offer_id for o in offer_set.offers]
         day = day_of(now)
-        cache_key = (day, *offers)
-        cached = self._cache.get(cache_key)
-        if max_age_s > 0 and cached is not None and time.monotonic() - cached.read_at < max_age_s:
-            return cached
+        wanted = list(dict.fromkeys(cells))
+        kinds = (keys.STATS_SENDS, keys.STATS_RESPONSES)
+        fields = [f"{kind}:{cell}" for kind in kinds for cell in wanted]
         budgeted = [o.offer_id for o in offer_set.offers if o.budget is not None]
+        read = offers if wanted else []
         pipe = self.client.pipeline(transaction=False)
-        for offer in offers:
-            pipe.hgetall(keys.offer_stats(p, offer))
-        for offer in budgeted:
-            pipe.mget(
-                [
-                    keys.offer_budget(p, offer, what, when)
-                    for what in ("sends", "redemptions")
-                    for when in (day, keys.BUDGET_TOTAL)
-                ]
-            )
+        for offer in read:
+            pipe.hmget(keys.offer_stats(p, offer), fields)
+        for offer in budgeted:  # GETs, not MGET: a cluster pipeline refuses MGET
+            for what in ("sends", "redemptions"):
+                for when in (day, keys.BUDGET_TOTAL):
+                    pipe.get(keys.offer_budget(p, offer, what, when))
         with store_errors("offer stats read"):
-            replies = pipe.execute()
-        counts = {o: parse_counts(raw) for o, raw in zip(offers, replies, strict=False)}
+            replies = pipe.execute() if read or budgeted else []
+        n = len(wanted)
+        counts: dict[str, CellCounts] = {}
+        for offer, raw in zip(read, replies, strict=False):
+            counts[offer] = {
+                cell: (float(s or 0), float(r or 0))
+                for cell, s, r in zip(wanted, raw[:n], raw[n:], strict=True)
+                if s is not None or r is not None
+            }
+        used = replies[len(read) :]
         budgets = {
-            offer: BudgetUse(*(int(v or 0) for v in raw))
-            for offer, raw in zip(budgeted, replies[len(offers) :], strict=True)
+            offer: BudgetUse(*(int(v or 0) for v in used[4 * i : 4 * i + 4]))
+            for i, offer in enumerate(budgeted)
         }
-        found = OfferCounts(counts, budgets, time.monotonic())
-        self._cache = {cache_key: found}
-        return found
+        return OfferCounts(counts, budgets)
 
     def reserve(self, offer_id: str, want: int, budget: Budget, now: datetime) -> int:
         """Reserve up to ``want`` sends of ``offer_id`` within its budget; how many were granted
@@ -284,7 +345,6 @@ class OfferStats:
         args = [want, _limit(budget.sends_per_day), _limit(budget.sends_total), 2 * int(DAY_S)]
         with store_errors("offer budget reservation"):
             granted = int(self._reserve(keys=script_keys, args=args))
-        self._cache.clear()
         return granted
 
     def export(self, offer_set: OfferSet) -> dict[str, dict[str, dict[str, int]]]:
@@ -316,16 +376,3 @@ class OfferStats:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def parse_counts(raw: Mapping[Any, Any]) -> CellCounts:
-    """A stats hash as cell -> (sends, responses)."""
-    sends: dict[str, float] = {}
-    responses: dict[str, float] = {}
-    for name, value in raw.items():
-        kind, _, cell = _text(name).partition(":")
-        if kind == keys.STATS_SENDS:
-            sends[cell] = float(value)
-        elif kind == keys.STATS_RESPONSES:
-            responses[cell] = float(value)
-    return {cell: (sends.get(cell, 0.0), responses.get(cell, 0.0)) for cell in sends | responses}

@@ -78,18 +78,16 @@ class OffersConfig(BaseModel):
     #: Off: every offer's propensity is the hand-set rule (policy ``rules``); the counts are
     #: still recorded.
     adaptive: bool = True
-    #: How many sends the hand-set prior is worth (Beta prior ``n0 * p0, n0 * (1 - p0)``).
+    #: How many sends the hand-set prior is worth (Beta prior ``n0 * p0, n0 * (1 - p0)``) in a
+    #: cell with no evidence; each cell then learns its own, from 1/16 to 64 times this, by how
+    #: well the priors predicted the offers tried there (``recsys.decisions.adaptive``).
     prior_strength: float = Field(default=20.0, gt=0)
-    #: Share of the decisions on ``explore_channels`` that use Thompson sampling.
+    #: Share of the decisions on ``explore_channels`` that use Thompson sampling in a cell with
+    #: no evidence yet; it decays as ``prior_strength / (prior_strength + sends in the cell)``.
     explore_share: float = Field(default=0.1, ge=0, le=1)
     explore_channels: tuple[str, ...] = ("email",)
     #: A purchase this long after an ``offer_sent`` converts that send (the latest open one).
     attribution_window_days: float = Field(default=7.0, gt=0)
-    #: How long a process may reuse the counts it read (0: read every time). The counts are a
-    #: second read besides the customer's; reused this long, an offers request stays one round
-    #: trip. A process's own event writes refresh them at once (read-your-writes); other
-    #: processes' writes are seen within this long. Budgets are reserved atomically regardless.
-    stats_cache_ttl_s: float = Field(default=1.0, ge=0)
 
 
 class PrivacyConfig(BaseModel):

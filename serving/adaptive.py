@@ -1,9 +1,11 @@
 """Adaptive offers in serving: what a decision learns from, budgets, and the events hook.
 
-* :func:`adaptation_for` reads the counts of every offer and the budgets used (one round trip,
-  ``feature_store.offer_stats``) into an :class:`Adaptation`: the propensities of a decision
+* :func:`adaptation_for` makes an :class:`Adaptation`, which reads the counts of every offer in
+  the decision's cells and the budgets used (one round trip once the customers' cells are known,
+  ``feature_store.offer_stats``; no cache): the propensities of a decision
   (``recsys.decisions.adaptive``; Thompson sampling for a share of the decisions on the
-  ``offers.explore_channels``, seeded per request), and the offers whose budget is used up.
+  ``offers.explore_channels`` that decays with each cell's evidence, seeded per request), and
+  the offers whose budget is used up.
 * :class:`BudgetReservations` reserves the sends of budgeted offers a batch hands out.
 * :func:`check_offer_ids` (422 for an offer id the serving offer set does not hold) and
   :func:`record_offer_events` (the counts of a request's offer events, after they are stored)
@@ -13,7 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +31,7 @@ from recsys.decisions.adaptive import (
     cell_of,
     cells_of,
     evidence,
+    exploration_share,
     explore_rows,
     learn,
     prior_matrix,
@@ -37,6 +40,7 @@ from recsys.decisions.offer_set import OfferSet
 from recsys.decisions.offers import RankedOffer
 from recsys.errors import InvalidEventError
 from recsys.events import Event
+from recsys.store import FeatureStore
 from serving.customer_models import (
     changed_by_events,
     default_offer_set,
@@ -48,21 +52,36 @@ from serving.state import ServingState
 
 @dataclass
 class Adaptation:
-    """What one offers request decides with (see the module docstring)."""
+    """What one offers request decides with (see the module docstring). The counts are read
+    when a decision knows its customers' cells (:meth:`learned`), only those cells' (one round
+    trip, no cache: every count recorded before, by any process, is seen)."""
 
     config: OffersConfig
     offer_set: OfferSet
-    counts: OfferCounts
+    stats: OfferStats
+    now: datetime
     rng: np.random.Generator
     explore: bool  # this request's channel explores (a batch channel)
-    exhausted: dict[str, str] = field(default_factory=dict)  # offer id -> why
+    read: OfferCounts | None = None
+    read_cells: frozenset[str] = frozenset()
+
+    def counts(self, cells: Sequence[str]) -> OfferCounts:
+        """The counts of ``cells`` and the budgets used, read once per request (again only
+        for cells not read yet)."""
+        if self.read is None or not self.read_cells.issuperset(cells):
+            wanted = self.read_cells.union(cells)
+            self.read = self.stats.read(self.offer_set, sorted(wanted), self.now)
+            self.read_cells = frozenset(wanted)
+        return self.read
 
     def learned(self, features: Features, offer_set: OfferSet, channel: str | None) -> Learned:
         prior = prior_matrix(features, offer_set)
         ids = [o.offer_id for o in offer_set.offers]
-        sends, responses = evidence(ids, cells_of(features, channel), self.counts.counts)
+        cells = cells_of(features, channel)
+        sends, responses = evidence(ids, cells, self.counts(cells).counts)
         share = self.config.explore_share if self.explore and self.config.adaptive else 0.0
-        rows = explore_rows(n_rows(features), share, self.rng)
+        chance = exploration_share(share, self.config.prior_strength, sends.sum(axis=1))
+        rows = explore_rows(n_rows(features), chance, self.rng)
         return learn(
             prior,
             sends,
@@ -73,9 +92,25 @@ class Adaptation:
             rng=self.rng,
         )
 
+    @property
+    def exhausted(self) -> dict[str, str]:
+        """Offer id -> why its budget is used up."""
+        budgets = self.counts([]).budgets
+        out: dict[str, str] = {}
+        for offer in self.offer_set.offers:
+            used = budgets.get(offer.offer_id)
+            if offer.budget is not None and used is not None:
+                why = offer.budget.exhausted(
+                    used.sends_day, used.sends_total, used.redemptions_day, used.redemptions_total
+                )
+                if why is not None:
+                    out[offer.offer_id] = why
+        return out
+
     def allowed(self, offer_set: OfferSet) -> np.ndarray:
         """One bool per offer: its budget is not used up."""
-        return np.array([o.offer_id not in self.exhausted for o in offer_set.offers], dtype=bool)
+        exhausted = self.exhausted
+        return np.array([o.offer_id not in exhausted for o in offer_set.offers], dtype=bool)
 
 
 def offer_stats(app: FastAPI) -> OfferStats:
@@ -92,27 +127,17 @@ def adaptation_for(
     seed: int | None = None,
     batch: bool = False,
 ) -> Adaptation:
-    """The counts and budgets read for one request (reused ``offers.stats_cache_ttl_s``);
-    ``seed``: the request's Thompson draws (None: fresh entropy)."""
+    """What one request decides with; ``seed``: the request's Thompson draws (None: fresh
+    entropy). Nothing is read yet (:meth:`Adaptation.counts`)."""
     settings: Settings = app.state.settings
     config = settings.offers
-    counts = offer_stats(app).read(offer_set, now, max_age_s=config.stats_cache_ttl_s)
-    exhausted: dict[str, str] = {}
-    for offer in offer_set.offers:
-        used = counts.budgets.get(offer.offer_id)
-        if offer.budget is not None and used is not None:
-            why = offer.budget.exhausted(
-                used.sends_day, used.sends_total, used.redemptions_day, used.redemptions_total
-            )
-            if why is not None:
-                exhausted[offer.offer_id] = why
     return Adaptation(
         config=config,
         offer_set=offer_set,
-        counts=counts,
+        stats=offer_stats(app),
+        now=now,
         rng=np.random.default_rng(seed),
         explore=channel is not None and channel in config.explore_channels,
-        exhausted=exhausted,
     )
 
 
@@ -189,21 +214,24 @@ def record_offer_events(
     relevant = [e for e in relevant if e.offer is None or e.offer[0] in known]
     sends = [e for e in relevant if e.event_type == "offer_sent"]
     relevant = [e for e in relevant if e.event_type != "offer_sent" or e in sends]
-    cells = send_cells(serving, sends)
+    cells = send_cells(serving, sends, app.state.bulk_reads)
     settings: Settings = app.state.settings
     window_s = settings.offers.attribution_window_days * 86_400.0
     return offer_stats(app).record(relevant, offer_set, cells, window_s=window_s, now=now)
 
 
-def send_cells(serving: ServingState, sends: Sequence[Event]) -> dict[tuple[str, str], str]:
-    """``(customer_id, channel)`` -> cell of each send (``-`` parts without a model)."""
+def send_cells(
+    serving: ServingState, sends: Sequence[Event], store: FeatureStore | None = None
+) -> dict[tuple[str, str], str]:
+    """``(customer_id, channel)`` -> cell of each send (``-`` parts without a model); ``store``:
+    the bulk reads' (up to a batch of customers, under the offers batch's longer timeout)."""
     customers = list(dict.fromkeys(e.customer_id for e in sends))
     if not customers:
         return {}
     profile: Mapping[str, tuple[Any, Any]] = dict.fromkeys(customers, (None, None))
     snapshot = serving.snapshot
     if snapshot is not None:
-        _, states = serving.read_customers(customers, snapshot)
+        _, states = serving.read_customers(customers, snapshot, store)
         table = pd.DataFrame.from_records([merged_features(s) for s in states])
         changed = np.fromiter((changed_by_events(s) for s in states), bool, len(states))
         table = describe_table(snapshot.model.customer_models, table, changed)

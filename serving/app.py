@@ -188,8 +188,13 @@ def _lifespan(
         app.state.bulk_reads = _open_bulk_reads(settings, store)
         writer = _open_event_writer(settings, the_store, store is not None)
         app.state.event_writer = writer
-        # the counts of adaptive offers, on the sync store's client (serving.adaptive)
-        app.state.offer_stats = OfferStats(the_store.client, settings.redis_prefix)  # type: ignore[attr-defined]
+        # the counts of adaptive offers (serving.adaptive), on the bulk reads' client: a request
+        # of up to 1,000 events is counted in one script, too long for the page view's timeout
+        app.state.offer_stats = OfferStats(
+            app.state.bulk_reads.client,
+            settings.redis_prefix,
+            tombstones=writer.tombstones,  # the erased set's digests, as the events' writer
+        )
         try:
             await anyio.to_thread.run_sync(serving.load_latest)
         except (ModelUnavailableError, StoreUnavailableError) as exc:

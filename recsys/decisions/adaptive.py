@@ -1,19 +1,33 @@
 """Adaptive propensity: a Beta-Binomial posterior per offer and context cell (pure numpy).
 
 The prior of an offer's response rate in a cell is today's hand-set propensity
-(:func:`recsys.decisions.offers.propensity`, per customer) with a configurable strength ``n0``:
+(:func:`recsys.decisions.offers.propensity`, per customer) with a strength ``n0``:
 ``Beta(n0 * p0, n0 * (1 - p0))``. After ``sends`` sends and ``responses`` conversions in the
 cell the posterior is ``Beta(n0 * p0 + responses, n0 * (1 - p0) + sends - responses)``, whose
 mean is ``(n0 * p0 + responses) / (n0 + sends)``: the prior when nothing was observed, the
 observed rate when the evidence outweighs ``n0``.
+
+**How much the priors are worth is learned too** (:func:`strength_posterior`). The configured
+``prior_strength`` is only where a cell starts: ``n0`` ranges over that strength times
+``2**k`` (:data:`STRENGTH_STEPS`, 1/16 to 64 times) with a normal hyperprior on ``k``
+(:data:`STRENGTH_SD` doublings), and each customer's cell weighs those strengths by how well the
+priors predicted the offers already tried there (the Beta-Binomial likelihood of their counts).
+Where the tried offers respond as their priors said, the weight moves to strong priors: the
+untried offers' posteriors stay narrow around their priors and a well-evidenced best offer is
+rarely displaced. Where they do not, it moves to weak priors: every offer's posterior widens
+and the evidence takes over quickly. Propensities and draws are over that mixture.
 
 A **cell** is ``segment|journey_stage|channel`` (:func:`cell_of`; ``-`` for a missing part).
 Policies:
 
 * ``rules``: adaptation off, the prior itself (today's propensity);
 * ``posterior_mean``: the posterior mean (web, app, next best action, and most batch decisions);
-* ``thompson``: one draw from each offer's posterior (a share of the decisions on batch channels,
-  :func:`explore_rows`), so that an offer never tried in a cell gets tried.
+* ``thompson``: one draw from each offer's posterior, so that an offer never tried in a cell gets
+  tried. On batch channels a decision explores with probability
+  ``explore_share * n0 / (n0 + cell sends)`` (:func:`exploration_share`): the configured share in a
+  cell with no evidence, decaying as the cell's evidence grows (the ``c / n`` schedule of
+  decreasing-epsilon exploration, whose regret grows with the log of the decisions, where a fixed
+  share would keep paying for exploration forever).
 
 The counts come from the store (``feature_store.offer_stats``); this module only does the math.
 """
@@ -25,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import numpy as np
+from scipy.special import betaln
 
 from recsys.customers.segments import Features, n_rows
 from recsys.decisions.offer_set import OfferSet
@@ -36,6 +51,10 @@ POLICIES: Final[tuple[str, ...]] = ("rules", "posterior_mean", "thompson")
 EPS: Final = 1e-4
 MISSING: Final = "-"
 ANY_CHANNEL: Final = "any"
+#: The prior strengths a cell may learn: the configured one times ``2**k`` for these ``k``.
+STRENGTH_STEPS: Final = np.arange(-4.0, 7.0)
+#: The hyperprior on ``k``: normal, centred on the configured strength, this many doublings wide.
+STRENGTH_SD: Final = 2.0
 
 
 def _part(value: Any) -> str:
@@ -65,7 +84,7 @@ def cells_of(features: Features, channel: str | None) -> list[str]:
 
 def posterior(
     prior: np.ndarray | float,
-    strength: float,
+    strength: np.ndarray | float,
     sends: np.ndarray | float,
     responses: np.ndarray | float,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +93,7 @@ def posterior(
     p0 = np.clip(np.asarray(prior, dtype=np.float64), EPS, 1.0 - EPS)
     n = np.maximum(np.asarray(sends, dtype=np.float64), 0.0)
     r = np.clip(np.asarray(responses, dtype=np.float64), 0.0, n)
-    n0 = max(float(strength), EPS)
+    n0 = np.maximum(np.asarray(strength, dtype=np.float64), EPS)
     return n0 * p0 + r, n0 * (1.0 - p0) + (n - r)
 
 
@@ -88,11 +107,72 @@ def posterior_mean(
     return np.asarray(alpha / (alpha + beta))
 
 
-def explore_rows(n: int, share: float, rng: np.random.Generator) -> np.ndarray:
-    """Which of ``n`` decisions explore (Thompson sampling): each with probability ``share``."""
-    if share <= 0 or n == 0:
+def strength_posterior(
+    prior: np.ndarray, sends: np.ndarray, responses: np.ndarray, strength: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(strengths (m,), weights (n, m))``: the prior strengths a row's cell may have and their
+    posterior weights given the cell's evidence (module docstring). Rows with the same counts
+    (one cell) are weighed once, against the mean prior of their customers who may get each
+    offer; an offer no such customer may get, or never sent, says nothing about the priors."""
+    steps = STRENGTH_STEPS
+    grid = max(float(strength), EPS) * 2.0**steps
+    hyper = -0.5 * (steps / STRENGTH_SD) ** 2
+    log_w = np.tile(hyper, (prior.shape[0], 1))
+    rows = np.flatnonzero((np.maximum(sends, 0.0) > 0).any(axis=1))
+    if rows.size:
+        counts = np.concatenate([sends[rows], responses[rows]], axis=1)
+        cells, inverse = np.unique(counts, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        eligible = np.zeros((len(cells), prior.shape[1]))
+        total = np.zeros_like(eligible)
+        np.add.at(eligible, inverse, prior[rows] > 0)
+        np.add.at(total, inverse, np.maximum(prior[rows], 0.0))
+        p0 = np.clip(total / np.maximum(eligible, 1.0), EPS, 1.0 - EPS)[:, None, :]
+        n = np.maximum(cells[:, : prior.shape[1]], 0.0)
+        r = np.clip(cells[:, prior.shape[1] :], 0.0, n)[:, None, :]
+        told = ((n > 0) & (eligible > 0))[:, None, :]
+        n = n[:, None, :]
+        a, b = grid[None, :, None] * p0, grid[None, :, None] * (1.0 - p0)
+        fit = np.where(told, betaln(a + r, b + n - r) - betaln(a, b), 0.0).sum(axis=2)
+        log_w[rows] += fit[inverse]
+    weights = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+    return grid, weights / weights.sum(axis=1, keepdims=True)
+
+
+def learned_mean(
+    prior: np.ndarray, sends: np.ndarray, responses: np.ndarray, strength: float
+) -> np.ndarray:
+    """The posterior mean of every offer, over the learned prior strength."""
+    grid, weights = strength_posterior(prior, sends, responses, strength)
+    return _mixture_mean(prior, sends, responses, grid, weights)
+
+
+def _mixture_mean(
+    prior: np.ndarray,
+    sends: np.ndarray,
+    responses: np.ndarray,
+    grid: np.ndarray,
+    weights: np.ndarray,
+) -> np.ndarray:
+    alpha, beta = posterior(
+        prior[:, None, :], grid[None, :, None], sends[:, None], responses[:, None]
+    )
+    return np.asarray(np.einsum("nm,nmk->nk", weights, alpha / (alpha + beta)))
+
+
+def exploration_share(share: float, strength: float, cell_sends: np.ndarray) -> np.ndarray:
+    """Each decision's chance to explore: ``share * n0 / (n0 + cell_sends)`` (module docstring)."""
+    n0 = max(float(strength), EPS)
+    return np.asarray(max(share, 0.0) * n0 / (n0 + np.maximum(cell_sends, 0.0)))
+
+
+def explore_rows(n: int, share: np.ndarray | float, rng: np.random.Generator) -> np.ndarray:
+    """Which of ``n`` decisions explore (Thompson sampling): each with probability ``share``
+    (one for all, or one per decision)."""
+    chance = np.broadcast_to(np.asarray(share, dtype=np.float64), (n,))
+    if n == 0 or not (chance > 0).any():
         return np.zeros(n, dtype=bool)
-    return np.asarray(rng.random(n) < share, dtype=bool)
+    return np.asarray(rng.random(n) < chance, dtype=bool)
 
 
 #: Counts of one offer: cell -> (sends, responses).
@@ -157,15 +237,20 @@ def learn(
     rng: np.random.Generator | None = None,
 ) -> Learned:
     """The propensities of a decision: the prior (``adaptive`` off: policy ``rules``), the
-    posterior mean, or for the rows in ``explore`` one Thompson draw per offer (``rng``)."""
+    posterior mean, or for the rows in ``explore`` one Thompson draw per offer (``rng``): a prior
+    strength drawn from the row's learned weights, then each offer's rate from its posterior."""
     n = prior.shape[0]
     if not adaptive:
         return Learned(prior, sends, responses, ["rules"] * n)
-    mean = posterior_mean(prior, strength, sends, responses)
+    grid, weights = strength_posterior(prior, sends, responses, strength)
+    mean = _mixture_mean(prior, sends, responses, grid, weights)
     policy = ["posterior_mean"] * n
     if explore is not None and explore.any():
         rng = rng if rng is not None else np.random.default_rng()
-        alpha, beta = posterior(prior[explore], strength, sends[explore], responses[explore])
+        cumulative = np.cumsum(weights[explore], axis=1)
+        picked = (rng.random((cumulative.shape[0], 1)) > cumulative).sum(axis=1)
+        n0 = grid[np.minimum(picked, grid.size - 1)][:, None]
+        alpha, beta = posterior(prior[explore], n0, sends[explore], responses[explore])
         drawn = rng.beta(alpha, beta)
         mean = mean.copy()
         # an offer whose prior is 0 is not for this customer (no cart, not a detractor...)

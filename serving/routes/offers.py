@@ -3,7 +3,9 @@
 Offers obey consent and the contact policy, so they are never guessed: when the store cannot be
 read the answer is 503, not a fallback (a fallback would not know who opted out or was mailed
 yesterday). Every answer reads the store once per customer list: one round trip for one
-customer or a batch, one per chunk of the export.
+customer or a batch, one per chunk of the export; then, once their context cells are known, one
+more for the learned counts of those cells (``serving.adaptive``; read each time, never cached, so
+a response recorded by any process is in the next decision).
 
 The export needs the **admin** scope: it is the whole customer base's personal data in one
 response (who is at risk, who is unhappy, what they buy), which a page-view ``read`` key has no

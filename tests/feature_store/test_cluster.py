@@ -8,6 +8,7 @@ a thread) runs on it with a ``redis+cluster://`` URL. Skipped only when ``redis-
 
 from __future__ import annotations
 
+import copy
 import random
 import shutil
 import socket
@@ -25,8 +26,11 @@ import redis.cluster
 
 from feature_store import keys
 from feature_store.export import erased_customer_ids, export_events
+from feature_store.offer_stats import OfferStats
 from recsys.bundle import write_bundle
 from recsys.config import Settings
+from recsys.decisions.offer_set import Budget
+from recsys.events import utcnow
 from recsys.io.loaders import load_interactions
 from serving.app import create_app
 
@@ -191,6 +195,69 @@ def test_the_service_loads_serves_ingests_and_erases_on_a_cluster(
     assert "m7" not in set(exported["customer_id"])
     assert exported["event_id"].tolist()[-1] == "late"  # the shards merged in append order
     assert set(exported["customer_id"]) == (set(customers) - {"m7"}) | {"kitchen-1"}
+    client.close()
+
+
+def test_offer_responses_are_counted_on_a_cluster(cluster_url: str, tmp_path: Path) -> None:
+    """An offer_sent and an offer_redeemed of customers on every node change the next
+    decision's evidence and propensity (the counts on the offers' slots, the attribution on the
+    customers'), a retried request counts nothing twice, an erased customer's events count
+    nothing (their shard's erased set), a redemption spends the budget and sends are reserved
+    within it."""
+    from servingkit import make_offers_bundle
+
+    artifacts = tmp_path / "artifacts"
+    bundle = make_offers_bundle()
+    bundle.extra = copy.deepcopy(bundle.extra)  # the kit's catalogue is shared: not into it
+    for offer in bundle.extra["offers"]["offers"]:
+        if offer["offer_id"] == "welcome-5":  # a budget: its use is read with the counts
+            offer["budget"] = {"sends_total": 1000, "redemptions_total": 1000}
+    write_bundle(bundle, artifacts)
+    settings = Settings(
+        redis_url=cluster_url,
+        redis_prefix=f"cl-{uuid.uuid4().hex[:8]}",
+        artifacts=artifacts,
+        api_keys=API_KEYS,
+    )
+    client = redis.cluster.RedisCluster.from_url(cluster_url.replace("+cluster", ""))
+    customers = [f"ghost-{i}" for i in range(1, 13)]
+    assert len({client.get_node_from_key(keys.customer_live("p", c)).port for c in customers}) == 3
+    props = {"offer_id": "welcome-5", "channel": "email"}
+    events = [
+        {"customer_id": c, "event_type": kind, "properties": props, "timestamp": at}
+        for c in customers
+        for kind, at in (
+            ("offer_sent", "2026-01-01T10:00:00"),
+            ("offer_redeemed", "2026-01-01T11:00:00"),
+        )
+        if kind == "offer_sent" or c in customers[:3]
+    ]
+
+    def welcome(http: httpx.Client) -> dict[str, object]:
+        response = http.get("/v1/customers/ghost-99/offers?channel=email", headers=READ)
+        assert response.status_code == 200, response.text
+        return next(o for o in response.json()["offers"] if o["offer_id"] == "welcome-5")
+
+    with serve(create_app(settings)) as base, httpx.Client(base_url=base, timeout=10) as http:
+        _wait(lambda: http.get("/readyz").status_code == 200, "readiness (bulk load)")
+        before = welcome(http)
+        assert before["evidence"] == {"responses": 0, "sends": 0}
+        seen = {"customer_id": "ghost-12", "event_type": "view", "item_id": "G1"}
+        assert http.post("/v1/events", json={"events": [seen]}, headers=WRITE).status_code == 202
+        assert http.delete("/v1/customers/ghost-12", headers=ADMIN).status_code == 204
+        for _ in range(2):  # the second time a retry: the same sends and responses
+            response = http.post("/v1/events", json={"events": events}, headers=WRITE)
+            assert response.status_code == 202, response.text
+            after = welcome(http)
+            assert after["evidence"] == {"responses": 3, "sends": 11}  # not ghost-12's
+        assert after["propensity"] != before["propensity"]
+    stats = client.hgetall(keys.offer_stats(settings.redis_prefix, "welcome-5"))
+    assert stats == {b"s:prospect|awareness|email": b"11", b"r:prospect|awareness|email": b"3"}
+    total = keys.offer_budget(settings.redis_prefix, "welcome-5", "redemptions", keys.BUDGET_TOTAL)
+    assert client.get(total) == b"3"
+    stats_store = OfferStats(client, settings.redis_prefix)
+    budget = Budget(sends_total=5)
+    assert [stats_store.reserve("welcome-5", 3, budget, utcnow()) for _ in range(2)] == [3, 2]
     client.close()
 
 

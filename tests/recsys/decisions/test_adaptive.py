@@ -9,10 +9,13 @@ from recsys.decisions.adaptive import (
     cell_of,
     cells_of,
     evidence,
+    exploration_share,
     explore_rows,
     learn,
+    learned_mean,
     posterior,
     posterior_mean,
+    strength_posterior,
 )
 
 
@@ -50,32 +53,73 @@ def test_the_share_of_thompson_decisions_is_the_configured_one() -> None:
     rows = explore_rows(20_000, 0.25, np.random.default_rng(7))
     assert rows.mean() == pytest.approx(0.25, abs=0.01)
     assert not explore_rows(100, 0.0, np.random.default_rng(7)).any()
+    per_row = explore_rows(20_000, np.repeat([0.5, 0.0], 10_000), np.random.default_rng(7))
+    assert per_row[:10_000].mean() == pytest.approx(0.5, abs=0.02) and not per_row[10_000:].any()
+
+
+def test_the_share_decays_with_the_evidence_of_the_cell() -> None:
+    # 0.1 * 20 / (20 + sends): the configured share with no evidence, a tenth of it at 180
+    chance = exploration_share(0.1, 20.0, np.array([0.0, 180.0, 1980.0]))
+    assert chance == pytest.approx([0.1, 0.01, 0.001])
+
+
+def _strength(prior: list[float], sends: list[float], responses: list[float]) -> float:
+    """The posterior mean of the learned prior strength of one cell."""
+    grid, weights = strength_posterior(
+        np.array([prior]), np.array([sends]), np.array([responses]), 20.0
+    )
+    return float(weights[0] @ grid)
+
+
+def test_priors_that_predicted_the_tried_offers_are_trusted_more_and_contradicted_ones_less() -> (
+    None
+):
+    # no evidence: the hyperprior, symmetric in doublings around the configured 20
+    grid, weights = strength_posterior(
+        np.array([[0.2, 0.1]]), np.zeros((1, 2)), np.zeros((1, 2)), 20
+    )
+    assert grid[np.argmax(weights[0])] == 20.0
+    # the tried offer converted 2,000 of 10,000 as its prior said: strong priors
+    assert _strength([0.2, 0.1], [10_000, 0], [2_000, 0]) > 100
+    # it converted 2%, not 20%: weak priors, and the untried offer's mean stays its prior
+    assert _strength([0.2, 0.1], [10_000, 0], [200, 0]) < 10
+    mean = learned_mean(
+        np.array([[0.2, 0.1]]), np.array([[10_000.0, 0]]), np.array([[200.0, 0]]), 20
+    )
+    assert mean[0] == pytest.approx([0.02, 0.1], abs=0.001)
+    # an offer this customer may not get (prior 0) says nothing about the priors
+    assert _strength([0.0, 0.1], [10_000, 0], [200, 0]) == pytest.approx(
+        _strength([0.2, 0.1], [0, 0], [0, 0])
+    )
+
+
+def _draws(sends: list[float], responses: list[float], seed: int) -> np.ndarray:
+    n = 4000
+    learned = learn(
+        np.full((n, 2), 0.1),
+        np.tile(sends, (n, 1)),
+        np.tile(responses, (n, 1)),
+        strength=20.0,
+        explore=np.ones(n, dtype=bool),
+        rng=np.random.default_rng(seed),
+    )
+    assert set(learned.policy) == {"thompson"}
+    return learned.propensity
 
 
 def test_thompson_draws_are_reproducible_with_a_seed_and_follow_the_posterior() -> None:
-    prior = np.full((4000, 2), 0.1)
-    sends = np.tile([0.0, 980.0], (4000, 1))
-    responses = np.tile([0.0, 490.0], (4000, 1))
-    explore = np.ones(4000, dtype=bool)
-
-    def draw(seed: int) -> np.ndarray:
-        learned = learn(
-            prior,
-            sends,
-            responses,
-            strength=20.0,
-            explore=explore,
-            rng=np.random.default_rng(seed),
-        )
-        assert set(learned.policy) == {"thompson"}
-        return learned.propensity
-
-    first = draw(1)
-    assert np.array_equal(first, draw(1)) and not np.array_equal(first, draw(2))
-    # offer 0: Beta(2, 18) (mean 0.1, sd 0.065); offer 1: Beta(492, 508) (mean 0.492)
-    assert first[:, 0].mean() == pytest.approx(0.1, abs=0.005)
-    assert first[:, 0].std() == pytest.approx(np.sqrt(2 * 18 / (20**2 * 21)), rel=0.05)
-    assert first[:, 1].mean() == pytest.approx(492 / 1000, abs=0.002)
+    first = _draws([0.0, 980.0], [0.0, 490.0], seed=1)
+    assert np.array_equal(first, _draws([0.0, 980.0], [0.0, 490.0], seed=1))
+    assert not np.array_equal(first, _draws([0.0, 980.0], [0.0, 490.0], seed=2))
+    assert first[:, 1].mean() == pytest.approx(0.5, abs=0.005)
+    # offer 1 converted 50%, its prior said 10%: the priors are worth little, so the untried
+    # offer 0 is drawn twice as wide as at the configured strength (Beta(2, 18), sd 0.065)
+    configured_sd = np.sqrt(2 * 18 / (20**2 * 21))
+    assert first[:, 0].std() > 2 * configured_sd
+    # had offer 1 converted 10% as its prior said, offer 0 would stay near its prior
+    confirmed = _draws([0.0, 980.0], [0.0, 98.0], seed=1)
+    assert confirmed[:, 0].std() < configured_sd
+    assert confirmed[:, 0].mean() == pytest.approx(0.1, abs=0.005)
 
 
 def test_rules_keep_the_prior_and_a_zero_prior_stays_zero() -> None:
@@ -85,7 +129,8 @@ def test_rules_keep_the_prior_and_a_zero_prior_stays_zero() -> None:
     assert rules.policy == ["rules"] and rules.propensity.tolist() == [[0.2, 0.0]]
     mean = learn(prior, sends, responses, strength=20.0)
     assert mean.policy == ["posterior_mean"]
-    assert mean.propensity[0, 0] == pytest.approx((4 + 90) / 120) and mean.propensity[0, 1] == 0
+    assert mean.propensity[0, 0] == pytest.approx(learned_mean(prior, sends, responses, 20.0)[0, 0])
+    assert 0.85 < mean.propensity[0, 0] < 0.9 and mean.propensity[0, 1] == 0
 
 
 def test_a_budget_says_which_limit_is_used_up() -> None:
