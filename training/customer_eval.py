@@ -31,10 +31,9 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import roc_curve
 
 from recsys.config import TrainingConfig
-from recsys.customers.clv import CLVModel
-from recsys.customers.features import compute_customer_features
 from training.bootstrap import binary_intervals, reliability
 from training.churn import baseline_scores, binary_metrics, build_window, train_churn
+from training.clv_backtest import LEARNED, NAIVE, SERVED, clv_backtest
 
 DAY = pd.Timedelta(days=1)
 
@@ -103,17 +102,9 @@ def churn_verdicts(churn: dict[str, Any]) -> list[str]:
 def clv_figures(
     interactions: pd.DataFrame, as_of: pd.Timestamp, catalog: pd.DataFrame | None = None
 ) -> dict[str, Any]:
-    before = compute_customer_features(interactions, as_of, catalog)
-    end = interactions["timestamp"].max() + pd.Timedelta(seconds=1)
-    days = float((end - as_of) / DAY)
-    after = compute_customer_features(interactions, end, catalog).set_index("customer_id")
-    buyers = before.loc[before["frequency"] > 0].reset_index(drop=True)
-    actual = (
-        after["monetary"].reindex(buyers["customer_id"]).to_numpy() - buyers["monetary"].to_numpy()
-    )
-    model = CLVModel(horizon_days=365).fit(before)
-    predicted = model.predict(buyers, horizon_days=days)["clv"].to_numpy()
-    naive = buyers["spend_90d"].to_numpy() * days / 90.0
+    """The CLV backtest (``training.clv_backtest``) with the served model's deciles."""
+    backtest = clv_backtest(interactions, as_of, catalog)
+    actual, predicted = backtest.pop("actual"), backtest.pop("predicted")
 
     def compare(pred: np.ndarray) -> dict[str, float]:
         return {
@@ -123,25 +114,22 @@ def clv_figures(
             "mean_predicted": float(np.mean(pred)),
         }
 
-    order = np.argsort(predicted, kind="stable")
+    served = predicted[SERVED]
+    order = np.argsort(served, kind="stable")
     deciles = [
         {
             "decile": n + 1,
             "customers": int(len(rows)),
-            "mean_predicted": float(predicted[rows].mean()),
+            "mean_predicted": float(served[rows].mean()),
             "mean_actual": float(actual[rows].mean()),
         }
         for n, rows in enumerate(np.array_split(order, 10))
         if len(rows)
     ]
     return {
-        "period_days": round(days, 2),
+        **backtest,
         "deciles": deciles,  # customers by predicted spend, lowest first
-        "customers": int(len(buyers)),
-        "mean_actual": float(np.mean(actual)),
-        "bgnbd_gamma_gamma": compare(predicted),
-        "naive_last_90d": compare(naive),
-        "params": model.to_dict(),
+        **{name: compare(pred) for name, pred in predicted.items()},
     }
 
 
@@ -221,12 +209,15 @@ def _table(figures: dict[str, Any]) -> str:
         f"CLV backtest: predicted vs actual net spend over the {clv['period_days']} days after "
         f"as_of, {clv['customers']} customers (mean actual {clv['mean_actual']:.2f}):"
     )
-    for name in ("bgnbd_gamma_gamma", "naive_last_90d"):
+    for name in (SERVED, LEARNED, NAIVE):
+        if name not in clv:
+            continue
         c = clv[name]
         lines.append(
             f"  {name:18s} pearson {c['pearson']:.4f}  spearman {c['spearman']:.4f}  "
             f"MAE {c['mae']:.2f}  mean predicted {c['mean_predicted']:.2f}"
         )
+    lines.append(f"  served: {clv['choice']['served']} ({clv['choice']['why']})")
     return "\n".join(lines)
 
 

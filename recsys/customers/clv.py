@@ -23,6 +23,7 @@ Models (time in **days**; a "transaction" is an order of ``recsys.customers.feat
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,21 +32,47 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import gammaln, hyp2f1
 
+log = logging.getLogger(__name__)
+
 _LOG_BOUNDS = (-12.0, 12.0)
+#: The penalizer of a refit after a fit that did not converge (lifetimes' usual advice).
+FALLBACK_PENALIZER = 1e-3
 DAY = pd.Timedelta(days=1)
 
 
-def _fit_log_params(nll: Any, n_params: int, max_iter: int) -> np.ndarray:
-    result = minimize(
-        nll,
-        x0=np.zeros(n_params),
-        method="L-BFGS-B",
-        bounds=[_LOG_BOUNDS] * n_params,
-        options={"maxiter": max_iter},
-    )
-    if not np.all(np.isfinite(result.x)):
-        raise ValueError(f"CLV model fit failed: {result.message}")
-    return np.exp(result.x)
+def _fit_log_params(nll: Any, n_params: int, max_iter: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """The positive parameters minimizing ``nll`` over their logarithms, and how the fit went.
+
+    L-BFGS-B first; when it does not report success (``result.success``), Powell from the
+    same start, and the better of the two is kept. The report (``converged``, ``method``,
+    ``message``, ``nll``) says which; callers record it, so a fit that did not converge is
+    visible in the manifest rather than silently served.
+    """
+    tried = []
+    for method in ("L-BFGS-B", "Powell"):
+        result = minimize(
+            nll,
+            x0=np.zeros(n_params),
+            method=method,
+            bounds=[_LOG_BOUNDS] * n_params,
+            options={"maxiter": max_iter * (1 if method == "L-BFGS-B" else 4)},
+        )
+        if np.all(np.isfinite(result.x)) and np.isfinite(result.fun):
+            tried.append((bool(result.success), -float(result.fun), method, result))
+        if result.success:
+            break
+    if not tried:
+        raise ValueError("CLV model fit failed: no finite optimum")
+    converged, _, method, best = max(tried, key=lambda t: (t[0], t[1]))
+    report = {
+        "converged": converged,
+        "method": method,
+        "message": str(best.message),
+        "nll": float(best.fun),
+    }
+    if not converged:
+        log.warning("CLV fit did not converge (%s): %s", method, best.message)
+    return np.exp(best.x), report
 
 
 class BetaGeoModel:
@@ -79,7 +106,9 @@ class BetaGeoModel:
             ll = self.log_likelihood(params, x, t_x, T).sum()
             return float(-ll / x.size + self.penalizer * np.sum(log_params**2))
 
-        self.r_, self.alpha_, self.a_, self.b_ = _fit_log_params(nll, 4, self.max_iter)
+        (self.r_, self.alpha_, self.a_, self.b_), self.fit_report_ = _fit_log_params(
+            nll, 4, self.max_iter
+        )
         return self
 
     @property
@@ -157,7 +186,7 @@ class GammaGammaModel:
             ll = self.log_likelihood(params, x, m / scale).sum()
             return float(-ll / x.size + self.penalizer * np.sum(log_params**2))
 
-        p, q, gamma = _fit_log_params(nll, 3, self.max_iter)
+        (p, q, gamma), self.fit_report_ = _fit_log_params(nll, 3, self.max_iter)
         self.p_, self.q_, self.gamma_ = float(p), float(q), float(gamma * scale)
         return self
 
@@ -170,13 +199,29 @@ class GammaGammaModel:
         q = max(self.q_, 1.0 + 1e-6)
         return self.p_ * self.gamma_ / (q - 1.0)
 
-    def expected_order_value(self, x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    def expected_order_value(
+        self, x: np.ndarray, m: np.ndarray, first: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The conditional expected order value given ``x`` repeat orders of mean ``m``.
+
+        A customer without a usable repeat order but with a positive ``first`` order value
+        (one order so far) is conditioned on that one order, as on one repeat order: a value
+        shrunk from the population mean toward the first order, by the weight of one order.
+        Without either they get the population mean.
+        """
         x, m = np.asarray(x, dtype=np.float64), np.asarray(m, dtype=np.float64)
         q = max(self.q_, 1.0 + 1e-6)
         usable = (x > 0) & (m > 0) & np.isfinite(m)
-        xs, ms = np.where(usable, x, 0.0), np.where(usable, m, 0.0)
+        one = np.zeros_like(usable)
+        if first is not None:
+            first = np.asarray(first, dtype=np.float64)
+            one = ~usable & (first > 0) & np.isfinite(first)
+            m = np.where(one, first, m)
+        given = usable | one
+        xs = np.where(usable, x, np.where(one, 1.0, 0.0))
+        ms = np.where(given, m, 0.0)
         cond = (self.gamma_ + ms * xs) * self.p_ / (self.p_ * xs + q - 1.0)
-        return np.where(usable, cond, self.population_mean_)
+        return np.where(given, cond, self.population_mean_)
 
 
 def _days(value: Any) -> float:
@@ -198,14 +243,15 @@ def clv_inputs(features: pd.DataFrame | Mapping[str, Any]) -> dict[str, np.ndarr
     """``x, t_x, T, m`` (days, currency) from feature rows (a table or one feature dict).
 
     ``t_x`` and ``T`` come from ``first_purchase_at``/``recency_days`` and
-    ``last_purchase_at``; ``T = t_x + recency_days``, so no ``as_of`` is needed.
+    ``last_purchase_at``; ``T = t_x + recency_days``, so no ``as_of`` is needed. ``first`` is
+    the value of a one-order customer's order (``avg_order_value``; NaN otherwise).
     """
     if isinstance(features, Mapping):  # the online path: no DataFrame (milliseconds) for a row
         span = _days(features.get("last_purchase_at")) - _days(features.get("first_purchase_at"))
         t_x = np.array([span])
-        recency, freq, m = (
+        recency, freq, m, aov = (
             np.array([_number(features.get(name))])
-            for name in ("recency_days", "frequency", "avg_repeat_order_value")
+            for name in ("recency_days", "frequency", "avg_repeat_order_value", "avg_order_value")
         )
     else:
         # each value on its own: ISO text with and without a zone can share a column
@@ -215,11 +261,24 @@ def clv_inputs(features: pd.DataFrame | Mapping[str, Any]) -> dict[str, np.ndarr
         recency = pd.to_numeric(features["recency_days"], errors="coerce").to_numpy(np.float64)
         freq = pd.to_numeric(features["frequency"], errors="coerce").to_numpy(np.float64)
         m = pd.to_numeric(features["avg_repeat_order_value"], errors="coerce").to_numpy(np.float64)
+        aov = (
+            pd.to_numeric(features["avg_order_value"], errors="coerce").to_numpy(np.float64)
+            if "avg_order_value" in features.columns
+            else np.full(len(features), np.nan)
+        )
     bought = (freq > 0) & np.isfinite(t_x) & np.isfinite(recency)
     x = np.where(bought, np.maximum(freq - 1.0, 0.0), 0.0)
     t_x = np.where(bought, t_x, 0.0)
     T = np.where(bought, t_x + recency, 0.0)
-    return {"x": x, "t_x": t_x, "T": T, "m": np.where(x > 0, m, np.nan), "bought": bought}
+    first = np.where(bought & (freq == 1), aov, np.nan)  # one order: its value is the mean
+    return {
+        "x": x,
+        "t_x": t_x,
+        "T": T,
+        "m": np.where(x > 0, m, np.nan),
+        "first": first,
+        "bought": bought,
+    }
 
 
 class CLVModel:
@@ -230,13 +289,31 @@ class CLVModel:
         self.penalizer = penalizer
 
     def fit(self, features: pd.DataFrame) -> CLVModel:
+        """Both models on the buyers; a fit that does not converge is refitted with
+        :data:`FALLBACK_PENALIZER` (an L2 pull of the log parameters toward 0), and what
+        happened is kept in :attr:`fit_report_` (``to_dict()["fit"]``, the manifest's)."""
         inp = clv_inputs(features)
         keep = inp["bought"]
-        self.bgnbd_ = BetaGeoModel(self.penalizer).fit(
-            inp["x"][keep], inp["t_x"][keep], inp["T"][keep]
-        )
-        self.gamma_gamma_ = GammaGammaModel(self.penalizer).fit(inp["x"][keep], inp["m"][keep])
+        x, t_x, big_t, m = inp["x"][keep], inp["t_x"][keep], inp["T"][keep], inp["m"][keep]
+        bg, bg_report = self._fit_part(lambda pen: BetaGeoModel(pen).fit(x, t_x, big_t))
+        gg, gg_report = self._fit_part(lambda pen: GammaGammaModel(pen).fit(x, m))
+        self.bgnbd_, self.gamma_gamma_ = bg, gg
+        self.fit_report_: dict[str, Any] = {"bgnbd": bg_report, "gamma_gamma": gg_report}
         return self
+
+    def _fit_part(self, fit: Any) -> tuple[Any, dict[str, Any]]:
+        model = fit(self.penalizer)
+        report = {**model.fit_report_, "penalizer": self.penalizer}
+        if report["converged"] or self.penalizer >= FALLBACK_PENALIZER:
+            return model, report
+        retry = fit(FALLBACK_PENALIZER)
+        log.warning(
+            "CLV: refitted with penalizer %s (converged: %s)",
+            FALLBACK_PENALIZER,
+            retry.fit_report_["converged"],
+        )
+        fallback = {**retry.fit_report_, "penalizer": FALLBACK_PENALIZER, "fallback": True}
+        return retry, {**fallback, "first_try": report}
 
     def predict(
         self, features: pd.DataFrame | Mapping[str, Any], horizon_days: float | None = None
@@ -252,7 +329,7 @@ class CLVModel:
         inp = clv_inputs(features)
         bought = inp["bought"]
         purchases = self.bgnbd_.expected_purchases(t, inp["x"], inp["t_x"], inp["T"])
-        value = self.gamma_gamma_.expected_order_value(inp["x"], inp["m"])
+        value = self.gamma_gamma_.expected_order_value(inp["x"], inp["m"], inp["first"])
         purchases = np.where(bought, purchases, 0.0)
         return {
             "clv": purchases * value,
@@ -266,6 +343,7 @@ class CLVModel:
             "horizon_days": self.horizon_days,
             "bgnbd": self.bgnbd_.params_,
             "gamma_gamma": self.gamma_gamma_.params_,
+            "fit": getattr(self, "fit_report_", None),
         }
 
     @classmethod

@@ -138,3 +138,87 @@ def test_clv_inputs_read_naive_and_zoned_times_in_one_column() -> None:
     t_x = clv_inputs(table)["t_x"]
     assert t_x[0] == 10.0
     assert abs(t_x[1] - 20.0) < 1e-4
+
+
+def _fitted_gamma_gamma() -> GammaGammaModel:
+    model = GammaGammaModel()
+    model.p_, model.q_, model.gamma_ = 2.0, 3.0, 400.0  # population mean 2 * 400 / 2 = 400
+    return model
+
+
+def test_a_one_order_customer_is_shrunk_from_the_population_toward_their_order() -> None:
+    gg = _fitted_gamma_gamma()
+    x, m = np.zeros(3), np.full(3, np.nan)
+    value = gg.expected_order_value(x, m, np.array([1.79, 2000.0, np.nan]))
+    # conditioned on one order of v: (gamma + v) * p / (p + q - 1) = (400 + v) / 2
+    assert value[0] == pytest.approx((400 + 1.79) / 2)
+    assert value[1] == pytest.approx((400 + 2000.0) / 2)
+    assert value[2] == pytest.approx(gg.population_mean_)  # no order value: the population
+
+
+def test_a_tiny_first_order_no_longer_gets_the_population_clv(simulated) -> None:
+    as_of = pd.Timestamp("2024-07-01")
+    x, t_x, T = simulated["x"], simulated["t_x"], simulated["T"]
+    rng = np.random.default_rng(3)
+    train = pd.DataFrame(
+        {
+            "frequency": x + 1,
+            "recency_days": T - t_x,
+            "first_purchase_at": as_of - pd.to_timedelta(T, unit="D"),
+            "last_purchase_at": as_of - pd.to_timedelta(T - t_x, unit="D"),
+            "avg_repeat_order_value": np.where(x > 0, rng.gamma(5.0, 10.0, x.size), np.nan),
+        }
+    )
+    model = CLVModel(horizon_days=365).fit(train)
+    now = str(as_of)
+    new = {
+        "frequency": 1,
+        "recency_days": 0.0,
+        "first_purchase_at": now,
+        "last_purchase_at": now,
+        "avg_repeat_order_value": None,
+    }
+    tiny = model.predict_arrays({**new, "avg_order_value": 1.79})
+    big = model.predict_arrays({**new, "avg_order_value": 500.0})
+    unknown = model.predict_arrays(new)
+    population = model.gamma_gamma_.population_mean_
+    assert unknown["expected_order_value"][0] == pytest.approx(population)
+    assert 1.79 < tiny["expected_order_value"][0] < population < big["expected_order_value"][0]
+    assert tiny["clv"][0] < unknown["clv"][0] < big["clv"][0]
+    # the table path gives the same as the dict path
+    table = model.predict(pd.DataFrame([{**new, "avg_order_value": 1.79}]))
+    assert table["clv"].iloc[0] == pytest.approx(tiny["clv"][0])
+
+
+def test_fits_report_convergence_and_fall_back_when_they_do_not_converge(simulated) -> None:
+    fitted = BetaGeoModel().fit(simulated["x"], simulated["t_x"], simulated["T"])
+    assert fitted.fit_report_["converged"] is True
+    stopped = BetaGeoModel(max_iter=1).fit(simulated["x"], simulated["t_x"], simulated["T"])
+    assert stopped.fit_report_["converged"] is False  # one iteration: not an optimum
+
+    class OneStep(CLVModel):
+        def _fit_part(self, fit):  # the first try stops after one iteration
+            return super()._fit_part(lambda pen: _one_step(fit, pen))
+
+    def _one_step(fit, pen):
+        model = fit(pen)
+        if pen == 0.0:
+            model.fit_report_ = {**model.fit_report_, "converged": False}
+        return model
+
+    as_of = pd.Timestamp("2024-07-01")
+    x, t_x, T = simulated["x"], simulated["t_x"], simulated["T"]
+    train = pd.DataFrame(
+        {
+            "frequency": x + 1,
+            "recency_days": T - t_x,
+            "first_purchase_at": as_of - pd.to_timedelta(T, unit="D"),
+            "last_purchase_at": as_of - pd.to_timedelta(T - t_x, unit="D"),
+            "avg_repeat_order_value": np.where(x > 0, 40.0 + x, np.nan),
+        }
+    )
+    model = OneStep().fit(train)
+    report = model.to_dict()["fit"]["bgnbd"]
+    assert report["fallback"] is True and report["penalizer"] > 0
+    assert report["first_try"]["converged"] is False and report["converged"] is True
+    assert CLVModel().fit(train).to_dict()["fit"]["bgnbd"]["converged"] is True
