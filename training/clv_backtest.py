@@ -38,6 +38,7 @@ DAY = pd.Timedelta(days=1)
 SERVED = "bgnbd_gamma_gamma"
 LEARNED = "gradient_boosting"
 NAIVE = "naive_last_90d"
+MIN_CUSTOMERS = 20
 
 GBM_PARAMS: dict[str, Any] = {
     "n_estimators": 300,
@@ -164,8 +165,12 @@ def clv_backtest(
     as_of = pd.Timestamp(as_of)
     end = interactions["timestamp"].max() + pd.Timedelta(seconds=1)
     days = float((end - as_of) / DAY) if period_days is None else float(period_days)
+    if not interactions["timestamp"].lt(as_of).any():
+        raise ValueError(f"no events before {as_of:%Y-%m-%d} for a CLV backtest")
     before = compute_customer_features(interactions, as_of, catalog)
     buyers = before.loc[before["frequency"] > 0].reset_index(drop=True)
+    if len(buyers) < MIN_CUSTOMERS:
+        raise ValueError(f"{len(buyers)} buyers before {as_of:%Y-%m-%d}: too few for a backtest")
     actual = spend_after(interactions, buyers, as_of, days, catalog)
     clv = CLVModel(horizon_days=365).fit(before)
     predicted = {

@@ -58,6 +58,61 @@ def churn_figures(
         "reliability": {name: reliability(test.labels, s) for name, s in scores.items()},
         "roc_curve": {name: roc_points(test.labels, s) for name, s in scores.items()},
         "held_out_window": artifacts.metrics,
+        "backtest": [
+            backtest_row(as_of, test.labels, scores),
+            *churn_backtest(interactions, as_of, horizon_days, catalog, start=1),
+        ],
+    }
+
+
+def churn_backtest(
+    interactions: pd.DataFrame,
+    split: pd.Timestamp,
+    horizon_days: int,
+    catalog: pd.DataFrame | None = None,
+    months: int = 3,
+    start: int = 0,
+) -> list[dict[str, Any]]:
+    """The served recipe at ``split`` and at the ``months - 1`` monthly cutoffs before it: each
+    trained on the data before its cutoff and scored on that cutoff's customers, so that the
+    base rate, the mean predicted risk and the reliability can be read cutoff by cutoff
+    (``start``: the first month back). A cutoff without enough history says so
+    (``skipped``)."""
+    rows: list[dict[str, Any]] = []
+    for k in range(start, months):
+        cutoff = pd.Timestamp(split) - pd.DateOffset(months=k)
+        row: dict[str, Any] = {"cutoff": f"{cutoff:%Y-%m-%d}"}
+        try:
+            artifacts = train_churn(
+                interactions.loc[interactions["timestamp"].lt(cutoff)],
+                cutoff,
+                horizon_days,
+                catalog,
+            )
+        except ValueError as exc:
+            rows.append({**row, "skipped": str(exc)})
+            continue
+        test = build_window(interactions, cutoff, horizon_days, catalog)
+        if np.unique(test.labels).size < 2:
+            rows.append({**row, "skipped": "a single class in the test window"})
+            continue
+        scores = {"model": artifacts.predict(test.features)}
+        scores.update(baseline_scores(artifacts.baselines, test.features))
+        rows.append(backtest_row(cutoff, test.labels, scores))
+    return rows
+
+
+def backtest_row(
+    cutoff: pd.Timestamp, labels: np.ndarray, scores: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """One cutoff of :func:`churn_backtest`: the model and logistic regression on RFM."""
+    scores = {name: s for name, s in scores.items() if name in ("model", "rfm_logistic")}
+    return {
+        "cutoff": f"{cutoff:%Y-%m-%d}",
+        "churn_rate": float(np.mean(labels)),
+        "mean_predicted": {name: float(np.mean(s)) for name, s in scores.items()},
+        "test": {name: binary_metrics(labels, s) for name, s in scores.items()},
+        "reliability": reliability(labels, scores["model"]),
     }
 
 

@@ -64,7 +64,7 @@ from recsys.decisions.offer_set import Offer, OfferSet
 #: Days without a purchase before a customer can be won back.
 WIN_BACK_MIN_QUIET_DAYS: Final = 7.0
 #: Days after a first (and only) order during which a customer is welcomed, not won back.
-WELCOME_MAX_DAYS: Final = 30.0
+WELCOME_MAX_DAYS: Final = 60.0
 
 
 def welcome_window(features: Features) -> np.ndarray:

@@ -33,13 +33,13 @@ def _eligible(features: pd.DataFrame | dict, offer_type: str) -> np.ndarray:
 
 
 def _table() -> pd.DataFrame:
-    """Rows: a first order today, a first order 60 days ago, a prospect, a repeat customer who
+    """Rows: a first order today, a first order 75 days ago, a prospect, a repeat customer who
     bought yesterday, a repeat customer quiet for 45 days, a first order 20 days ago; all with
     a high churn risk."""
     return pd.DataFrame(
         {
             "frequency": [1, 1, 0, 6, 6, 1],
-            "recency_days": [0.2, 60.0, np.nan, 1.0, 45.0, 20.0],
+            "recency_days": [0.2, 75.0, np.nan, 1.0, 45.0, 20.0],
             "inter_purchase_mean_days": [np.nan, np.nan, np.nan, 20.0, 20.0, np.nan],
             "churn_risk": [0.95, 0.95, np.nan, 0.8, 0.8, 0.9],
             "avg_order_value": [1.79, 30.0, np.nan, 50.0, 50.0, 40.0],
@@ -50,7 +50,7 @@ def _table() -> pd.DataFrame:
 
 def test_batch_stage_a_fresh_purchase_is_not_at_risk() -> None:
     stages = journey_stages(_table()).tolist()
-    # first order today: purchase, not at_risk; 60 days quiet one-order customer: at_risk
+    # first order today: purchase, not at_risk; 75 days quiet one-order customer: at_risk
     assert stages == ["purchase", "at_risk", "awareness", "retention", "at_risk", "at_risk"]
 
 
