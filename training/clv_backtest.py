@@ -172,7 +172,7 @@ def clv_backtest(
     if len(buyers) < MIN_CUSTOMERS:
         raise ValueError(f"{len(buyers)} buyers before {as_of:%Y-%m-%d}: too few for a backtest")
     actual = spend_after(interactions, buyers, as_of, days, catalog)
-    clv = CLVModel(horizon_days=365).fit(before)
+    clv = CLVModel(horizon_days=365).fit(before, interactions["timestamp"].min())
     predicted = {
         SERVED: clv.predict(buyers, horizon_days=days)["clv"].to_numpy(),
         NAIVE: buyers["spend_90d"].to_numpy() * days / 90.0,

@@ -76,7 +76,7 @@ def train_customer_models(
 
     clv = pd.DataFrame(index=features.index)
     try:
-        clv_model = CLVModel(horizon_days=365).fit(features)
+        clv_model = CLVModel(horizon_days=365).fit(features, events["timestamp"].min())
         clv = clv_model.predict(features).set_index(features.index)
         extra["clv"] = clv_model.to_dict()
         metrics["clv"] = {"fit": clv_model.fit_report_, **clv_served(events, as_of, catalog)}

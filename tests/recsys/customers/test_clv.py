@@ -222,3 +222,54 @@ def test_fits_report_convergence_and_fall_back_when_they_do_not_converge(simulat
     assert report["fallback"] is True and report["penalizer"] > 0
     assert report["first_try"]["converged"] is False and report["converged"] is True
     assert CLVModel().fit(train).to_dict()["fit"]["bgnbd"]["converged"] is True
+
+
+def test_new_customers_get_the_prior_of_customers_first_seen_after_the_censored_start() -> None:
+    """The data start: old loyal customers (many orders) first appear in its first days;
+    customers acquired later buy rarely. A new customer is predicted like the latter."""
+    start = pd.Timestamp("2024-01-01")
+    as_of = pd.Timestamp("2024-12-31")
+    old = simulate_bgnbd(600, horizon=1.0, seed=5)  # r/alpha = 0.027 a day
+    rng = np.random.default_rng(6)
+    n_new = 400
+    rows = []
+    for k in range(old["x"].size):  # first purchase on the data's first days
+        first = start + pd.Timedelta(days=float(rng.uniform(0, 5)))
+        big_t = float((as_of - first) / pd.Timedelta(days=1))
+        x = int(old["x"][k] * 3)
+        t_x = float(rng.uniform(0.5, 1.0) * big_t) if x else 0.0
+        rows.append((x + 1, first, first + pd.Timedelta(days=t_x), big_t - t_x))
+    for _ in range(n_new):  # later, rare buyers
+        first = start + pd.Timedelta(days=float(rng.uniform(60, 300)))
+        big_t = float((as_of - first) / pd.Timedelta(days=1))
+        x = int(rng.random() < 0.2)
+        t_x = float(rng.uniform(0, big_t)) if x else 0.0
+        rows.append((x + 1, first, first + pd.Timedelta(days=t_x), big_t - t_x))
+    table = pd.DataFrame(
+        rows, columns=["frequency", "first_purchase_at", "last_purchase_at", "recency_days"]
+    )
+    table["avg_repeat_order_value"] = np.where(table["frequency"] > 1, 50.0, np.nan)
+    table["avg_order_value"] = 50.0
+    everyone = CLVModel().fit(table)
+    split = CLVModel().fit(table, data_start=start)
+    report = split.to_dict()["fit"]["bgnbd_newcomers"]
+    assert report["customers"] == n_new and report["converged"] is True
+    now = str(as_of)
+    new = {
+        "frequency": 1,
+        "recency_days": 0.0,
+        "first_purchase_at": now,
+        "last_purchase_at": now,
+        "avg_repeat_order_value": None,
+        "avg_order_value": 50.0,
+    }
+    shrunk = split.predict_arrays(new)["expected_purchases"][0]
+    assert shrunk < 0.5 * everyone.predict_arrays(new)["expected_purchases"][0]
+    # an old customer keeps the all-customer model
+    first_old = table.iloc[[0]]
+    assert split.predict(first_old)["clv"].iloc[0] == pytest.approx(
+        everyone.predict(first_old)["clv"].iloc[0]
+    )
+    again = CLVModel.from_dict(split.to_dict())
+    assert again.predict_arrays(new)["clv"][0] == pytest.approx(split.predict_arrays(new)["clv"][0])
+    pd.testing.assert_frame_equal(again.predict(table), split.predict(table))
