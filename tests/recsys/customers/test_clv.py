@@ -69,6 +69,37 @@ def test_gamma_gamma_recovers_parameters_and_shrinks_to_the_mean():
     assert model.population_mean_ < expected[1] < expected[2] < 99.0
 
 
+AS_OF = pd.Timestamp("2024-07-01")
+
+
+def _train_table(simulated: dict[str, np.ndarray], repeat_values: np.ndarray | None = None):
+    """The simulated customers as a feature table at :data:`AS_OF`."""
+    x, t_x, T = simulated["x"], simulated["t_x"], simulated["T"]
+    if repeat_values is None:
+        rng = np.random.default_rng(3)
+        repeat_values = np.where(x > 0, rng.gamma(5.0, 10.0, x.size), np.nan)
+    return pd.DataFrame(
+        {
+            "frequency": x + 1,
+            "recency_days": T - t_x,
+            "first_purchase_at": AS_OF - pd.to_timedelta(T, unit="D"),
+            "last_purchase_at": AS_OF - pd.to_timedelta(T - t_x, unit="D"),
+            "avg_repeat_order_value": repeat_values,
+        }
+    )
+
+
+def _first_order_today(now: pd.Timestamp) -> dict:
+    """A customer whose first and only order is at ``now`` (its value not given)."""
+    return {
+        "frequency": 1,
+        "recency_days": 0.0,
+        "first_purchase_at": str(now),
+        "last_purchase_at": str(now),
+        "avg_repeat_order_value": None,
+    }
+
+
 def _features() -> pd.DataFrame:
     as_of = pd.Timestamp("2024-07-01")
     return pd.DataFrame(
@@ -100,18 +131,7 @@ def test_clv_inputs_from_the_feature_table():
 
 
 def test_clv_is_purchases_times_value_zero_for_non_buyers_and_same_for_one_dict(simulated):
-    rng = np.random.default_rng(3)
-    x, t_x, T = simulated["x"], simulated["t_x"], simulated["T"]
-    as_of = pd.Timestamp("2024-07-01")
-    train = pd.DataFrame(
-        {
-            "frequency": x + 1,
-            "recency_days": T - t_x,
-            "first_purchase_at": as_of - pd.to_timedelta(T, unit="D"),
-            "last_purchase_at": as_of - pd.to_timedelta(T - t_x, unit="D"),
-            "avg_repeat_order_value": np.where(x > 0, rng.gamma(5.0, 10.0, x.size), np.nan),
-        }
-    )
+    train = _train_table(simulated)
     model = CLVModel(horizon_days=365).fit(train)
     table = model.predict(_features())
     assert table["clv"].iloc[0] == 0.0 and table["p_alive"].iloc[0] == 0.0
@@ -157,27 +177,8 @@ def test_a_one_order_customer_is_shrunk_from_the_population_toward_their_order()
 
 
 def test_a_tiny_first_order_no_longer_gets_the_population_clv(simulated) -> None:
-    as_of = pd.Timestamp("2024-07-01")
-    x, t_x, T = simulated["x"], simulated["t_x"], simulated["T"]
-    rng = np.random.default_rng(3)
-    train = pd.DataFrame(
-        {
-            "frequency": x + 1,
-            "recency_days": T - t_x,
-            "first_purchase_at": as_of - pd.to_timedelta(T, unit="D"),
-            "last_purchase_at": as_of - pd.to_timedelta(T - t_x, unit="D"),
-            "avg_repeat_order_value": np.where(x > 0, rng.gamma(5.0, 10.0, x.size), np.nan),
-        }
-    )
-    model = CLVModel(horizon_days=365).fit(train)
-    now = str(as_of)
-    new = {
-        "frequency": 1,
-        "recency_days": 0.0,
-        "first_purchase_at": now,
-        "last_purchase_at": now,
-        "avg_repeat_order_value": None,
-    }
+    model = CLVModel(horizon_days=365).fit(_train_table(simulated))
+    new = _first_order_today(AS_OF)
     tiny = model.predict_arrays({**new, "avg_order_value": 1.79})
     big = model.predict_arrays({**new, "avg_order_value": 500.0})
     unknown = model.predict_arrays(new)
@@ -206,17 +207,8 @@ def test_fits_report_convergence_and_fall_back_when_they_do_not_converge(simulat
             model.fit_report_ = {**model.fit_report_, "converged": False}
         return model
 
-    as_of = pd.Timestamp("2024-07-01")
-    x, t_x, T = simulated["x"], simulated["t_x"], simulated["T"]
-    train = pd.DataFrame(
-        {
-            "frequency": x + 1,
-            "recency_days": T - t_x,
-            "first_purchase_at": as_of - pd.to_timedelta(T, unit="D"),
-            "last_purchase_at": as_of - pd.to_timedelta(T - t_x, unit="D"),
-            "avg_repeat_order_value": np.where(x > 0, 40.0 + x, np.nan),
-        }
-    )
+    x = simulated["x"]
+    train = _train_table(simulated, np.where(x > 0, 40.0 + x, np.nan))
     model = OneStep().fit(train)
     report = model.to_dict()["fit"]["bgnbd"]
     assert report["fallback"] is True and report["penalizer"] > 0
@@ -254,15 +246,7 @@ def test_new_customers_get_the_prior_of_customers_first_seen_after_the_censored_
     split = CLVModel().fit(table, data_start=start)
     report = split.to_dict()["fit"]["bgnbd_newcomers"]
     assert report["customers"] == n_new and report["converged"] is True
-    now = str(as_of)
-    new = {
-        "frequency": 1,
-        "recency_days": 0.0,
-        "first_purchase_at": now,
-        "last_purchase_at": now,
-        "avg_repeat_order_value": None,
-        "avg_order_value": 50.0,
-    }
+    new = {**_first_order_today(as_of), "avg_order_value": 50.0}
     shrunk = split.predict_arrays(new)["expected_purchases"][0]
     assert shrunk < 0.5 * everyone.predict_arrays(new)["expected_purchases"][0]
     # an old customer keeps the all-customer model
