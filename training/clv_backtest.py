@@ -101,7 +101,8 @@ def weighted_pearson(a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> np.nd
     va = (w @ (a * a)) / total - ma**2
     vb = (w @ (b * b)) / total - mb**2
     with np.errstate(divide="ignore", invalid="ignore"):
-        return cov / np.sqrt(va * vb)
+        r = cov / np.sqrt(va * vb)
+    return np.where(np.isfinite(r), r, np.nan)  # a replicate without variance has none
 
 
 def regression_intervals(
@@ -116,7 +117,7 @@ def regression_intervals(
     for name, p in predicted.items():
         p = np.asarray(p, dtype=np.float64)
         pearson[name] = weighted_pearson(p, y, w)
-        point = float(np.corrcoef(p, y)[0, 1])
+        point = float(weighted_pearson(p, y, np.ones((1, len(y))))[0])
         out["forecasts"][name] = {
             "pearson": _interval(point, pearson[name], 0.95),
             "mae": mean_interval(np.abs(p - y), w),
@@ -172,6 +173,8 @@ def clv_backtest(
     if len(buyers) < MIN_CUSTOMERS:
         raise ValueError(f"{len(buyers)} buyers before {as_of:%Y-%m-%d}: too few for a backtest")
     actual = spend_after(interactions, buyers, as_of, days, catalog)
+    if np.ptp(actual) == 0:
+        raise ValueError(f"every customer spent the same after {as_of:%Y-%m-%d}: no backtest")
     clv = CLVModel(horizon_days=365).fit(before, interactions["timestamp"].min())
     predicted = {
         SERVED: clv.predict(buyers, horizon_days=days)["clv"].to_numpy(),
@@ -180,7 +183,9 @@ def clv_backtest(
     gbm = fit_spend_model(interactions, as_of, days, catalog)
     if gbm is not None:
         alive = fit_alive(buyers)
-        predicted[LEARNED] = np.asarray(gbm.predict(churn_matrix(buyers, alive)), np.float64)
+        learned = np.asarray(gbm.predict(churn_matrix(buyers, alive)), np.float64)
+        if np.ptp(learned) > 0:  # a constant forecast: too little data to learn a split
+            predicted[LEARNED] = learned
     intervals = regression_intervals(actual, predicted, reference=SERVED)
     return {
         "period_days": round(days, 2),
