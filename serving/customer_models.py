@@ -220,7 +220,7 @@ def _assign(table: pd.DataFrame, rows: np.ndarray, name: str, values: np.ndarray
 
 #: The CLV model's inputs (``recsys.customers.clv.clv_inputs``): times, then numbers.
 CLV_TIMES: Final = ("first_purchase_at", "last_purchase_at")
-CLV_NUMBERS: Final = ("recency_days", "frequency", "avg_repeat_order_value")
+CLV_NUMBERS: Final = ("recency_days", "frequency", "avg_repeat_order_value", "avg_order_value")
 
 
 def _clv_table(table: pd.DataFrame) -> pd.DataFrame:

@@ -5,15 +5,22 @@ Windows. For a training date ``T`` (``as_of``) and a horizon ``H`` days, a windo
 ``[c, c + H)``", for every customer who bought at least once before ``c``. The newest labelled
 window, ``c0 = T - H``, ends exactly at ``T``. Nothing after ``T`` is read.
 
-* The **served model** stacks ``n_windows`` older windows (``c0 - k * step_days``, k >= 1;
-  their labels end before ``T``) to train the LightGBM classifier, and is calibrated (Platt
-  scaling on the raw margin) on the whole newest window ``c0``, so its mean risk matches the
-  most recent base rate known at ``T`` rather than that of the pooled windows.
+* The **served model** stacks the newest window and ``n_windows`` older ones
+  (``c0 - k * step_days``, k >= 0; every label ends by ``T``) to train the LightGBM classifier.
+  The newest window is the one whose customers look most like those scored after ``T`` (the
+  longest histories); measured on the development data at three cutoffs, training on it too
+  lowered the Brier score at each (0.2183 -> 0.2152, 0.2079 -> 0.2076, 0.2069 -> 0.2023).
+  The calibration (``training.churn_context``) is Platt scaling on the raw margin fitted on
+  the newest window, or on all the windows pooled with the shop's cutoff context (season ahead,
+  trend, active share) when the history is long enough to know it; the context terms are
+  folded, at ``T``, into the stored pair.
 * The **held-out metric** (``ChurnArtifacts.metrics``) must not let training labels see the
   held-out period ``[c0, T)``: it is measured with the same recipe shifted back by one horizon,
-  a model trained on windows ``c0 - H - k * step_days`` (k >= 0; every label ends by ``c0``),
-  calibrated on a random half of the customers of ``c0`` and scored on the other half. With
+  a model trained and calibrated on windows ``c0 - H - k * step_days`` (k >= 0; every label
+  ends by ``c0``, the context taken at ``c0``) and scored on every customer of ``c0``. With
   too little history for those windows the metric says so (``skipped``) instead of leaking.
+  ``metrics["windows"]`` lists each training window's churn rate beside the served model's
+  mean risk there.
 
 Every window's ``p_alive`` comes from a BG/NBD model fitted on that window's own feature table
 (``recsys.customers.churn``); the served model's, fitted at ``T``, is stored with it
@@ -46,12 +53,12 @@ from sklearn.preprocessing import StandardScaler
 
 from recsys.customers.churn import (
     CHURN_FEATURES,
-    PlattCalibration,
     calibration_from_dict,
     churn_matrix,
 )
 from recsys.customers.clv import BetaGeoModel, clv_inputs
 from recsys.customers.features import compute_customer_features
+from training.churn_context import cutoff_context, fit_calibration, shop_orders
 
 #: Shallow trees with large leaves: the windows are short and the behaviour drifts between
 #: them, so simpler trees generalize to the period after ``as_of`` (measured on the shared data:
@@ -159,6 +166,21 @@ def window_cutoffs(
         newest - pd.Timedelta(days=shift + k * step_days) for k in range(first, first + n_windows)
     ]
     return [newest, *older]
+
+
+def with_history(
+    cutoffs: list[pd.Timestamp], events: pd.DataFrame, min_history_days: int, keep_first: bool
+) -> list[pd.Timestamp]:
+    """The cutoffs at least ``min_history_days`` after the first event (and the first cutoff
+    anyway with ``keep_first``: the served model's newest window): a window
+    whose customers have a few days of history says little about the customers scored later
+    (measured at 2011-04-01 on the development data: Brier 0.2183 with windows from the data's
+    first days, 0.2152 without)."""
+    if not len(events):
+        return cutoffs[:1] if keep_first else []
+    start = events["timestamp"].min() + pd.Timedelta(days=min_history_days)
+    head = cutoffs[:1] if keep_first else [c for c in cutoffs[:1] if c >= start]
+    return [*head, *(c for c in cutoffs[1:] if c >= start)]
 
 
 def top_decile_lift(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -288,32 +310,67 @@ def held_out_metrics(
     step_days: int,
     params: dict[str, Any],
     random_state: int,
+    min_history_days: int = 0,
 ) -> dict[str, Any]:
     """The recipe's figures on ``held`` from windows whose labels end by its cutoff."""
     cutoffs = window_cutoffs(as_of, horizon_days, n_windows, step_days, shift=horizon_days)
     metrics: dict[str, Any] = {
-        "window": "held-out newest window, evaluation half; trained on windows ending by it",
+        "window": (
+            "held-out newest window, every customer; trained and calibrated on windows ending by it"
+        ),
         "held_out_cutoff": f"{cutoffs[0]:%Y-%m-%d}",
         "train_cutoffs": [f"{c:%Y-%m-%d}" for c in cutoffs[1:]],
     }
-    old = [build_window(past, c, horizon_days, catalog) for c in cutoffs[1:]]
-    fitted = _fit(old, params, random_state) if len(held.labels) >= 4 else None
+    old = [
+        build_window(past, c, horizon_days, catalog)
+        for c in with_history(cutoffs[1:], past, min_history_days, keep_first=False)
+    ]
+    fitted = _fit(old, params, random_state) if len(held.labels) >= 4 and old else None
     if fitted is None:
         metrics["skipped"] = "not enough history for training windows that end by the held-out one"
         return metrics
     model, baselines, n_rows = fitted
     metrics["train_rows"] = n_rows
-    rng = np.random.default_rng(random_state)
-    in_calib = rng.random(len(held.labels)) < 0.5
-    raw = raw_probabilities(model, held.matrix())
-    calibration = PlattCalibration.fit(raw[in_calib], held.labels[in_calib])
-    evaluate = ~in_calib
-    if np.unique(held.labels[evaluate]).size == 2:
-        metrics["model"] = binary_metrics(held.labels[evaluate], calibration.apply(raw[evaluate]))
-        base = baseline_scores(baselines, held.features.loc[evaluate])
-        for name, scores in base.items():
-            metrics[name] = binary_metrics(held.labels[evaluate], scores)
+    calibration = calibration_from_dict(calibrate(model, old, past, held.cutoff))
+    if np.unique(held.labels).size == 2:
+        raw = raw_probabilities(model, held.matrix())
+        metrics["model"] = binary_metrics(held.labels, calibration.apply(raw))
+        for name, scores in baseline_scores(baselines, held.features).items():
+            metrics[name] = binary_metrics(held.labels, scores)
     return metrics
+
+
+def calibrate(
+    model: LGBMClassifier, windows: list[ChurnWindow], events: pd.DataFrame, at: pd.Timestamp
+) -> dict[str, Any]:
+    """The stored calibration of ``model`` from its training ``windows`` (newest first), with
+    the cutoff context at ``at`` (``training.churn_context``: what moves the base rate)."""
+    orders, start = shop_orders(events), events["timestamp"].min()
+    used = [w for w in windows if len(w.labels)]
+    return fit_calibration(
+        [raw_probabilities(model, w.matrix()) for w in used],
+        [w.labels for w in used],
+        [cutoff_context(orders, w.cutoff, start) for w in used],
+        cutoff_context(orders, at, start),
+    )
+
+
+def window_table(
+    model: LGBMClassifier, windows: list[ChurnWindow], calibration: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Per training window: its cutoff, customers, churn rate and the calibrated model's mean
+    risk there (how the base rate moves between cutoffs, and whether the model follows it)."""
+    apply = calibration_from_dict(calibration).apply
+    return [
+        {
+            "cutoff": f"{w.cutoff:%Y-%m-%d}",
+            "customers": int(len(w.labels)),
+            "churn_rate": round(float(np.mean(w.labels)), 4),
+            "mean_predicted": round(float(np.mean(apply(raw_probabilities(model, w.matrix())))), 4),
+        }
+        for w in windows
+        if len(w.labels)
+    ]
 
 
 def train_churn(
@@ -326,37 +383,54 @@ def train_churn(
     step_days: int = 7,
     params: dict[str, Any] | None = None,
     random_state: int = 42,
+    min_history_days: int = 21,
 ) -> ChurnArtifacts:
     """Fit, calibrate and export the churn model on data before ``as_of`` (module docstring)."""
     as_of = pd.Timestamp(as_of)
     params = params or {}
     past = interactions.loc[interactions["timestamp"].lt(as_of)]
-    cutoffs = window_cutoffs(as_of, horizon_days, n_windows, step_days)
+    cutoffs = with_history(
+        window_cutoffs(as_of, horizon_days, n_windows, step_days),
+        past,
+        min_history_days,
+        keep_first=True,
+    )
     windows = [build_window(past, c, horizon_days, catalog) for c in cutoffs]
     held = windows[0]
-    fitted = _fit(windows[1:], params, random_state)
+    fitted = _fit(windows, params, random_state)
     if fitted is None or len(held.labels) < 4:
         raise ValueError(
             f"not enough history before {as_of:%Y-%m-%d} for churn windows of {horizon_days} days"
             " (or a single class)"
         )
     model, baselines, n_rows = fitted
-    calibration = PlattCalibration.fit(raw_probabilities(model, held.matrix()), held.labels)
+    calibration = calibrate(model, windows, past, as_of)
     metrics = held_out_metrics(
-        past, held, as_of, horizon_days, catalog, n_windows, step_days, params, random_state
+        past,
+        held,
+        as_of,
+        horizon_days,
+        catalog,
+        n_windows,
+        step_days,
+        params,
+        random_state,
+        min_history_days,
     )
     metrics.update(
         {
-            "served_train_cutoffs": [f"{c:%Y-%m-%d}" for c in cutoffs[1:]],
+            "served_train_cutoffs": [f"{c:%Y-%m-%d}" for c in cutoffs],
             "served_train_rows": n_rows,
             "calibration_window": f"{held.cutoff:%Y-%m-%d}",
             "calibration_base_rate": float(np.mean(held.labels)),
+            "calibration_context": calibration.get("context"),
+            "windows": window_table(model, windows, calibration),
         }
     )
     alive = fit_alive(compute_customer_features(past, as_of, catalog))
     return ChurnArtifacts(
         onnx_bytes=export_onnx(model, len(CHURN_FEATURES)),
-        calibration=calibration.to_dict(),
+        calibration=calibration,
         metrics=metrics,
         feature_names=list(CHURN_FEATURES),
         model=model,

@@ -31,10 +31,9 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import roc_curve
 
 from recsys.config import TrainingConfig
-from recsys.customers.clv import CLVModel
-from recsys.customers.features import compute_customer_features
 from training.bootstrap import binary_intervals, reliability
 from training.churn import baseline_scores, binary_metrics, build_window, train_churn
+from training.clv_backtest import LEARNED, NAIVE, SERVED, clv_backtest
 
 DAY = pd.Timedelta(days=1)
 
@@ -59,6 +58,61 @@ def churn_figures(
         "reliability": {name: reliability(test.labels, s) for name, s in scores.items()},
         "roc_curve": {name: roc_points(test.labels, s) for name, s in scores.items()},
         "held_out_window": artifacts.metrics,
+        "backtest": [
+            backtest_row(as_of, test.labels, scores),
+            *churn_backtest(interactions, as_of, horizon_days, catalog, start=1),
+        ],
+    }
+
+
+def churn_backtest(
+    interactions: pd.DataFrame,
+    split: pd.Timestamp,
+    horizon_days: int,
+    catalog: pd.DataFrame | None = None,
+    months: int = 3,
+    start: int = 0,
+) -> list[dict[str, Any]]:
+    """The served recipe at ``split`` and at the ``months - 1`` monthly cutoffs before it: each
+    trained on the data before its cutoff and scored on that cutoff's customers, so that the
+    base rate, the mean predicted risk and the reliability can be read cutoff by cutoff
+    (``start``: the first month back). A cutoff without enough history says so
+    (``skipped``)."""
+    rows: list[dict[str, Any]] = []
+    for k in range(start, months):
+        cutoff = pd.Timestamp(split) - pd.DateOffset(months=k)
+        row: dict[str, Any] = {"cutoff": f"{cutoff:%Y-%m-%d}"}
+        try:
+            artifacts = train_churn(
+                interactions.loc[interactions["timestamp"].lt(cutoff)],
+                cutoff,
+                horizon_days,
+                catalog,
+            )
+        except ValueError as exc:
+            rows.append({**row, "skipped": str(exc)})
+            continue
+        test = build_window(interactions, cutoff, horizon_days, catalog)
+        if np.unique(test.labels).size < 2:
+            rows.append({**row, "skipped": "a single class in the test window"})
+            continue
+        scores = {"model": artifacts.predict(test.features)}
+        scores.update(baseline_scores(artifacts.baselines, test.features))
+        rows.append(backtest_row(cutoff, test.labels, scores))
+    return rows
+
+
+def backtest_row(
+    cutoff: pd.Timestamp, labels: np.ndarray, scores: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """One cutoff of :func:`churn_backtest`: the model and logistic regression on RFM."""
+    scores = {name: s for name, s in scores.items() if name in ("model", "rfm_logistic")}
+    return {
+        "cutoff": f"{cutoff:%Y-%m-%d}",
+        "churn_rate": float(np.mean(labels)),
+        "mean_predicted": {name: float(np.mean(s)) for name, s in scores.items()},
+        "test": {name: binary_metrics(labels, s) for name, s in scores.items()},
+        "reliability": reliability(labels, scores["model"]),
     }
 
 
@@ -103,17 +157,9 @@ def churn_verdicts(churn: dict[str, Any]) -> list[str]:
 def clv_figures(
     interactions: pd.DataFrame, as_of: pd.Timestamp, catalog: pd.DataFrame | None = None
 ) -> dict[str, Any]:
-    before = compute_customer_features(interactions, as_of, catalog)
-    end = interactions["timestamp"].max() + pd.Timedelta(seconds=1)
-    days = float((end - as_of) / DAY)
-    after = compute_customer_features(interactions, end, catalog).set_index("customer_id")
-    buyers = before.loc[before["frequency"] > 0].reset_index(drop=True)
-    actual = (
-        after["monetary"].reindex(buyers["customer_id"]).to_numpy() - buyers["monetary"].to_numpy()
-    )
-    model = CLVModel(horizon_days=365).fit(before)
-    predicted = model.predict(buyers, horizon_days=days)["clv"].to_numpy()
-    naive = buyers["spend_90d"].to_numpy() * days / 90.0
+    """The CLV backtest (``training.clv_backtest``) with the served model's deciles."""
+    backtest = clv_backtest(interactions, as_of, catalog)
+    actual, predicted = backtest.pop("actual"), backtest.pop("predicted")
 
     def compare(pred: np.ndarray) -> dict[str, float]:
         return {
@@ -123,25 +169,22 @@ def clv_figures(
             "mean_predicted": float(np.mean(pred)),
         }
 
-    order = np.argsort(predicted, kind="stable")
+    served = predicted[SERVED]
+    order = np.argsort(served, kind="stable")
     deciles = [
         {
             "decile": n + 1,
             "customers": int(len(rows)),
-            "mean_predicted": float(predicted[rows].mean()),
+            "mean_predicted": float(served[rows].mean()),
             "mean_actual": float(actual[rows].mean()),
         }
         for n, rows in enumerate(np.array_split(order, 10))
         if len(rows)
     ]
     return {
-        "period_days": round(days, 2),
+        **backtest,
         "deciles": deciles,  # customers by predicted spend, lowest first
-        "customers": int(len(buyers)),
-        "mean_actual": float(np.mean(actual)),
-        "bgnbd_gamma_gamma": compare(predicted),
-        "naive_last_90d": compare(naive),
-        "params": model.to_dict(),
+        **{name: compare(pred) for name, pred in predicted.items()},
     }
 
 
@@ -221,12 +264,15 @@ def _table(figures: dict[str, Any]) -> str:
         f"CLV backtest: predicted vs actual net spend over the {clv['period_days']} days after "
         f"as_of, {clv['customers']} customers (mean actual {clv['mean_actual']:.2f}):"
     )
-    for name in ("bgnbd_gamma_gamma", "naive_last_90d"):
+    for name in (SERVED, LEARNED, NAIVE):
+        if name not in clv:
+            continue
         c = clv[name]
         lines.append(
             f"  {name:18s} pearson {c['pearson']:.4f}  spearman {c['spearman']:.4f}  "
             f"MAE {c['mae']:.2f}  mean predicted {c['mean_predicted']:.2f}"
         )
+    lines.append(f"  served: {clv['choice']['served']} ({clv['choice']['why']})")
     return "\n".join(lines)
 
 

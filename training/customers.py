@@ -24,6 +24,7 @@ from recsys.customers.features import compute_customer_features
 from recsys.customers.segments import JourneyRules, RFMScorer, SegmentRules, describe_customers
 from recsys.decisions.offer_set import DEFAULT_OFFERS, load_offer_set
 from training.churn import ChurnArtifacts, raw_probabilities, train_churn
+from training.clv_backtest import SERVED, clv_backtest
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,10 @@ def train_customer_models(
 
     clv = pd.DataFrame(index=features.index)
     try:
-        clv_model = CLVModel(horizon_days=365).fit(features)
+        clv_model = CLVModel(horizon_days=365).fit(features, events["timestamp"].min())
         clv = clv_model.predict(features).set_index(features.index)
         extra["clv"] = clv_model.to_dict()
+        metrics["clv"] = {"fit": clv_model.fit_report_, **clv_served(events, as_of, catalog)}
     except ValueError as exc:
         log.warning("no CLV model: %s", exc)
         metrics["clv"] = {"skipped": str(exc)}
@@ -100,3 +102,31 @@ def train_customer_models(
     offer_set = load_offer_set(offers_path or DEFAULT_OFFERS)
     extra["offers"] = offer_set.model_dump(mode="json")
     return TrainedCustomerModels(features=described, churn=churn, extra=extra, metrics=metrics)
+
+
+def clv_served(
+    events: pd.DataFrame, as_of: pd.Timestamp, catalog: pd.DataFrame | None, days: int = 90
+) -> dict[str, Any]:
+    """Which CLV forecast the bundle serves and the backtest behind it: the forecasts of
+    ``training.clv_backtest`` at ``as_of - days`` over the ``days`` before ``as_of``. Only the
+    parametric model can be served online today, so a learned winner is recorded and logged."""
+    start = as_of - pd.Timedelta(days=days)
+    try:
+        backtest = clv_backtest(events, start, catalog, period_days=days)
+    except (ValueError, KeyError, IndexError) as exc:  # too little history for a backtest
+        return {"served": SERVED, "backtest": {"skipped": str(exc)}}
+    winner = backtest["choice"]["served"]
+    if winner != SERVED:
+        log.warning("CLV: %s won the backtest but only %s is served online", winner, SERVED)
+    forecasts = backtest["intervals"]["forecasts"]
+    return {
+        "served": SERVED,
+        "backtest_winner": winner,
+        "why": backtest["choice"]["why"],
+        "backtest": {
+            "as_of": f"{start:%Y-%m-%d}",
+            "period_days": days,
+            "customers": backtest["customers"],
+            **{name: {k: v["value"] for k, v in row.items()} for name, row in forecasts.items()},
+        },
+    }

@@ -90,6 +90,21 @@ of the split.</p>
 <td>{{ "%.4f" | format(m.pr_auc) }}</td><td>{{ "%.4f" | format(m.brier) }}<br><span
 class="ci">[{{ "%.4f" | format(i.brier.lo) }}, {{ "%.4f" | format(i.brier.hi) }}]</span></td>
 <td>{{ "%.3f" | format(m.top_decile_lift) }}</td></tr>{% endfor %}</table>
+{% set bt = r.churn.get("backtest", []) | rejectattr("skipped", "defined") | list %}
+{% if bt %}<h3>By cutoff</h3>
+<p class="note">The same recipe trained before each cutoff and scored on its customers: the
+base rate moves between cutoffs; the model should follow it.</p>
+<img alt="churn reliability per cutoff" src="{{ img.reliability_by_cutoff }}">
+<table><tr><th>cutoff</th><th>churn rate</th><th>mean predicted (model / RFM)</th>
+<th>ROC-AUC (model / RFM)</th><th>PR-AUC (model / RFM)</th><th>Brier (model / RFM)</th></tr>
+{% for row in bt %}{% set m, b = row.test.model, row.test.rfm_logistic %}
+<tr><td>{{ row.cutoff }}</td><td>{{ "%.3f" | format(row.churn_rate) }}</td>
+<td>{{ "%.3f" | format(row.mean_predicted.model) }} / {{
+"%.3f" | format(row.mean_predicted.rfm_logistic) }}</td>
+<td>{{ "%.4f" | format(m.roc_auc) }} / {{ "%.4f" | format(b.roc_auc) }}</td>
+<td>{{ "%.4f" | format(m.pr_auc) }} / {{ "%.4f" | format(b.pr_auc) }}</td>
+<td>{{ "%.4f" | format(m.brier) }} / {{ "%.4f" | format(b.brier) }}</td></tr>
+{% endfor %}</table>{% endif %}
 {% endif %}
 
 <h2>CLV backtest</h2>
@@ -103,11 +118,13 @@ split, {{ clv.customers }} customers who bought before it (mean actual
 <img alt="CLV backtest by decile" src="{{ img.clv }}">
 <table><tr><th>predictor</th><th>Pearson</th><th>Spearman</th><th>MAE</th>
 <th>mean predicted</th></tr>
-{% for name in ("bgnbd_gamma_gamma", "naive_last_90d") %}{% set m = clv[name] %}
+{% for name in ("bgnbd_gamma_gamma", "gradient_boosting", "naive_last_90d") if name in clv %}
+{% set m = clv[name] %}
 <tr><td>{{ name }}</td><td>{{ "%.4f" | format(m.pearson) }}</td>
 <td>{{ "%.4f" | format(m.spearman) }}</td><td>{{ "%.2f" | format(m.mae) }}</td>
 <td>{{ "%.2f" | format(m.mean_predicted) }}</td></tr>{% endfor %}</table>
-{% endif %}
+{% if clv.choice %}<p class="note">Served: {{ clv.choice.served }} ({{ clv.choice.why }}).</p>
+{% endif %}{% endif %}
 
 <h2>Segments and journey stages</h2>
 {% set cust = r.get("customers", {}) %}
@@ -146,6 +163,8 @@ def images(report: dict[str, Any]) -> dict[str, str]:
     if churn.get("roc_curve"):
         draw["roc"] = lambda: plots.roc(churn)
         draw["reliability"] = lambda: plots.reliability(churn)
+    if any("reliability" in row for row in churn.get("backtest", [])):
+        draw["reliability_by_cutoff"] = lambda: plots.reliability_by_cutoff(churn["backtest"])
     customers = report.get("customers") or {}
     if customers.get("clv_backtest", {}).get("deciles"):
         draw["clv"] = lambda: plots.clv_deciles(customers["clv_backtest"])

@@ -127,22 +127,42 @@ def roc(churn: dict[str, Any]) -> Figure:
     return fig
 
 
+def _reliability_curve(ax: Any, bins: list[dict[str, Any]], label: str | None = None) -> None:
+    """Mean predicted against actual rate per bin (marker size: customers), and the diagonal."""
+    pred = [b["mean_predicted"] for b in bins]
+    act = [b["actual_rate"] for b in bins]
+    sizes = [12 + 60 * np.sqrt(b["n"] / max(1, max(x["n"] for x in bins))) for b in bins]
+    ax.plot(pred, act, linewidth=1)
+    ax.scatter(pred, act, s=sizes, label=label)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+
+
 def reliability(churn: dict[str, Any]) -> Figure:
     fig = figure(5.0, 4.5)
     ax = fig.add_subplot()
     for name, rows in churn.get("reliability", {}).items():
-        pred = [r["mean_predicted"] for r in rows]
-        act = [r["actual_rate"] for r in rows]
-        sizes = [12 + 60 * np.sqrt(r["n"] / max(1, max(x["n"] for x in rows))) for r in rows]
-        ax.plot(pred, act, linewidth=1)
-        ax.scatter(pred, act, s=sizes, label=name)
-    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+        _reliability_curve(ax, rows, name)
     ax.set_xlabel("mean predicted churn probability (bin)")
     ax.set_ylabel("actual churn rate")
     ax.set_title("churn: reliability (marker size: customers)")
     ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+def reliability_by_cutoff(backtest: list[dict[str, Any]]) -> Figure:
+    """The served model's reliability diagram at each backtest cutoff, one panel each."""
+    rows = [row for row in backtest if "reliability" in row]
+    fig = figure(4.0 * len(rows), 4.0)
+    for n, row in enumerate(rows):
+        ax = fig.add_subplot(1, len(rows), n + 1)
+        _reliability_curve(ax, row["reliability"])
+        mean = row["mean_predicted"]["model"]
+        ax.set_title(f"{row['cutoff']}: rate {row['churn_rate']:.3f}, mean {mean:.3f}", fontsize=9)
+        ax.set_xlabel("mean predicted (bin)")
+        if n == 0:
+            ax.set_ylabel("actual churn rate")
     return fig
 
 

@@ -264,12 +264,22 @@ Calibration = PlattCalibration | IsotonicCalibration | IdentityCalibration
 
 
 def calibration_from_dict(data: Mapping[str, Any] | None) -> Calibration:
-    """The inverse of ``to_dict``; ``None`` or ``{}`` means no calibration."""
+    """The inverse of ``to_dict``; ``None`` or ``{}`` means no calibration.
+
+    A Platt pair with a ``context`` (``training/churn_context.py``: ``names``, ``coef`` and
+    the ``values`` at the bundle's ``as_of``) has its context terms folded into the intercept,
+    ``b + sum(coef * values)``: the context is one value per cutoff, the same for everyone.
+    """
     if not data:
         return IdentityCalibration()
     method = data.get("method")
     if method == "platt":
-        return PlattCalibration(a=float(data["a"]), b=float(data["b"]))
+        context = data.get("context") or {}
+        shift = sum(
+            float(c) * float(v)
+            for c, v in zip(context.get("coef", ()), context.get("values", ()), strict=True)
+        )
+        return PlattCalibration(a=float(data["a"]), b=float(data["b"]) + shift)
     if method == "isotonic":
         return IsotonicCalibration(x=tuple(map(float, data["x"])), y=tuple(map(float, data["y"])))
     if method == "identity":

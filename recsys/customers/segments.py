@@ -34,7 +34,9 @@ about_to_sleep      3        1-2      few orders, getting old
 1. ``churned``: bought, and quiet for more than ``max(churned_min_days,
    churned_rhythm_factor * inter_purchase_mean_days)`` (a repeat buyer: far beyond their usual
    rhythm) or more than ``churned_single_order_days`` (a one-order customer);
-2. ``at_risk``: bought, and ``churn_risk >= at_risk_threshold``;
+2. ``at_risk``: bought, ``churn_risk >= at_risk_threshold``, and the last purchase at least
+   ``at_risk_min_quiet_days`` ago: a customer who has just bought (a first order included) is
+   not at risk, whatever a stale or population-level risk says;
 3. ``advocacy``: at least ``advocacy_promoter_min_orders`` orders and a promoter (latest NPS
    9-10), or at least ``advocacy_min_orders`` orders and not a detractor (NPS 0-6, CSAT 1-2);
 4. ``retention``: two orders or more;  5. ``purchase``: one order;
@@ -182,6 +184,7 @@ class JourneyRules(BaseModel):
     churned_min_days: float = 90.0
     churned_single_order_days: float = 150.0
     at_risk_threshold: float = 0.7
+    at_risk_min_quiet_days: float = 7.0
     advocacy_promoter_min_orders: int = 2
     advocacy_min_orders: int = 10
     promoter_min_nps: float = 9.0
@@ -229,7 +232,7 @@ def journey_stages(
     detractor = is_detractor(features, rules)
     conditions = [
         bought & (recency > quiet_limit),
-        bought & (risk >= rules.at_risk_threshold),
+        bought & (risk >= rules.at_risk_threshold) & (recency >= rules.at_risk_min_quiet_days),
         (freq >= rules.advocacy_promoter_min_orders) & promoter
         | (freq >= rules.advocacy_min_orders) & ~detractor,
         freq >= 2,

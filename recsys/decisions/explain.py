@@ -16,6 +16,12 @@ import numpy as np
 from recsys.customers.segments import is_detractor
 from recsys.decisions.contacts import Contact, channel_open, cooling_down
 from recsys.decisions.offer_set import Offer, OfferSet
+from recsys.decisions.offers import (
+    WELCOME_MAX_DAYS,
+    WIN_BACK_MIN_QUIET_DAYS,
+    quiet_for_win_back,
+    welcome_window,
+)
 
 
 def _live(offer: Offer, now: datetime) -> bool:
@@ -76,6 +82,13 @@ def _why_not(
             return f"condition not met: {condition.feature} {condition.op} {condition.value!r}"
     if offer.type == "cart_reminder" and not float(features.get("cart_open_items") or 0) > 0:
         return "the cart is empty"
+    welcome = bool(welcome_window(features)[0])
+    if offer.type == "win_back" and not bool(quiet_for_win_back(features)[0]):
+        if welcome:
+            return "a new customer is welcomed, not won back"
+        return f"a win-back needs {WIN_BACK_MIN_QUIET_DAYS:g} days without a purchase"
+    if offer.type == "welcome" and not welcome:
+        return f"welcome is for at most one order, under {WELCOME_MAX_DAYS:g} days old"
     if not channel_open(contacts, channel, now, policy):
         return f"contact cap of channel {channel!r} reached"
     if offer.offer_id in cooling_down(contacts, now, policy):

@@ -12,6 +12,11 @@ their conditions, the contact policy); the contact history and its tests are
 * a **detractor** (latest NPS 0-6 or latest CSAT 1-2) gets ``service_recovery`` offers and
   nothing else: never a sales push; ``service_recovery`` is for detractors only;
 * ``cart_reminder`` needs a non-empty cart (``cart_open_items`` or the live cart passed in);
+* ``welcome`` is for a customer with at most one order whose order (if any) is less than
+  :data:`WELCOME_MAX_DAYS` old; ``win_back`` needs a purchase at least
+  :data:`WIN_BACK_MIN_QUIET_DAYS` ago (never right after one) and a customer outside the
+  welcome window: the two never go to the same customer (:func:`welcome_window`,
+  :func:`quiet_for_win_back`);
 * an offer with ``needs_items`` is filled with the caller's items (a cart reminder with the
   live cart's, any other offer with the recommended items) and is dropped when there are none;
 * an offer whose expected value is not positive is not made;
@@ -55,6 +60,24 @@ import pandas as pd
 from recsys.customers.segments import Features, column, is_detractor, is_promoter, n_rows
 from recsys.decisions.contacts import Contact, channel_open, cooling_down
 from recsys.decisions.offer_set import Offer, OfferSet
+
+#: Days without a purchase before a customer can be won back.
+WIN_BACK_MIN_QUIET_DAYS: Final = 7.0
+#: Days after a first (and only) order during which a customer is welcomed, not won back.
+WELCOME_MAX_DAYS: Final = 60.0
+
+
+def welcome_window(features: Features) -> np.ndarray:
+    """At most one order, and that order (if any) under :data:`WELCOME_MAX_DAYS` old."""
+    freq = _filled(column(features, "frequency"))
+    return (freq <= 1) & ~(column(features, "recency_days") >= WELCOME_MAX_DAYS)
+
+
+def quiet_for_win_back(features: Features) -> np.ndarray:
+    """Bought at least :data:`WIN_BACK_MIN_QUIET_DAYS` ago (NaN recency: never bought) and
+    outside the welcome window."""
+    quiet = column(features, "recency_days") >= WIN_BACK_MIN_QUIET_DAYS
+    return quiet & ~welcome_window(features)
 
 
 def _filled(values: np.ndarray, fill: float = 0.0) -> np.ndarray:
@@ -116,6 +139,7 @@ def offer_matrix(
     consent = np.isnan(consent_col) | (consent_col > 0)
     detractor = is_detractor(features)
     cart = _filled(column(features, "cart_open_items")) > 0
+    quiet, welcome = quiet_for_win_back(features), welcome_window(features)
     for j, offer in enumerate(offers):
         if not _live(offer, now) or (channel is not None and channel not in offer.channels):
             continue
@@ -127,6 +151,10 @@ def offer_matrix(
         ok &= detractor if offer.type == "service_recovery" else ~detractor
         if offer.type == "cart_reminder":
             ok &= cart
+        elif offer.type == "win_back":
+            ok &= quiet
+        elif offer.type == "welcome":
+            ok &= welcome
         eligible[:, j] = ok
         p = propensity(offer.type, features) if propensities is None else propensities[:, j]
         value[:, j] = p * offer_value(offer, features) - offer.cost

@@ -9,6 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from recsys.customers.precision import rounded
 from recsys.errors import NotFoundError
 from recsys.store import CustomerState, ReadPlan
 from serving.auth import Principal, authorize, require
@@ -52,7 +53,7 @@ def profile_body(customer: CustomerState, snapshot: Snapshot) -> dict[str, Any]:
     them (``serving.customer_models``)."""
     merged = customer_features(snapshot, customer)
     features = dict.fromkeys(PROFILE_FEATURES)
-    features.update({name: _clean(value) for name, value in merged.items()})
+    features.update(rounded({name: _clean(value) for name, value in merged.items()}))
     return {
         "customer_id": customer.customer_id,
         "features": features,

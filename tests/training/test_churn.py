@@ -103,9 +103,15 @@ def test_calibrated_serving_scorer_equals_calibration_of_lightgbm(artifacts, row
     assert artifacts.calibration["method"] == "platt"
 
 
-def test_artifacts_name_the_features_and_beat_recency_on_the_held_out_window(artifacts):
+def test_artifacts_name_the_features_and_beat_recency_on_the_held_out_window(retail, artifacts):
     assert artifacts.feature_names == list(CHURN_FEATURES)
-    metrics = artifacts.metrics
+    # at AS_OF the windows that end by the held-out one (2011-03-03) begin with the data
+    assert "skipped" in artifacts.metrics and "model" not in artifacts.metrics
+    events, catalog = retail
+    later = pd.Timestamp("2011-08-01")
+    metrics = train_churn(events.loc[events["timestamp"] < later], later, 90, catalog).metrics
+    assert metrics["held_out_cutoff"] == "2011-05-03"
+    assert all(c <= "2011-05-03" for c in metrics["train_cutoffs"])  # labels end by it
     assert metrics["model"]["roc_auc"] > metrics["recency"]["roc_auc"]
     assert 0.0 < metrics["model"]["brier"] < 0.25
 

@@ -45,9 +45,13 @@ def test_held_out_metric_trains_on_windows_whose_labels_end_by_the_held_out_cuto
     assert len(train) == 3
     assert all(c + pd.Timedelta(days=HORIZON) <= held for c in train)
     assert "model" in metrics and "rfm_logistic" in metrics
-    # the served model uses the newer windows: labels end before as_of, none after it
+    # the served model uses the newer windows, the newest included: every label ends by as_of
     served = [pd.Timestamp(c) for c in metrics["served_train_cutoffs"]]
-    assert all(held > c and c + pd.Timedelta(days=HORIZON) < AS_OF for c in served)
+    assert served[0] == held and all(c + pd.Timedelta(days=HORIZON) <= AS_OF for c in served)
+    assert [w["cutoff"] for w in metrics["windows"]] == metrics["served_train_cutoffs"]
+    assert all(
+        0 <= w["churn_rate"] <= 1 and 0 < w["mean_predicted"] < 1 for w in metrics["windows"]
+    )
 
 
 def test_shifted_cutoffs_step_back_from_one_horizon_before_the_held_out_one() -> None:

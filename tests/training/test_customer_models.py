@@ -28,3 +28,15 @@ def test_customer_table_has_the_profile_columns_and_json_extras(clustered):
     rfm = RFMScorer.from_dict(extra["rfm"])
     row = table.iloc[0].to_dict()
     assert describe_one(row, rfm)["segment"] == table["segment"].iloc[0]
+
+
+def test_the_manifest_says_how_the_clv_fits_went_and_which_model_is_served(clustered):
+    as_of = clustered["timestamp"].max() + pd.Timedelta(days=1)
+    metrics = train_customer_models(clustered, as_of, with_churn=False).metrics["clv"]
+    assert metrics["served"] == "bgnbd_gamma_gamma"
+    for part in ("bgnbd", "gamma_gamma"):
+        assert set(metrics["fit"][part]) >= {"converged", "method", "message", "penalizer"}
+    backtest = metrics["backtest"]
+    # a few customers: the backtest says why it was not run instead of failing the training
+    assert "skipped" in backtest or {"bgnbd_gamma_gamma", "naive_last_90d"} <= set(backtest)
+    json.dumps(metrics)

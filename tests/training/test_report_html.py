@@ -59,6 +59,8 @@ def test_the_page_is_one_file_with_its_images_embedded(written: Any) -> None:
     alts = re.findall(r'<img alt="([^"]+)"', html)
     expected = {"churn ROC curve", "churn reliability diagram", "CLV backtest by decile"}
     expected |= {"segments", "journey stages"}
+    if any("skipped" not in row for row in report["churn"]["backtest"]):
+        expected.add("churn reliability per cutoff")
     expected |= {f"NDCG and recall against k, {task}" for task in report["intervals"]}
     expected |= {f"coverage and popularity bias, {task}" for task in report["tasks"]}
     assert set(alts) == expected
@@ -84,8 +86,15 @@ def test_the_page_shows_the_figures_of_the_json_report(written: Any) -> None:
     assert all("@50" in line for line in report["verdicts"] if not line.startswith("churn"))
     for name, m in report["churn"]["test"].items():
         assert f"{m['roc_auc']:.4f}" in html and name in report["churn"]["roc_curve"]
+    backtest = [row for row in report["churn"]["backtest"] if "skipped" not in row]
+    assert backtest and backtest[0]["cutoff"] == report["split_date"][:10]
+    for row in backtest:  # the base rate and the mean risk of every cutoff
+        assert f"<td>{row['cutoff']}</td><td>{row['churn_rate']:.3f}</td>" in html
+        assert f"{row['mean_predicted']['model']:.3f}" in html
+        assert sum(b["n"] for b in row["reliability"]) == row["test"]["model"]["n"]
     clv = report["customers"]["clv_backtest"]
     assert f"{clv['bgnbd_gamma_gamma']['pearson']:.4f}" in html and len(clv["deciles"]) == 10
+    assert f"Served: {clv['choice']['served']}" in html
     counts = {row["segment"]: row["customers"] for row in report["customers"]["segments"]}
     assert sum(counts.values()) == report["customers"]["customers"]
     for segment, n in counts.items():

@@ -69,6 +69,37 @@ def test_gamma_gamma_recovers_parameters_and_shrinks_to_the_mean():
     assert model.population_mean_ < expected[1] < expected[2] < 99.0
 
 
+AS_OF = pd.Timestamp("2024-07-01")
+
+
+def _train_table(simulated: dict[str, np.ndarray], repeat_values: np.ndarray | None = None):
+    """The simulated customers as a feature table at :data:`AS_OF`."""
+    x, t_x, T = simulated["x"], simulated["t_x"], simulated["T"]
+    if repeat_values is None:
+        rng = np.random.default_rng(3)
+        repeat_values = np.where(x > 0, rng.gamma(5.0, 10.0, x.size), np.nan)
+    return pd.DataFrame(
+        {
+            "frequency": x + 1,
+            "recency_days": T - t_x,
+            "first_purchase_at": AS_OF - pd.to_timedelta(T, unit="D"),
+            "last_purchase_at": AS_OF - pd.to_timedelta(T - t_x, unit="D"),
+            "avg_repeat_order_value": repeat_values,
+        }
+    )
+
+
+def _first_order_today(now: pd.Timestamp) -> dict:
+    """A customer whose first and only order is at ``now`` (its value not given)."""
+    return {
+        "frequency": 1,
+        "recency_days": 0.0,
+        "first_purchase_at": str(now),
+        "last_purchase_at": str(now),
+        "avg_repeat_order_value": None,
+    }
+
+
 def _features() -> pd.DataFrame:
     as_of = pd.Timestamp("2024-07-01")
     return pd.DataFrame(
@@ -100,18 +131,7 @@ def test_clv_inputs_from_the_feature_table():
 
 
 def test_clv_is_purchases_times_value_zero_for_non_buyers_and_same_for_one_dict(simulated):
-    rng = np.random.default_rng(3)
-    x, t_x, T = simulated["x"], simulated["t_x"], simulated["T"]
-    as_of = pd.Timestamp("2024-07-01")
-    train = pd.DataFrame(
-        {
-            "frequency": x + 1,
-            "recency_days": T - t_x,
-            "first_purchase_at": as_of - pd.to_timedelta(T, unit="D"),
-            "last_purchase_at": as_of - pd.to_timedelta(T - t_x, unit="D"),
-            "avg_repeat_order_value": np.where(x > 0, rng.gamma(5.0, 10.0, x.size), np.nan),
-        }
-    )
+    train = _train_table(simulated)
     model = CLVModel(horizon_days=365).fit(train)
     table = model.predict(_features())
     assert table["clv"].iloc[0] == 0.0 and table["p_alive"].iloc[0] == 0.0
@@ -138,3 +158,102 @@ def test_clv_inputs_read_naive_and_zoned_times_in_one_column() -> None:
     t_x = clv_inputs(table)["t_x"]
     assert t_x[0] == 10.0
     assert abs(t_x[1] - 20.0) < 1e-4
+
+
+def _fitted_gamma_gamma() -> GammaGammaModel:
+    model = GammaGammaModel()
+    model.p_, model.q_, model.gamma_ = 2.0, 3.0, 400.0  # population mean 2 * 400 / 2 = 400
+    return model
+
+
+def test_a_one_order_customer_is_shrunk_from_the_population_toward_their_order() -> None:
+    gg = _fitted_gamma_gamma()
+    x, m = np.zeros(3), np.full(3, np.nan)
+    value = gg.expected_order_value(x, m, np.array([1.79, 2000.0, np.nan]))
+    # conditioned on one order of v: (gamma + v) * p / (p + q - 1) = (400 + v) / 2
+    assert value[0] == pytest.approx((400 + 1.79) / 2)
+    assert value[1] == pytest.approx((400 + 2000.0) / 2)
+    assert value[2] == pytest.approx(gg.population_mean_)  # no order value: the population
+
+
+def test_a_tiny_first_order_no_longer_gets_the_population_clv(simulated) -> None:
+    model = CLVModel(horizon_days=365).fit(_train_table(simulated))
+    new = _first_order_today(AS_OF)
+    tiny = model.predict_arrays({**new, "avg_order_value": 1.79})
+    big = model.predict_arrays({**new, "avg_order_value": 500.0})
+    unknown = model.predict_arrays(new)
+    population = model.gamma_gamma_.population_mean_
+    assert unknown["expected_order_value"][0] == pytest.approx(population)
+    assert 1.79 < tiny["expected_order_value"][0] < population < big["expected_order_value"][0]
+    assert tiny["clv"][0] < unknown["clv"][0] < big["clv"][0]
+    # the table path gives the same as the dict path
+    table = model.predict(pd.DataFrame([{**new, "avg_order_value": 1.79}]))
+    assert table["clv"].iloc[0] == pytest.approx(tiny["clv"][0])
+
+
+def test_fits_report_convergence_and_fall_back_when_they_do_not_converge(simulated) -> None:
+    fitted = BetaGeoModel().fit(simulated["x"], simulated["t_x"], simulated["T"])
+    assert fitted.fit_report_["converged"] is True
+    stopped = BetaGeoModel(max_iter=1).fit(simulated["x"], simulated["t_x"], simulated["T"])
+    assert stopped.fit_report_["converged"] is False  # one iteration: not an optimum
+
+    class OneStep(CLVModel):
+        def _fit_part(self, fit):  # the first try stops after one iteration
+            return super()._fit_part(lambda pen: _one_step(fit, pen))
+
+    def _one_step(fit, pen):
+        model = fit(pen)
+        if pen == 0.0:
+            model.fit_report_ = {**model.fit_report_, "converged": False}
+        return model
+
+    x = simulated["x"]
+    train = _train_table(simulated, np.where(x > 0, 40.0 + x, np.nan))
+    model = OneStep().fit(train)
+    report = model.to_dict()["fit"]["bgnbd"]
+    assert report["fallback"] is True and report["penalizer"] > 0
+    assert report["first_try"]["converged"] is False and report["converged"] is True
+    assert CLVModel().fit(train).to_dict()["fit"]["bgnbd"]["converged"] is True
+
+
+def test_new_customers_get_the_prior_of_customers_first_seen_after_the_censored_start() -> None:
+    """The data start: old loyal customers (many orders) first appear in its first days;
+    customers acquired later buy rarely. A new customer is predicted like the latter."""
+    start = pd.Timestamp("2024-01-01")
+    as_of = pd.Timestamp("2024-12-31")
+    old = simulate_bgnbd(600, horizon=1.0, seed=5)  # r/alpha = 0.027 a day
+    rng = np.random.default_rng(6)
+    n_new = 400
+    rows = []
+    for k in range(old["x"].size):  # first purchase on the data's first days
+        first = start + pd.Timedelta(days=float(rng.uniform(0, 5)))
+        big_t = float((as_of - first) / pd.Timedelta(days=1))
+        x = int(old["x"][k] * 3)
+        t_x = float(rng.uniform(0.5, 1.0) * big_t) if x else 0.0
+        rows.append((x + 1, first, first + pd.Timedelta(days=t_x), big_t - t_x))
+    for _ in range(n_new):  # later, rare buyers
+        first = start + pd.Timedelta(days=float(rng.uniform(60, 300)))
+        big_t = float((as_of - first) / pd.Timedelta(days=1))
+        x = int(rng.random() < 0.2)
+        t_x = float(rng.uniform(0, big_t)) if x else 0.0
+        rows.append((x + 1, first, first + pd.Timedelta(days=t_x), big_t - t_x))
+    table = pd.DataFrame(
+        rows, columns=["frequency", "first_purchase_at", "last_purchase_at", "recency_days"]
+    )
+    table["avg_repeat_order_value"] = np.where(table["frequency"] > 1, 50.0, np.nan)
+    table["avg_order_value"] = 50.0
+    everyone = CLVModel().fit(table)
+    split = CLVModel().fit(table, data_start=start)
+    report = split.to_dict()["fit"]["bgnbd_newcomers"]
+    assert report["customers"] == n_new and report["converged"] is True
+    new = {**_first_order_today(as_of), "avg_order_value": 50.0}
+    shrunk = split.predict_arrays(new)["expected_purchases"][0]
+    assert shrunk < 0.5 * everyone.predict_arrays(new)["expected_purchases"][0]
+    # an old customer keeps the all-customer model
+    first_old = table.iloc[[0]]
+    assert split.predict(first_old)["clv"].iloc[0] == pytest.approx(
+        everyone.predict(first_old)["clv"].iloc[0]
+    )
+    again = CLVModel.from_dict(split.to_dict())
+    assert again.predict_arrays(new)["clv"][0] == pytest.approx(split.predict_arrays(new)["clv"][0])
+    pd.testing.assert_frame_equal(again.predict(table), split.predict(table))
