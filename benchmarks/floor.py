@@ -138,9 +138,9 @@ def load_with_wrk(base: str, ids_file: Path, connections: int, seconds: float) -
     match = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+) (\d+)", out)
     if match is None:
         raise RuntimeError(f"wrk printed no result:\n{out}")
-    requests, errors, duration = int(match[1]), int(match[2]), float(match[3])
+    requests, errors, elapsed = int(match[1]), int(match[2]), float(match[3])
     return Figures(
-        requests / duration, float(match[4]), float(match[5]), errors, int(match[6]), requests
+        requests / elapsed, float(match[4]), float(match[5]), errors, int(match[6]), requests
     )
 
 
@@ -148,7 +148,7 @@ def load_with_python(base: str, ids: list[str], connections: int, seconds: float
     rng = random.Random(7)
     total = int(connections * seconds * 100)
 
-    def make() -> tuple[str, str, None]:
+    def make(_: int) -> tuple[str, str, None]:
         return "GET", f"/v1/customers/{rng.choice(ids)}/recommendations?k=10", None
 
     result = run_load(base, make, concurrency=connections, total=total)
