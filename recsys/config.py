@@ -48,6 +48,11 @@ class ServingConfig(BaseModel):
     #: Page views read through one multiplexed connection per process parsed by hiredis
     #: (``feature_store.multiplexed``: a tenth of redis.asyncio's CPU per read); off: redis.asyncio.
     multiplexed_reader: bool = True
+    #: With several workers, each binds its own listening socket on the port (``SO_REUSEPORT``,
+    #: Linux): the kernel spreads new connections evenly over the workers, where one shared
+    #: socket lets whichever worker wakes first accept a burst of them (with 8 keep-alive
+    #: connections one worker often got most of the load). Off: uvicorn's one shared socket.
+    reuse_port: bool = True
     default_k: int = 10
     max_k: int = 100
     max_batch: int = 1000

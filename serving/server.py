@@ -5,6 +5,11 @@ With one worker the app is built here from the given settings; with several, uvi
 CLI exports ``RECSYS_ARTIFACTS`` and ``RECSYS_REDIS_URL`` for them), and the metrics are kept in
 ``PROMETHEUS_MULTIPROC_DIR`` (set here when absent) so that ``/metrics`` sums all workers.
 
+Several workers each listen on a socket of their own bound to the same port (``SO_REUSEPORT``,
+``settings.serving.reuse_port``), so the kernel spreads connections evenly over them; uvicorn's
+supervisor (health checks, restarts, signals) runs them as usual, with :class:`ReusePortSocket`
+in place of its one shared socket.
+
 uvicorn's access log is off: it prints raw paths, which hold customer ids. The service logs its
 own access lines with the route template instead (``serving.middleware``). uvicorn's default
 proxy-header handling stays on: it trusts ``X-Forwarded-For`` from 127.0.0.1 only, so behind a
@@ -15,12 +20,14 @@ from __future__ import annotations
 
 import copy
 import logging
+import socket
 from importlib.util import find_spec
 from typing import Any
 
 import uvicorn
 import uvicorn.config
 from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
 from recsys.config import Settings, get_settings
 from recsys.errors import InvalidRequestError
@@ -57,6 +64,40 @@ def event_loop_and_parser() -> tuple[str, str]:
     return loop, http
 
 
+def bind_reuse_port(host: str, port: int, backlog: int, *, listen: bool = True) -> socket.socket:
+    """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT`` (and listening, unless asked
+    not to): every worker binds one, and the kernel hashes each new connection to one of them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        if listen:
+            sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class ReusePortSocket:
+    """Stands in uvicorn's list of listening sockets: pickled to a spawned worker, it arrives as
+    that worker's own socket (:func:`bind_reuse_port`), so no two workers share one."""
+
+    def __init__(self, host: str, port: int, backlog: int) -> None:
+        self.address = (host, port, backlog)
+
+    def __reduce__(self) -> tuple[Any, tuple[str, int, int]]:
+        return bind_reuse_port, self.address
+
+
+def reuse_port_supported(port: int) -> bool:
+    """``SO_REUSEPORT`` exists here (Linux, the BSDs) and the port is a fixed one."""
+    return hasattr(socket, "SO_REUSEPORT") and port != 0
+
+
 def app_factory() -> FastAPI:
     """The app of one worker process, from ``RECSYS_*`` environment settings."""
     return create_app(get_settings())
@@ -85,13 +126,28 @@ def run(
     if workers > 1:
         with workers_multiprocess_dir() as metrics_dir:  # /metrics answers for every worker
             log.info("metrics of the %d workers in %s", workers, metrics_dir)
-            uvicorn.run(
-                "serving.server:app_factory",
-                factory=True,
-                workers=workers,
-                access_log=False,
-                log_config=worker_log_config(),
-                **options,
-            )
+            _run_workers(workers, settings.serving.reuse_port, options)
     else:
         uvicorn.run(create_app(settings), access_log=False, **options)
+
+
+def _run_workers(workers: int, reuse_port: bool, options: dict[str, Any]) -> None:
+    """uvicorn's supervisor over ``workers`` processes: with ``reuse_port``, each on a socket
+    of its own (the parent keeps one bound, not listening, so the port stays taken and a busy
+    one fails here, at once); else on one socket they share (``uvicorn.run``'s way)."""
+    config = uvicorn.Config(
+        "serving.server:app_factory",
+        factory=True,
+        workers=workers,
+        access_log=False,
+        log_config=worker_log_config(),
+        **options,
+    )
+    host, port = config.host, config.port
+    if not (reuse_port and reuse_port_supported(port)):
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return
+    with bind_reuse_port(host, port, config.backlog, listen=False):
+        log.info("each worker listens on its own socket (SO_REUSEPORT) on %s:%d", host, port)
+        placeholder: Any = ReusePortSocket(host, port, config.backlog)
+        Multiprocess(config, sockets=[placeholder]).run()

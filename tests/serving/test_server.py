@@ -46,7 +46,8 @@ def test_the_worker_factory_builds_the_app_from_environment_settings(
 def test_recsys_serve_runs_several_workers_on_uvloop_and_httptools(
     tmp_path: Path, redis_url: str, redis_prefix: str, artifacts: Path
 ) -> None:
-    """``recsys serve --workers 2``, as an operator starts it: both workers answer, and
+    """``recsys serve --workers 2``, as an operator starts it: each worker listens on a socket
+    of its own (``SO_REUSEPORT``: the kernel spreads connections evenly), both answer, and
     ``/metrics`` sums both (multiprocess mode) and has each worker's process metrics."""
     port = free_port()
     root = Path(__file__).resolve().parents[2]
@@ -76,6 +77,7 @@ def test_recsys_serve_runs_several_workers_on_uvloop_and_httptools(
             response = httpx.get(f"{base}{RECS}", headers=READ, timeout=10)
             assert response.json()["strategy"] == "personalized"
         assert "2 worker(s), uvloop loop, httptools parser" in log_path.read_text()
+        assert listening_sockets(port) == 2  # one per worker, not one shared
         for _ in range(4):  # whichever worker answers the scrape speaks for both
             text = httpx.get(f"{base}/metrics", timeout=10).text
             route = "/v1/customers/{customer_id}/recommendations"
@@ -91,6 +93,15 @@ def test_recsys_serve_runs_several_workers_on_uvloop_and_httptools(
 
 
 RECS = "/v1/customers/kitchen-1/recommendations"
+
+
+def listening_sockets(port: int) -> int:
+    """How many TCP sockets listen on ``port`` (Linux ``/proc/net/tcp``: state 0A)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        count += state == "0A" and int(local.rsplit(":", 1)[1], 16) == port
+    return count
 
 
 def _ready(base: str) -> bool:
