@@ -3,16 +3,17 @@
     python -m benchmarks.floor [--artifacts DIR] [--workers 2] [--seconds 10] [--connections 8 64]
                                [--runs 1]
 
-Starts, side by side and with the same uvicorn settings (workers, uvloop, httptools, no access
-log), a bare FastAPI app whose one route returns a fixed 10-item body (:mod:`benchmarks.bare_app`)
-and ``recsys serve`` over a trained root (the shared data's model unless ``--artifacts`` names
-one; embedded Redis unless ``RECSYS_REDIS_URL`` is set). Each is loaded in turn at each
-connection count with the same generator, requesting ``/v1/customers/<id>/recommendations?k=10``
-for rotating real customer ids. Prints requests per second, p50 and p99 for both, the ratio of
-throughputs, the CPU microseconds per request of each server's processes (and of Redis, apart:
-the figure a shared machine's load distorts least), and the number of ``fallback`` answers of
-ours (counted by the wrk script in the bodies; it must stay 0 with Redis healthy). ``--runs``
-repeats the whole sweep on the same servers.
+Starts, side by side and with the same uvicorn settings (workers on sockets of their own,
+uvloop, httptools, no access log), a bare FastAPI app whose one route returns a fixed 10-item
+body (:mod:`benchmarks.bare_app`) and ``recsys serve`` over a trained root (the shared data's
+model unless ``--artifacts`` names one; embedded Redis unless ``RECSYS_REDIS_URL`` is set). Each
+is loaded in turn at each connection count with the same generator, requesting
+``/v1/customers/<id>/recommendations?k=10`` for rotating real customer ids. Prints requests per
+second, p50 and p99 for both, the ratio of throughputs, the CPU microseconds per request of each
+server's processes (and of Redis, apart, when it is a child of ours: the figure a shared
+machine's load distorts least), and the number of ``fallback`` answers of ours (counted by the
+wrk script in the bodies; it must stay 0 with Redis healthy). ``--runs`` repeats the whole sweep
+on the same servers.
 
 The generator is ``wrk`` when it is on PATH (``apt-get install wrk``: C, one thread, little CPU
 taken from the servers), else the project's asyncio client (``benchmarks.http_load``), which
@@ -77,11 +78,8 @@ def with_cpu(figures: Figures, before: tuple[float, float], after: tuple[float, 
 def bare_server(workers: int) -> Iterator[tuple[str, int]]:
     """The bare app under uvicorn with the service's options; yields its base URL and pid."""
     port = _free_port()
-    command = [
-        sys.executable, "-m", "uvicorn", "benchmarks.bare_app:app", "--host", "127.0.0.1",
-        "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
-        "--ws", "none", "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
+    command = [sys.executable, "-m", "benchmarks.bare_app", "--port", str(port),
+               "--workers", str(workers)]  # fmt: skip
     process = subprocess.Popen(command)
     base = f"http://127.0.0.1:{port}"
     try:

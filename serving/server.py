@@ -126,23 +126,24 @@ def run(
     if workers > 1:
         with workers_multiprocess_dir() as metrics_dir:  # /metrics answers for every worker
             log.info("metrics of the %d workers in %s", workers, metrics_dir)
-            _run_workers(workers, settings.serving.reuse_port, options)
+            run_workers(
+                "serving.server:app_factory",
+                workers,
+                reuse_port=settings.serving.reuse_port,
+                factory=True,
+                log_config=worker_log_config(),
+                **options,
+            )
     else:
         uvicorn.run(create_app(settings), access_log=False, **options)
 
 
-def _run_workers(workers: int, reuse_port: bool, options: dict[str, Any]) -> None:
-    """uvicorn's supervisor over ``workers`` processes: with ``reuse_port``, each on a socket
-    of its own (the parent keeps one bound, not listening, so the port stays taken and a busy
-    one fails here, at once); else on one socket they share (``uvicorn.run``'s way)."""
-    config = uvicorn.Config(
-        "serving.server:app_factory",
-        factory=True,
-        workers=workers,
-        access_log=False,
-        log_config=worker_log_config(),
-        **options,
-    )
+def run_workers(app: str, workers: int, *, reuse_port: bool = True, **options: Any) -> None:
+    """uvicorn's supervisor over ``workers`` processes serving ``app`` (an import string;
+    ``options``: :class:`uvicorn.Config`'s): with ``reuse_port``, each on a socket of its own
+    (the parent keeps one bound, not listening, so the port stays taken and a busy one fails
+    here, at once); else on one socket they share (``uvicorn.run``'s way)."""
+    config = uvicorn.Config(app, workers=workers, access_log=False, **options)
     host, port = config.host, config.port
     if not (reuse_port and reuse_port_supported(port)):
         Multiprocess(config, sockets=[config.bind_socket()]).run()
