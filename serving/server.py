@@ -7,8 +7,8 @@ CLI exports ``RECSYS_ARTIFACTS`` and ``RECSYS_REDIS_URL`` for them), and the met
 
 Several workers each listen on a socket of their own bound to the same port (``SO_REUSEPORT``,
 ``settings.serving.reuse_port``), so the kernel spreads connections evenly over them; uvicorn's
-supervisor (health checks, restarts, signals) runs them as usual, with :class:`ReusePortSocket`
-in place of its one shared socket.
+supervisor (health checks, restarts, signals) runs them as usual, with
+:class:`~serving.listen.ReusePortSocket` in place of its one shared socket.
 
 uvicorn's access log is off: it prints raw paths, which hold customer ids. The service logs its
 own access lines with the route template instead (``serving.middleware``). uvicorn's default
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import socket
 from importlib.util import find_spec
 from typing import Any
 
@@ -33,6 +32,7 @@ from recsys.config import Settings, get_settings
 from recsys.errors import InvalidRequestError
 from serving.app import create_app
 from serving.auth import is_loopback
+from serving.listen import ReusePortSocket, bind_reuse_port, reuse_port_supported
 from serving.metrics import workers_multiprocess_dir
 
 log = logging.getLogger("recsys.serving")
@@ -62,40 +62,6 @@ def event_loop_and_parser() -> tuple[str, str]:
     loop = "uvloop" if find_spec("uvloop") is not None else "asyncio"
     http = "httptools" if find_spec("httptools") is not None else "h11"
     return loop, http
-
-
-def bind_reuse_port(host: str, port: int, backlog: int, *, listen: bool = True) -> socket.socket:
-    """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT`` (and listening, unless asked
-    not to): every worker binds one, and the kernel hashes each new connection to one of them."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        if listen:
-            sock.listen(backlog)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
-
-
-class ReusePortSocket:
-    """Stands in uvicorn's list of listening sockets: pickled to a spawned worker, it arrives as
-    that worker's own socket (:func:`bind_reuse_port`), so no two workers share one."""
-
-    def __init__(self, host: str, port: int, backlog: int) -> None:
-        self.address = (host, port, backlog)
-
-    def __reduce__(self) -> tuple[Any, tuple[str, int, int]]:
-        return bind_reuse_port, self.address
-
-
-def reuse_port_supported(port: int) -> bool:
-    """``SO_REUSEPORT`` exists here (Linux, the BSDs) and the port is a fixed one."""
-    return hasattr(socket, "SO_REUSEPORT") and port != 0
 
 
 def app_factory() -> FastAPI:
