@@ -88,7 +88,14 @@ def run(
     if loop != "uvloop" or http != "httptools":
         log.warning("uvloop or httptools is missing: install uvicorn[standard] for speed")
     log.info("serving on %s:%d: %d worker(s), %s loop, %s parser", host, port, workers, loop, http)
-    options: dict[str, Any] = {"host": host, "port": port, "loop": loop, "http": http, "ws": "none"}
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "loop": loop,
+        "http": http,
+        "ws": "none",
+        "timeout_keep_alive": settings.serving.keep_alive_s,
+    }
     if workers > 1:
         with workers_multiprocess_dir() as metrics_dir:  # /metrics answers for every worker
             log.info("metrics of the %d workers in %s", workers, metrics_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -58,6 +59,7 @@ def test_recsys_serve_runs_several_workers_on_uvloop_and_httptools(
         RECSYS_REDIS_URL=redis_url,
         RECSYS_REDIS_PREFIX=redis_prefix,
         RECSYS_API_KEYS=f"{READ_KEY}:read",
+        RECSYS_SERVING__KEEP_ALIVE_S="1",
     )
     command = [sys.executable, "-m", "pelanggan.cli", "serve", "--workers", "2",
                "--port", str(port), "--artifacts", str(artifacts)]  # fmt: skip
@@ -78,6 +80,7 @@ def test_recsys_serve_runs_several_workers_on_uvloop_and_httptools(
             assert response.json()["strategy"] == "personalized"
         assert "2 worker(s), uvloop loop, httptools parser" in log_path.read_text()
         assert listening_sockets(port) == 2  # one per worker, not one shared
+        assert idle_connection_closed_after(port, 1.6)  # serving.keep_alive_s, not uvicorn's 5 s
         for _ in range(4):  # whichever worker answers the scrape speaks for both
             text = httpx.get(f"{base}/metrics", timeout=10).text
             route = "/v1/customers/{customer_id}/recommendations"
@@ -93,6 +96,22 @@ def test_recsys_serve_runs_several_workers_on_uvloop_and_httptools(
 
 
 RECS = "/v1/customers/kitchen-1/recommendations"
+
+
+def idle_connection_closed_after(port: int, seconds: float) -> bool:
+    """A keep-alive connection left idle for ``seconds`` after one request was closed by the
+    server (it reads as end of file)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(seconds)
+        sock.settimeout(0.5)
+        try:
+            while sock.recv(65536):  # the rest of the response, then end of file
+                pass
+        except TimeoutError:
+            return False  # still open
+        return True
 
 
 def listening_sockets(port: int) -> int:
