@@ -9,6 +9,7 @@ on a loaded machine and be killed as hung.
 from __future__ import annotations
 
 import socket
+import sys
 from typing import Any
 
 
@@ -42,5 +43,6 @@ class ReusePortSocket:
 
 
 def reuse_port_supported(port: int) -> bool:
-    """``SO_REUSEPORT`` exists here (Linux, the BSDs) and the port is a fixed one."""
-    return hasattr(socket, "SO_REUSEPORT") and port != 0
+    """Linux (whose ``SO_REUSEPORT`` spreads connections over the sockets; macOS's and the
+    BSDs' hand them all to one) and a fixed port."""
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT") and port != 0
