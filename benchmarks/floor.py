@@ -1,15 +1,19 @@
 """The page view against the framework floor, in one run and one process tree.
 
     python -m benchmarks.floor [--artifacts DIR] [--workers 2] [--seconds 10] [--connections 8 64]
+                               [--runs 1]
 
-Starts, side by side and with the same uvicorn settings (workers, uvloop, httptools, no access
-log), a bare FastAPI app whose one route returns a fixed 10-item body (:mod:`benchmarks.bare_app`)
-and ``recsys serve`` over a trained root (the shared data's model unless ``--artifacts`` names
-one; embedded Redis unless ``RECSYS_REDIS_URL`` is set). Each is loaded in turn at each
-connection count with the same generator, requesting ``/v1/customers/<id>/recommendations?k=10``
-for rotating real customer ids. Prints requests per second, p50 and p99 for both, the ratio of
-throughputs, and the number of ``fallback`` answers of ours (counted by the wrk script in the
-bodies; it must stay 0 with Redis healthy).
+Starts, side by side and with the same uvicorn settings (workers on sockets of their own,
+uvloop, httptools, no access log), a bare FastAPI app whose one route returns a fixed 10-item
+body (:mod:`benchmarks.bare_app`) and ``recsys serve`` over a trained root (the shared data's
+model unless ``--artifacts`` names one; embedded Redis unless ``RECSYS_REDIS_URL`` is set). Each
+is loaded in turn at each connection count with the same generator, requesting
+``/v1/customers/<id>/recommendations?k=10`` for rotating real customer ids. Prints requests per
+second, p50 and p99 for both, the ratio of throughputs, the CPU microseconds per request of each
+server's processes (and of Redis, apart, when it is a child of ours: the figure a shared
+machine's load distorts least), and the number of ``fallback`` answers of ours (counted by the
+wrk script in the bodies; it must stay 0 with Redis healthy). ``--runs`` repeats the whole sweep
+on the same servers.
 
 The generator is ``wrk`` when it is on PATH (``apt-get install wrk``: C, one thread, little CPU
 taken from the servers), else the project's asyncio client (``benchmarks.http_load``), which
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import itertools
 import os
 import random
 import re
@@ -37,7 +43,7 @@ import httpx
 
 from benchmarks.http_load import run_load
 from benchmarks.latency import trained_root
-from benchmarks.server import _free_port, serving
+from benchmarks.server import _free_port, served, tree_cpu_seconds
 from recsys.bundle import latest_version_dir, read_bundle
 
 
@@ -49,20 +55,31 @@ class Figures:
     errors: int
     fallbacks: int  # answers with "strategy": "fallback" (-1: not counted)
     requests: int = 0
+    cpu_us: float = 0.0  # CPU of the server's processes per request (Redis's apart)
+    redis_cpu_us: float = 0.0
 
     def cell(self) -> str:
-        return f"{self.rps:>8,.0f} req/s  p50 {self.p50_ms:6.2f} ms  p99 {self.p99_ms:6.2f} ms"
+        cpu = f"  CPU {self.cpu_us:4.0f} µs/req"
+        if self.redis_cpu_us:
+            cpu += f" + Redis {self.redis_cpu_us:3.0f}"
+        return f"{self.rps:>8,.0f} req/s  p50 {self.p50_ms:6.2f} ms  p99 {self.p99_ms:6.2f} ms{cpu}"
+
+
+def with_cpu(figures: Figures, before: tuple[float, float], after: tuple[float, float]) -> Figures:
+    """``figures`` with the CPU microseconds per request that the server's process tree used
+    between ``before`` and ``after`` (:func:`benchmarks.server.tree_cpu_seconds`): the figure a
+    shared machine's load distorts least."""
+    n = max(figures.requests, 1)
+    service, redis = (after[0] - before[0]) / n * 1e6, (after[1] - before[1]) / n * 1e6
+    return dataclasses.replace(figures, cpu_us=service, redis_cpu_us=redis)
 
 
 @contextlib.contextmanager
-def bare_server(workers: int) -> Iterator[str]:
-    """The bare app under uvicorn with the service's options; yields its base URL."""
+def bare_server(workers: int) -> Iterator[tuple[str, int]]:
+    """The bare app under uvicorn with the service's options; yields its base URL and pid."""
     port = _free_port()
-    command = [
-        sys.executable, "-m", "uvicorn", "benchmarks.bare_app:app", "--host", "127.0.0.1",
-        "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
-        "--ws", "none", "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
+    command = [sys.executable, "-m", "benchmarks.bare_app", "--port", str(port),
+               "--workers", str(workers)]  # fmt: skip
     process = subprocess.Popen(command)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -74,7 +91,7 @@ def bare_server(workers: int) -> Iterator[str]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the bare app did not start")
             time.sleep(0.2)
-        yield base
+        yield base, process.pid
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -119,9 +136,9 @@ def load_with_wrk(base: str, ids_file: Path, connections: int, seconds: float) -
     match = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+) (\d+)", out)
     if match is None:
         raise RuntimeError(f"wrk printed no result:\n{out}")
-    requests, errors, duration = int(match[1]), int(match[2]), float(match[3])
+    requests, errors, elapsed = int(match[1]), int(match[2]), float(match[3])
     return Figures(
-        requests / duration, float(match[4]), float(match[5]), errors, int(match[6]), requests
+        requests / elapsed, float(match[4]), float(match[5]), errors, int(match[6]), requests
     )
 
 
@@ -129,7 +146,7 @@ def load_with_python(base: str, ids: list[str], connections: int, seconds: float
     rng = random.Random(7)
     total = int(connections * seconds * 100)
 
-    def make() -> tuple[str, str, None]:
+    def make(_: int) -> tuple[str, str, None]:
         return "GET", f"/v1/customers/{rng.choice(ids)}/recommendations?k=10", None
 
     result = run_load(base, make, concurrency=connections, total=total)
@@ -142,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of both servers")
     parser.add_argument("--seconds", type=float, default=10.0, help="load per measurement")
     parser.add_argument("--connections", type=int, nargs="+", default=[8, 64])
+    parser.add_argument("--runs", type=int, default=1, help="sweeps over the connection counts")
     parser.add_argument("--python-client", action="store_true", help="do not use wrk")
     args = parser.parse_args(argv)
 
@@ -149,28 +167,35 @@ def main(argv: list[str] | None = None) -> int:
     ids = [str(c) for c in read_bundle(latest_version_dir(root)).customer_ids]
     random.Random(7).shuffle(ids)
     use_wrk = shutil.which("wrk") is not None and not args.python_client
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as work:
         ids_file = Path(work) / "ids.txt"
         ids_file.write_text("\n".join(ids) + "\n")
 
-        def load(base: str, connections: int) -> Figures:
+        def load(server: tuple[str, int], connections: int) -> Figures:
+            base, pid = server
+            before = tree_cpu_seconds(pid)
             if use_wrk:
-                return load_with_wrk(base, ids_file, connections, args.seconds)
-            return load_with_python(base, ids, connections, args.seconds)
+                figures = load_with_wrk(base, ids_file, connections, args.seconds)
+            else:
+                figures = load_with_python(base, ids, connections, args.seconds)
+            return with_cpu(figures, before, tree_cpu_seconds(pid))
 
         rows = []
         env = {"RECSYS_SERVING__ACCESS_LOG_SAMPLE": "0"}
         with (
             bare_server(args.workers) as bare,
-            serving(root, workers=args.workers, env=env) as ours,
+            served(root, workers=args.workers, env=env) as (our_base, process),
         ):
+            ours = (our_base, process.pid)
             for base in (bare, ours):
                 load(base, 8)  # warm-up: connections, caches, the first reads
-            for connections in args.connections:
+            for _, connections in itertools.product(range(args.runs), args.connections):
                 rows.append((connections, load(bare, connections), load(ours, connections)))
     generator = "wrk (1 thread)" if use_wrk else "benchmarks.http_load (asyncio)"
     print(f"{args.workers} workers each, {os.cpu_count()} CPUs, generator {generator}, "
-          f"{args.seconds:.0f} s per run, {len(ids):,} rotating customer ids")  # fmt: skip
+          f"{args.seconds:.0f} s per run, {len(ids):,} rotating customer ids, "
+          f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")  # fmt: skip
     for connections, bare_figures, our_figures in rows:
         ratio = our_figures.rps / bare_figures.rps if bare_figures.rps else 0.0
         print(f"{connections:>3} connections  bare   {bare_figures.cell()}")

@@ -10,12 +10,15 @@ redis-py.
 
 How it works. One connection carries every request of the event loop: a request writes its
 packed commands in one ``write`` and waits for its number of replies; Redis answers in order, so
-replies are handed out first-in first-out (the RESP pipelining contract). A request that times
-out stops waiting, and its replies, when they come, are read and dropped. A broken connection
-fails every waiting request with :class:`~recsys.errors.StoreUnavailableError` and the next
-request opens a new one. The command list comes from :func:`feature_store.redis_store.read_commands`
-and the decoding from :func:`feature_store.redis_store.decode_read`, the same ones the redis-py
-readers use, so the two paths cannot drift apart.
+replies are handed out first-in first-out (the RESP pipelining contract). The timeout is Redis's
+budget, not the event loop's lag: a reply that was there when a busy loop got round to the timer
+counts. A request that really times out stops waiting, and its replies, when they come, are read
+and dropped. A broken connection fails every waiting request with
+:class:`~recsys.errors.StoreUnavailableError`; the next request opens a new one, and a request
+that found the connection closed under it is sent once more on a new one. The command list
+comes from :func:`feature_store.redis_store.read_commands` and the decoding from
+:func:`feature_store.redis_store.decode_read`, the same ones the redis-py readers use, so the
+two paths cannot drift apart.
 """
 
 from __future__ import annotations
@@ -82,6 +85,10 @@ class Address:
         return commands
 
 
+class ConnectionLostError(StoreUnavailableError):
+    """The connection closed before a request's replies were all read."""
+
+
 @dataclass
 class _Waiter:
     future: asyncio.Future[list[Any]]
@@ -130,17 +137,19 @@ class _Protocol(asyncio.Protocol):
             waiter = self.waiting.popleft()
             if not waiter.future.done():
                 waiter.future.set_exception(
-                    StoreUnavailableError(f"Redis connection lost ({type(exc).__name__})")
+                    ConnectionLostError(
+                        f"Redis unavailable: connection lost ({type(exc).__name__})"
+                    )
                 )
         if self.transport is not None:
             self.transport.close()
 
-    def send(self, payload: bytes, expected: int) -> asyncio.Future[list[Any]]:
+    def send(self, payload: bytes, expected: int) -> _Waiter:
         assert self.transport is not None
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self.waiting.append(_Waiter(future, expected, []))
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), expected, [])
+        self.waiting.append(waiter)
         self.transport.write(payload)
-        return future
+        return waiter
 
 
 class MultiplexedConnection:
@@ -172,24 +181,37 @@ class MultiplexedConnection:
                         _, protocol = await loop.create_connection(_Protocol, host, address.port)
                     handshake = address.handshake()
                     if handshake:
-                        replies = await protocol.send(pack(handshake), len(handshake))
+                        replies = await protocol.send(pack(handshake), len(handshake)).future
                         _raise_errors(replies)
             except (OSError, TimeoutError) as exc:
-                raise StoreUnavailableError(f"Redis unreachable ({type(exc).__name__})") from None
+                raise StoreUnavailableError(
+                    f"Redis unavailable: unreachable ({type(exc).__name__})"
+                ) from None
             self._protocol = protocol
             return protocol
 
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
-        """The replies to ``commands``, sent in one write; errors are those of recsys.errors."""
+        """The replies to ``commands``, sent in one write; errors are those of recsys.errors.
+        A connection found closed (a restarted server, an idle timeout) is replaced and the
+        commands sent once more (reads only: sending them twice is harmless)."""
+        try:
+            return await self._execute(commands)
+        except ConnectionLostError:
+            return await self._execute(commands)
+
+    async def _execute(self, commands: Sequence[Command]) -> list[Any]:
         protocol = await self._connected()
-        future = protocol.send(pack(commands), len(commands))
+        waiter = protocol.send(pack(commands), len(commands))
+        replies: list[Any] | None
         try:
             async with asyncio.timeout(self.timeout_s):
-                replies = await future  # cancelled on timeout: its late replies are dropped
+                replies = await waiter.future
         except TimeoutError:
+            replies = await _answered_meanwhile(waiter)
+        if replies is None:  # Redis did not answer: its late replies will be dropped
             raise StoreUnavailableError(
-                f"Redis did not answer within {self.timeout_s * 1000:.0f} ms"
-            ) from None
+                f"Redis timeout: no answer within {self.timeout_s * 1000:.0f} ms"
+            )
         _raise_errors(replies)
         return replies
 
@@ -197,6 +219,19 @@ class MultiplexedConnection:
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()
         self._protocol = None
+
+
+async def _answered_meanwhile(waiter: _Waiter) -> list[Any] | None:
+    """The replies of a request whose timeout fired, when Redis had in fact answered in time.
+
+    A busy event loop (a saturated worker running other requests' scoring) may run an expired
+    timer before it reads the socket: uvloop runs timers before polling for I/O, and asyncio
+    wakes the task after its timeout. The timeout is Redis's budget, not the loop's lag, so
+    the replies already read, or read by one more turn of the loop (which polls the socket),
+    count; None when they are still not all there."""
+    if len(waiter.replies) < waiter.expected:
+        await asyncio.sleep(0)
+    return waiter.replies if len(waiter.replies) == waiter.expected else None
 
 
 def _raise_errors(replies: Sequence[Any]) -> None:

@@ -48,6 +48,17 @@ class ServingConfig(BaseModel):
     #: Page views read through one multiplexed connection per process parsed by hiredis
     #: (``feature_store.multiplexed``: a tenth of redis.asyncio's CPU per read); off: redis.asyncio.
     multiplexed_reader: bool = True
+    #: With several workers, each binds its own listening socket on the port (``SO_REUSEPORT``,
+    #: Linux): the kernel spreads new connections evenly over the workers, where one shared
+    #: socket lets whichever worker wakes first accept a burst of them (with 8 keep-alive
+    #: connections one worker often got most of the load). Off: uvicorn's one shared socket.
+    reuse_port: bool = True
+    #: An idle keep-alive connection is closed after this long (uvicorn's default is 5 s).
+    #: Longer than the idle timeout of the load balancers in front (60 s is common), so that
+    #: they, not we, close idle connections: a close from our side can cross a request the
+    #: client is sending on that connection, which then fails with a reset (Locust, whose
+    #: visitors think for seconds between pages, saw such resets).
+    keep_alive_s: float = Field(default=75.0, gt=0)
     default_k: int = 10
     max_k: int = 100
     max_batch: int = 1000

@@ -199,6 +199,8 @@ def _lifespan(
             await anyio.to_thread.run_sync(serving.load_latest)
         except (ModelUnavailableError, StoreUnavailableError) as exc:
             log.warning("starting degraded (fallback answers, not ready): %s", exc)
+        if reader is not None:  # connected now, not under the first page views' timeout
+            await reader.ping()
         try:
             yield
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import re
 
 import pytest
@@ -11,6 +12,7 @@ from servingkit import READ, TestClient
 
 from recsys.config import Settings
 from serving.app import create_app
+from serving.middleware import request_id_from
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "instance", "request_id"}
 
@@ -75,6 +77,19 @@ def test_a_well_formed_request_id_is_echoed(client: TestClient) -> None:
 def test_a_malformed_request_id_is_replaced(client: TestClient, bad: str) -> None:
     response = client.get("/healthz", headers={"X-Request-ID": bad})
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+def _new_request_id() -> str:
+    return request_id_from([])
+
+
+def test_made_request_ids_are_unique_within_and_across_processes() -> None:
+    made = [request_id_from([]) for _ in range(10_000)]
+    assert len(set(made)) == len(made)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", made_id) for made_id in made)
+    with multiprocessing.get_context("fork").Pool(2) as pool:  # forked: the same memory
+        children = pool.starmap(_new_request_id, [()] * 4)
+    assert not {child[:16] for child in children} & {made[0][:16]}  # each its own prefix
 
 
 def test_every_response_carries_a_request_id(client: TestClient) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -46,7 +47,8 @@ def test_the_worker_factory_builds_the_app_from_environment_settings(
 def test_recsys_serve_runs_several_workers_on_uvloop_and_httptools(
     tmp_path: Path, redis_url: str, redis_prefix: str, artifacts: Path
 ) -> None:
-    """``recsys serve --workers 2``, as an operator starts it: both workers answer, and
+    """``recsys serve --workers 2``, as an operator starts it: each worker listens on a socket
+    of its own (``SO_REUSEPORT``: the kernel spreads connections evenly), both answer, and
     ``/metrics`` sums both (multiprocess mode) and has each worker's process metrics."""
     port = free_port()
     root = Path(__file__).resolve().parents[2]
@@ -57,6 +59,7 @@ def test_recsys_serve_runs_several_workers_on_uvloop_and_httptools(
         RECSYS_REDIS_URL=redis_url,
         RECSYS_REDIS_PREFIX=redis_prefix,
         RECSYS_API_KEYS=f"{READ_KEY}:read",
+        RECSYS_SERVING__KEEP_ALIVE_S="1",
     )
     command = [sys.executable, "-m", "pelanggan.cli", "serve", "--workers", "2",
                "--port", str(port), "--artifacts", str(artifacts)]  # fmt: skip
@@ -76,6 +79,8 @@ def test_recsys_serve_runs_several_workers_on_uvloop_and_httptools(
             response = httpx.get(f"{base}{RECS}", headers=READ, timeout=10)
             assert response.json()["strategy"] == "personalized"
         assert "2 worker(s), uvloop loop, httptools parser" in log_path.read_text()
+        assert listening_sockets(port) == 2  # one per worker, not one shared
+        assert idle_connection_closed_after(port, 1.6)  # serving.keep_alive_s, not uvicorn's 5 s
         for _ in range(4):  # whichever worker answers the scrape speaks for both
             text = httpx.get(f"{base}/metrics", timeout=10).text
             route = "/v1/customers/{customer_id}/recommendations"
@@ -91,6 +96,31 @@ def test_recsys_serve_runs_several_workers_on_uvloop_and_httptools(
 
 
 RECS = "/v1/customers/kitchen-1/recommendations"
+
+
+def idle_connection_closed_after(port: int, seconds: float) -> bool:
+    """A keep-alive connection left idle for ``seconds`` after one request was closed by the
+    server (it reads as end of file)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(seconds)
+        sock.settimeout(0.5)
+        try:
+            while sock.recv(65536):  # the rest of the response, then end of file
+                pass
+        except TimeoutError:
+            return False  # still open
+        return True
+
+
+def listening_sockets(port: int) -> int:
+    """How many TCP sockets listen on ``port`` (Linux ``/proc/net/tcp``: state 0A)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        count += state == "0A" and int(local.rsplit(":", 1)[1], 16) == port
+    return count
 
 
 def _ready(base: str) -> bool:
