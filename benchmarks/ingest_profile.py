@@ -12,6 +12,10 @@ each loop again under ``cProfile`` and prints the functions with the most own ti
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as `recsys serve` runs: before numpy
+
 import argparse
 import asyncio
 import cProfile

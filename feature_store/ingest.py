@@ -70,6 +70,7 @@ from feature_store.connection import store_errors
 from feature_store.event_stream import export_stream, stream_rows
 from feature_store.ingest_request import IngestResult, Plan, Request
 from feature_store.ingest_script import WRITE
+from feature_store.multiplexed import MultiplexedConnection
 from recsys.decisions.offer_set import ContactPolicy
 from recsys.events import Event
 
@@ -185,9 +186,35 @@ class EventWriter(_Writer):
 class AsyncEventWriter(_Writer):
     """Writes requests of events on a ``redis.asyncio`` client, on the event loop (the route's
     writer); the same rounds as :class:`EventWriter`. On a cluster the scripts of a request's
-    slots run concurrently."""
+    slots run concurrently.
+
+    ``multiplexed``: on one server, a :class:`~feature_store.multiplexed.MultiplexedConnection`
+    of the writer's own carries the reads and the script (``EVAL``: the script's text travels
+    with each call, so a restarted server needs no reload), packed and parsed by hiredis with
+    none of redis.asyncio's pool and per-command work (measured: about 250 µs of CPU less per
+    round trip, two per request); the client then serves only ``aclose``."""
+
+    def __init__(
+        self,
+        client: Any,
+        prefix: str,
+        stream_maxlen: int,
+        *,
+        multiplexed: MultiplexedConnection | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(client, prefix, stream_maxlen, **options)
+        self.multiplexed = None if self.cluster else multiplexed
+
+    async def _execute(self, commands: Sequence[packed.Command]) -> list[Any]:
+        if self.multiplexed is not None:
+            return await self.multiplexed.execute(commands)
+        return await packed.execute_async(self.client, commands)
 
     async def _packed_script(self, *, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        if self.multiplexed is not None:
+            command = ("EVAL", WRITE, len(keys), *keys, *args)
+            return (await self.multiplexed.execute([command]))[0]
         try:
             return (await packed.execute_async(self.client, [self._evalsha(keys, args)]))[0]
         except NoScriptError:
@@ -209,7 +236,7 @@ class AsyncEventWriter(_Writer):
             unregistered = self._unregistered(request)
             commands = request.read_commands(unregistered)
             with store_errors("read before event write"):
-                replies = await packed.execute_async(self.client, commands)
+                replies = await self._execute(commands)
             self._registered |= unregistered
             calls = request.take_read(replies)
             with store_errors("event write"):
@@ -226,4 +253,6 @@ class AsyncEventWriter(_Writer):
         return request.result()
 
     async def aclose(self) -> None:
+        if self.multiplexed is not None:
+            self.multiplexed.close()
         await self.client.aclose()
