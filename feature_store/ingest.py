@@ -7,11 +7,12 @@ holds them; only the I/O differs):
 1. Once per request: repeats of an ``event_id`` inside it are dropped (the first counts) and the
    events are grouped by customer (one pass; nothing below loops over the events per customer).
 2. **Read**, one pipelined round trip for the customers still pending: which are erased (the
-   erased set of their shard, ``feature_store.shards``), each one's live record fields (with its
-   revision ``rev``), online state (its own key, ``feature_store.keys.customer_online``; in a
-   store written before, the live hash's ``agg`` field), the batch record fields the plan uses
-   (features and purchase history) of the serving model version, and which of their event ids
-   their ``ids`` sorted set already holds.
+   digests of ``feature_store.tombstones`` in the erased set of their shard,
+   ``feature_store.shards``), each one's live record fields (with its revision ``rev``), online
+   state (its own key, ``feature_store.keys.customer_online``; in a store written before, the
+   live hash's ``agg`` field), the batch record fields the plan uses (features and purchase
+   history) of the serving model version, and which of their event ids their ``ids`` sorted set
+   already holds.
 3. **Plan** (pure: ``recsys.customers.live_update.plan_updates`` bound to the model) each
    customer's new live record from what was read and the events not seen before.
 4. **Write**: one Lua script (``feature_store.ingest_script``) per shard -- on one server, one
@@ -71,6 +72,7 @@ from feature_store.event_stream import export_stream, stream_rows
 from feature_store.ingest_request import IngestResult, Plan, Request
 from feature_store.ingest_script import WRITE
 from feature_store.multiplexed import MultiplexedConnection
+from feature_store.tombstones import Resolver
 from recsys.decisions.offer_set import ContactPolicy
 from recsys.events import Event
 
@@ -101,8 +103,10 @@ class _Writer:
         contact_horizon_s: float = DEFAULT_CONTACT_HORIZON_S,
         event_id_ttl_s: float = DEFAULT_EVENT_ID_TTL_S,
         max_event_ids: int = DEFAULT_MAX_EVENT_IDS,
+        tombstones: Resolver | None = None,  # the erased set's digests (default: the store's)
     ) -> None:
         self.client = client
+        self.tombstones = tombstones or Resolver(client, prefix)
         self.prefix = prefix
         self.stream_maxlen = max(int(stream_maxlen), 0)
         self.contact_horizon_s = contact_horizon_s
@@ -135,6 +139,7 @@ class _Writer:
             horizon_s=self.contact_horizon_s if horizon_s is None else horizon_s,
             event_id_ttl_s=self.event_id_ttl_s,
             max_event_ids=self.max_event_ids,
+            erased=self.tombstones.resolved(),
         )
 
     def _unregistered(self, request: Request) -> set[shards.Shard]:
@@ -166,6 +171,7 @@ class EventWriter(_Writer):
 
         ``contact_horizon_s``: how long sent offers are kept (the serving catalogue's longest
         contact-policy window; default the writer's)."""
+        self.tombstones.get()
         request = self._request(events, version, plan, contact_horizon_s)
         round_ = 1
         while request.pending:
@@ -230,6 +236,7 @@ class AsyncEventWriter(_Writer):
         contact_horizon_s: float | None = None,
     ) -> IngestResult:
         """:meth:`EventWriter.ingest`, awaited."""
+        await self.tombstones.get_async()
         request = self._request(events, version, plan, contact_horizon_s)
         round_ = 1
         while request.pending:

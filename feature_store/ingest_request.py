@@ -27,6 +27,7 @@ from feature_store.ingest_script import (
     script_call,
     statuses,
 )
+from feature_store.tombstones import Tombstones, queue_check, take_check
 from recsys.customers.live_update import CustomerSnapshot, LiveUpdate
 from recsys.customers.online_state import to_seconds
 from recsys.events import Event
@@ -97,6 +98,13 @@ def _without_vector(record: LiveRecord) -> LiveRecord:
     return replace(record, user_vector=None)
 
 
+class _Commands(list[tuple[Any, ...]]):
+    """A command list that takes the erased check's queueing (``tombstones.queue_check``)."""
+
+    def smismember(self, name: str, members: Sequence[str]) -> None:
+        self.append(("SMISMEMBER", name, *members))
+
+
 class Request:
     """One request's rounds of read, plan and write (see the module docstring), without I/O."""
 
@@ -112,8 +120,10 @@ class Request:
         horizon_s: float,
         event_id_ttl_s: float,
         max_event_ids: int,
+        erased: Tombstones,
     ) -> None:
         self.version, self.plan, self.prefix, self.cluster = version, plan, prefix, cluster
+        self.erased = erased
         self.maxlen, self.horizon_s = maxlen, horizon_s
         self.event_id_ttl_s, self.max_event_ids = event_id_ttl_s, max_event_ids
         self.total = len(events)
@@ -143,9 +153,8 @@ class Request:
         one pipelined round trip (``feature_store.packed``)."""
         p = self.prefix
         self.groups = shards.group_by_shard(self.cluster, self.pending)
-        commands: list[tuple[Any, ...]] = []
-        for shard, group in self.groups.items():
-            commands.append(("SMISMEMBER", keys.erased_customers(p, shard), *group))
+        commands = _Commands()
+        queue_check(commands, p, self.erased, self.groups)
         for customer in self.pending:
             commands.append(("HMGET", keys.customer_live(p, customer), *READ_LIVE))
             commands.append(("GET", keys.customer_online(p, customer)))
@@ -166,9 +175,7 @@ class Request:
     def take_read(self, replies: Sequence[Any]) -> list[ScriptCall]:
         """Plan the round from its read replies: the script calls to make (none: done)."""
         it: Iterator[Any] = iter(replies)
-        erased: set[str] = set()
-        for group in self.groups.values():
-            erased.update(c for c, hit in zip(group, next(it), strict=True) if hit)
+        erased = take_check(self.groups, it)
         snapshots: dict[str, CustomerSnapshot] = {}
         stored: dict[str, tuple[Mapping[bytes, bytes], bytes]] = {}
         fresh: dict[str, list[Event]] = {}
@@ -254,6 +261,7 @@ class Request:
                     now=now,
                     event_id_ttl_s=self.event_id_ttl_s,
                     max_event_ids=self.max_event_ids,
+                    tombstones=self.erased,
                 )
             )
         return calls
