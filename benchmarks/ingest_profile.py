@@ -18,6 +18,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as `recsys serve` runs: be
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import io
 import pstats
@@ -75,28 +76,12 @@ async def post(app: Any, path: str, body: Any) -> tuple[int, bytes]:
 
 
 def event_bodies(data: Path, limit: int) -> list[dict[str, Any]]:
-    """Real purchase lines after 2011-06-01 as event bodies, in time order, unique ids."""
-    import pandas as pd
-
-    from benchmarks.events_bench import SPLIT, _purchases
+    """Real purchase lines after 2011-06-01 as event bodies (``benchmarks.events_bench``'s), in
+    time order, unique ids."""
+    from benchmarks.events_bench import _event_bodies
     from recsys.io.loaders import load_interactions
 
-    table = load_interactions(data).interactions
-    rows = _purchases(table.loc[table["timestamp"].ge(pd.Timestamp(SPLIT))]).head(limit)
-    run = uuid.uuid4().hex[:8]
-    return [
-        {
-            "customer_id": str(r.customer_id),
-            "event_type": "purchase",
-            "timestamp": r.timestamp.isoformat(),
-            "item_id": str(r.item_id),
-            "quantity": float(r.quantity),
-            "price": float(r.price) if r.price == r.price and r.price > 0 else None,
-            "order_id": str(r.order_id),
-            "event_id": f"prof-{run}-{i}",
-        }
-        for i, r in enumerate(rows.itertuples(index=False))
-    ]
+    return _event_bodies(load_interactions(data).interactions)[:limit]
 
 
 Step = Callable[[int], Awaitable[None]]
@@ -198,11 +183,14 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
     parser.add_argument("--redis-url", default=None, help="a Redis to use (default: embedded)")
     args = parser.parse_args()
-    if args.redis_url:
-        asyncio.run(run(args.artifacts, args.events, args.redis_url, args.requests, args.profile))
-        return
-    with EmbeddedRedis(args.artifacts / "redis-profile") as server:
-        asyncio.run(run(args.artifacts, args.events, server.url, args.requests, args.profile))
+    embedded = (
+        contextlib.nullcontext(None)
+        if args.redis_url
+        else EmbeddedRedis(args.artifacts / "redis-profile", persist=False)
+    )
+    with embedded as server:
+        url = server.url if server is not None else args.redis_url
+        asyncio.run(run(args.artifacts, args.events, url, args.requests, args.profile))
 
 
 if __name__ == "__main__":
