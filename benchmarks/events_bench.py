@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks.http_load import run_load  # noqa: E402
-from benchmarks.server import serving  # noqa: E402
+from benchmarks.server import served, tree_cpu_seconds  # noqa: E402
 from recsys.bundle import ModelBundle, latest_version_dir, read_bundle  # noqa: E402
 from recsys.ranking.foldin import FoldIn  # noqa: E402
 from recsys.ranking.scoring import RankingModel, score_items, top_k  # noqa: E402
@@ -158,9 +158,17 @@ def _event_bodies(interactions: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
+def _embedded_redis_cpu() -> float:
+    """CPU seconds of an embedded Redis: a child of one of this process's threads."""
+    threads = os.listdir(f"/proc/{os.getpid()}/task") if os.path.isdir("/proc") else []
+    return sum(tree_cpu_seconds(int(tid))[1] for tid in threads)
+
+
 def throughput(
-    base: str, events: list[dict[str, Any]], batch: int, concurrency: int, args: Any
+    base: str, events: list[dict[str, Any]], batch: int, concurrency: int, args: Any, pid: int
 ) -> dict[str, Any]:
+    """Events per second at the client, latency, and the CPU the server's processes and Redis
+    spent per event (``/proc``: the figure other load on a shared machine moves least)."""
     offset = {"n": 0}
 
     def request(i: int) -> tuple[str, str, object]:
@@ -171,7 +179,10 @@ def throughput(
     warm = run_load(base, request, concurrency=concurrency, total=20)
     offset["n"] += 20 * batch
     total = int(min(args.max_requests, max(50, warm.rps * args.seconds)))
+    service_before, redis_before = tree_cpu_seconds(pid)[0], _embedded_redis_cpu()
     result = run_load(base, request, concurrency=concurrency, total=total)
+    service, redis = tree_cpu_seconds(pid)[0], _embedded_redis_cpu()
+    n_events = max(result.requests * batch, 1)
     offset["n"] += total * batch
     non_2xx = sum(n for status, n in result.status_counts.items() if not 200 <= status < 300)
     return {
@@ -186,6 +197,8 @@ def throughput(
         "requests_per_s": round(result.rps, 1),
         "p50_ms": round(result.p50_ms, 2),
         "p99_ms": round(result.p99_ms, 2),
+        "service_cpu_us_per_event": round((service - service_before) / n_events * 1e6, 1),
+        "redis_cpu_us_per_event": round((redis - redis_before) / n_events * 1e6, 1),
     }
 
 
@@ -255,7 +268,7 @@ def main() -> int:
             probes = rng.choice(bundle.customer_ids.astype(str), args.customers, replace=False)
             with (
                 redis_url(work) as url,
-                serving(
+                served(
                     artifacts,
                     env={
                         "RECSYS_REDIS_URL": url,
@@ -264,16 +277,18 @@ def main() -> int:
                     },
                     workers=args.workers,
                     timeout_s=300,  # the first start bulk-loads the features
-                ) as base,
+                ) as (base, server),
             ):
                 report["workers"] = args.workers
                 report["throughput_batch_100"] = throughput(
-                    base, events, 100, args.batch_connections, args
+                    base, events, 100, args.batch_connections, args, server.pid
                 )
                 print(json.dumps(report["throughput_batch_100"]), flush=True)
-                report["throughput_single"] = throughput(base, events, 1, 8, args)
+                report["throughput_single"] = throughput(base, events, 1, 8, args, server.pid)
                 print(json.dumps(report["throughput_single"]), flush=True)
-                report["concurrent_writers_random_100"] = throughput(base, shuffled, 100, 8, args)
+                report["concurrent_writers_random_100"] = throughput(
+                    base, shuffled, 100, 8, args, server.pid
+                )
                 print(json.dumps(report["concurrent_writers_random_100"]), flush=True)
                 report["purchase_to_recommendation"] = purchase_to_recommendation(
                     base, probes.tolist()

@@ -22,7 +22,8 @@ field        encoding            holds
 Live record, hash ``<p>:{c:<id>}:live`` (written by event ingestion, shared by every version;
 every field is optional, an absent or empty field reads as empty; unknown fields are ignored,
 so a writer may keep its own bookkeeping in the same hash, as ``feature_store.ingest`` does
-with ``rev`` and ``agg``):
+with ``rev``; stores written before also kept the online state there, ``agg``, now in its own
+key ``<p>:{c:<id>}:online``: ``feature_store.keys``):
 
 ==============  ==================  ===============================================
 field           encoding            holds
@@ -289,7 +290,9 @@ def export_form(entries: Iterable[tuple[str, str | None, Any]]) -> dict[str, Any
     """A customer's keys, as ``(suffix after the hash tag, Redis type, raw value)``, for export.
 
     ``batch`` maps each version holding a batch record to it; ``live`` is the live record with
-    any further field of its hash (a writer's bookkeeping) under ``other_fields``;
+    any further field of its hash (a writer's bookkeeping) under ``other_fields``, and there as
+    ``agg`` the online state (suffix ``online``, its own key; where a store written before kept
+    it: the layout of ``feature_store.keys``);
     ``contacts`` is offer -> Unix time; ``event_ids`` the applied event ids; ``other`` any
     further key by its suffix.
     """
@@ -300,8 +303,11 @@ def export_form(entries: Iterable[tuple[str, str | None, Any]]) -> dict[str, Any
         "event_ids": [],
         "other": {},
     }
+    online: Any = None
     for suffix, kind, value in entries:
-        if suffix.startswith("v:") and kind == "hash":
+        if suffix == "online" and kind == "string":
+            online = plain(value)
+        elif suffix.startswith("v:") and kind == "hash":
             record = decode_batch(value)
             if record is not None:
                 held["batch"][suffix[2:]] = batch_to_json(record)
@@ -317,4 +323,8 @@ def export_form(entries: Iterable[tuple[str, str | None, Any]]) -> dict[str, Any
             held["event_ids"] = sorted(decode_text(value))
         else:
             held["other"][suffix] = plain(value)
+    if online is not None:
+        if held["live"] is None:
+            held["live"] = {**live_to_json(EMPTY_LIVE), "other_fields": {}}
+        held["live"]["other_fields"][keys.LEGACY_LIVE_ONLINE] = online
     return held

@@ -1,21 +1,25 @@
 """The event write: one Lua script per shard and round (see ``feature_store.ingest``).
 
 ``KEYS``: the shard's event stream, the shard's erased set, then for each customer ``i`` (1-based)
-their live record, event-id set and contacts at ``3i``, ``3i + 1`` and ``3i + 2``.
+their live record, event-id set, contacts and online state at ``4i - 1``, ``4i``, ``4i + 1`` and
+``4i + 2``.
 
 ``ARGV``: the stream cap (0: none), the number of customers ``n``, the contacts cutoff (Unix s) and
 horizon (s), now (Unix s), the event-id window (s) and cap; then per customer: the digest of the
 id (``feature_store.tombstones``: what the erased set holds), the revision the update was computed
 from, and three counted lists (a count, then that many values): the event ids to
 add, the live-record fields to set (name, value, ...: only those that changed) and the contacts to
-add (score, member, ...); then the number of events and per event: the index of its customer, a
-count and the stream entry's field names and values.
+add (score, member, ...), and the new online state (JSON; empty: unchanged); then the number of
+events and per event: the index of its customer, a count and the stream entry's field names and
+values.
 
 Per customer, in order, the script decides and applies at once: ``e`` when the customer is in the
 erased set (nothing written), ``c`` (conflict, nothing written) when the live record's revision is
 no longer the one read or one of the event ids was applied meanwhile, else ``a``: the ids are added
 (scored ``now``; those older than the window or beyond the cap trimmed, the key expiring a window
-after the write), the changed fields set, the revision bumped, the contacts added and trimmed to the
+after the write), the changed fields set, the online state set in its own key (and the live hash's
+legacy ``agg`` field, where a store written before kept it, deleted: the migration of
+``feature_store.keys``), the revision bumped, the contacts added and trimmed to the
 horizon (the key expires a horizon after its newest entry). Then every event of an ``a`` customer is
 appended to the stream in the request's order (``XADD MAXLEN ~ cap``). Returns one status character
 per customer.
@@ -57,12 +61,14 @@ local function take_list()
 end
 local status = {}
 for i = 1, n do
-  local live, evt, contacts = KEYS[3 * i], KEYS[3 * i + 1], KEYS[3 * i + 2]
+  local live, evt, contacts, online = KEYS[4 * i - 1], KEYS[4 * i], KEYS[4 * i + 1], KEYS[4 * i + 2]
   local tombstone, rev = ARGV[pos], ARGV[pos + 1]
   pos = pos + 2
   local ids = take_list()
   local fields = take_list()
   local sent = take_list()
+  local state_json = ARGV[pos]
+  pos = pos + 1
   local state = 'a'
   if redis.call('SISMEMBER', KEYS[2], tombstone) == 1 then
     state = 'e'
@@ -86,6 +92,10 @@ for i = 1, n do
       redis.call('EXPIRE', evt, math.ceil(id_ttl))
     end
     if #fields > 0 then redis.call('HSET', live, unpack(fields)) end
+    if state_json ~= '' then
+      redis.call('SET', online, state_json)
+      redis.call('HDEL', live, '$LEGACY_ONLINE')
+    end
     redis.call('HINCRBY', live, '$REVISION', 1)
     if #sent > 0 then
       redis.call('ZADD', contacts, unpack(sent))
@@ -116,7 +126,7 @@ for j = 1, nevents do
   pos = pos + nkv
 end
 return table.concat(status)
-""").substitute(REVISION=keys.LIVE_REVISION)
+""").substitute(REVISION=keys.LIVE_REVISION, LEGACY_ONLINE=keys.LEGACY_LIVE_ONLINE)
 
 APPLIED, CONFLICT, ERASED = "a", "c", "e"
 
@@ -130,6 +140,7 @@ class CustomerWrite:
     event_ids: Sequence[str]
     fields: Mapping[str, bytes]  # only the changed ones
     contacts: Mapping[str, float]  # member -> send time (Unix s)
+    online: bytes = b""  # the new online state (JSON); empty: unchanged
 
 
 @dataclass(frozen=True)
@@ -166,6 +177,7 @@ def script_call(
             keys.customer_live(prefix, c),
             keys.customer_event_ids(prefix, c),
             keys.customer_contacts(prefix, c),
+            keys.customer_online(prefix, c),
         ]
         args += [tombstones.of(c), write.revision, len(write.event_ids), *write.event_ids]
         args.append(2 * len(write.fields))
@@ -174,6 +186,7 @@ def script_call(
         args.append(2 * len(write.contacts))
         for member, score in write.contacts.items():
             args += [repr(score), member]
+        args.append(write.online)
     args.append(len(rows))
     for owner, row in rows:
         args += [owner + 1, 2 * len(row)]

@@ -7,7 +7,11 @@ customer's keys on one slot and a pipeline over them stays on one node.
 key                                    type         holds
 =====================================  ===========  =====================================
 ``<p>:{c:<id>}:v:<version>``           hash         batch record of one model version
-``<p>:{c:<id>}:live``                  hash         live record (online state)
+``<p>:{c:<id>}:live``                  hash         live record (what the routes read of
+                                                    what happened since training)
+``<p>:{c:<id>}:online``                string       online state (JSON, ``recsys.customers.
+                                                    online_state``): read and written by the
+                                                    event path only (see below)
 ``<p>:{c:<id>}:contacts``              sorted set   offers sent: member ``offer_id|channel``,
                                                     score the send time (Unix s); entries
                                                     older than the longest contact-policy
@@ -56,6 +60,15 @@ that slot. On one server (no cluster) there is one shard, the unsharded keys abo
 
 The fields of the two per-customer hashes are named here too (``BATCH_*``, ``LIVE_*``): the
 codec, the ingest path and the Lua scripts all take them from this module.
+
+**The online state's own key.** The online state (every event's aggregate, up to ~100 KB for an
+active customer) lives in ``<p>:{c:<id>}:online``, not in the live hash, so that no read of the
+live hash carries it: the routes ``HMGET`` the record fields they use (:data:`LIVE_RECORD`,
+:data:`LIVE_PAGE_VIEW`) and only the event path reads the state. Stores written before kept it
+in the live hash's field ``agg`` (:data:`LEGACY_LIVE_ONLINE`); the event path reads that field
+when the ``online`` key is absent and its first write of the customer moves it (``SET`` of the
+key, ``HDEL`` of the field, in the same script): migrated on first write, and no route ever
+reads it meanwhile (they name their fields).
 """
 
 from __future__ import annotations
@@ -86,8 +99,30 @@ LIVE_DISLIKED: Final = "disliked"  # JSON list
 LIVE_FEATURES: Final = "features"  # JSON online feature values
 LIVE_USER_VECTOR: Final = "u"  # raw f4 folded-in vector
 LIVE_USER_VECTOR_VERSION: Final = "uv"  # the version it was folded against
-LIVE_ONLINE: Final = "agg"  # JSON online state (recsys.customers.online_state)
 LIVE_REVISION: Final = "rev"  # integer, bumped by every write of events
+#: Where stores written before kept the online state (now :func:`customer_online`): read by the
+#: event path when that key is absent, deleted by its first write (see the module docstring).
+LEGACY_LIVE_ONLINE: Final = "agg"
+
+#: What a whole-record read takes of the two hashes (``HMGET``; ``recsys.store.BatchRecord``,
+#: ``LiveRecord``): no revision, no legacy online state.
+BATCH_RECORD: Final = (
+    BATCH_FEATURES,
+    BATCH_USER_VECTOR,
+    BATCH_USER_VECTOR_F2,
+    BATCH_HISTORY_ITEMS,
+    BATCH_HISTORY_COUNTS,
+    BATCH_HISTORY_LAST_DAYS,
+)
+LIVE_RECORD: Final = (
+    LIVE_VIEWS,
+    LIVE_CART,
+    LIVE_PURCHASED,
+    LIVE_DISLIKED,
+    LIVE_FEATURES,
+    LIVE_USER_VECTOR,
+    LIVE_USER_VECTOR_VERSION,
+)
 
 #: What a page view reads of the two hashes (``HMGET``): no features JSON, no online state.
 BATCH_PAGE_VIEW: Final = (
@@ -116,6 +151,11 @@ def customer_batch(prefix: str, customer_id: str, version: str) -> str:
 
 def customer_live(prefix: str, customer_id: str) -> str:
     return f"{prefix}:{_tag(customer_id)}:live"
+
+
+def customer_online(prefix: str, customer_id: str) -> str:
+    """The customer's online state (JSON string; the event path's own, see the docstring)."""
+    return f"{prefix}:{_tag(customer_id)}:online"
 
 
 def customer_contacts(prefix: str, customer_id: str) -> str:
@@ -174,6 +214,7 @@ def customer_keys(prefix: str, customer_id: str, versions: Iterable[str]) -> lis
     return [
         *(customer_batch(prefix, customer_id, version) for version in versions),
         customer_live(prefix, customer_id),
+        customer_online(prefix, customer_id),
         customer_contacts(prefix, customer_id),
         customer_event_ids(prefix, customer_id),
         legacy_customer_event_ids(prefix, customer_id),

@@ -4,8 +4,9 @@ Every key of one customer is known by name (:func:`feature_store.keys.customer_k
 batch record of each model version still holding records (the set ``<p>:meta:versions``, which
 ``load_version`` fills before writing and ``delete_version`` empties after dropping, plus
 ``meta:active`` and ``meta:previous`` for versions loaded before that set existed), the live
-record, the contacts and the applied event ids. Export and erase therefore read or ``UNLINK``
-those keys by name, in two round trips, whatever the size of the keyspace; no ``SCAN``.
+record, the online state, the contacts and the applied event ids. Export and erase therefore
+read or ``UNLINK`` those keys by name, in two round trips, whatever the size of the keyspace; no
+``SCAN``.
 
 Erasure (:func:`erase_customer`), in this order:
 
@@ -159,12 +160,13 @@ def export_customer(
         _queue_versions(pipe, prefix)
         pipe.sismember(_erased_key(client, prefix, customer_id), tombstones.of(customer_id))
         pipe.hgetall(keys.customer_live(prefix, customer_id))
+        pipe.get(keys.customer_online(prefix, customer_id))
         pipe.zrange(keys.customer_contacts(prefix, customer_id), 0, -1, withscores=True)
         pipe.zrange(keys.customer_event_ids(prefix, customer_id), 0, -1)
         pipe.smembers(keys.legacy_customer_event_ids(prefix, customer_id))
         replies = pipe.execute()
         versions = _versions(replies[:3])
-        erased, live, contacts, event_ids, legacy_ids = replies[3:]
+        erased, live, online, contacts, event_ids, legacy_ids = replies[3:]
         event_ids = {*event_ids, *legacy_ids}
         pipe = client.pipeline(transaction=False)
         for version in versions:
@@ -177,6 +179,8 @@ def export_customer(
     ]
     if live:
         entries.append(("live", "hash", live))
+    if online:
+        entries.append(("online", "string", online))
     if contacts:
         entries.append(("contacts", "zset", contacts))
     if event_ids:

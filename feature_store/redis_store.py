@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 import redis
 
-from feature_store import codec, keys, privacy
+from feature_store import codec, keys, packed, privacy
 from feature_store.connection import RedisClient, connect, store_errors
 from feature_store.tombstones import ErasedSet, Tombstones, configured_key, resolve
 from recsys.config import Settings
@@ -66,8 +66,10 @@ READ_OPERATION = "read of customers"
 
 def read_commands(prefix: str, plan: ReadPlan, *, contacts_read: int) -> list[tuple[Any, ...]]:
     """The commands of ``plan``, in order (one description for every reader). Per customer: the
-    batch hash of the plan's version and the live hash (whole, or only the page view's fields:
-    :data:`~feature_store.keys.BATCH_PAGE_VIEW` and :data:`~feature_store.keys.LIVE_PAGE_VIEW`),
+    batch hash of the plan's version and the live hash, ``HMGET`` of the record fields
+    (:data:`~feature_store.keys.BATCH_RECORD`, :data:`~feature_store.keys.LIVE_RECORD`; the page
+    view's only :data:`~feature_store.keys.BATCH_PAGE_VIEW` and
+    :data:`~feature_store.keys.LIVE_PAGE_VIEW`: never the revision nor a legacy online state),
     and, when asked, the newest ``contacts_read`` contacts; then, with ``meta``, the catalogue
     revision, the active version and the version's loaded marker (``EXISTS``), so the decoder
     can tell a customer without a batch record from a store that lost the version's features.
@@ -82,8 +84,8 @@ def read_commands(prefix: str, plan: ReadPlan, *, contacts_read: int) -> list[tu
             commands.append(("HMGET", batch, *keys.BATCH_PAGE_VIEW))
             commands.append(("HMGET", live, *keys.LIVE_PAGE_VIEW))
         else:
-            commands.append(("HGETALL", batch))
-            commands.append(("HGETALL", live))
+            commands.append(("HMGET", batch, *keys.BATCH_RECORD))
+            commands.append(("HMGET", live, *keys.LIVE_RECORD))
         if plan.contacts:
             contacts = keys.customer_contacts(prefix, customer_id)
             commands.append(("ZRANGE", contacts, -contacts_read, -1, "WITHSCORES"))
@@ -105,14 +107,9 @@ def queue_read(client: Any, prefix: str, plan: ReadPlan, *, contacts_read: int) 
     return pipe
 
 
-def _hash(reply: Any, fields: Sequence[bytes] | None) -> Mapping[bytes, bytes]:
-    """A hash reply as a mapping: ``HGETALL`` (a dict from redis-py, a flat list from hiredis)
-    or ``HMGET`` of ``fields`` (values in order, None where absent)."""
-    if fields is not None:
-        return {name: value for name, value in zip(fields, reply, strict=True) if value is not None}
-    if isinstance(reply, dict):
-        return reply
-    return dict(zip(reply[::2], reply[1::2], strict=True))
+def _hash(reply: Any, fields: Sequence[bytes]) -> Mapping[bytes, bytes]:
+    """An ``HMGET`` reply of ``fields`` (values in order, None where absent) as a mapping."""
+    return {name: value for name, value in zip(fields, reply, strict=True) if value is not None}
 
 
 def _pairs(reply: Any) -> list[tuple[bytes, float]]:
@@ -124,6 +121,8 @@ def _pairs(reply: Any) -> list[tuple[bytes, float]]:
 
 _BATCH_PAGE_VIEW = tuple(name.encode() for name in keys.BATCH_PAGE_VIEW)
 _LIVE_PAGE_VIEW = tuple(name.encode() for name in keys.LIVE_PAGE_VIEW)
+_BATCH_RECORD = tuple(name.encode() for name in keys.BATCH_RECORD)
+_LIVE_RECORD = tuple(name.encode() for name in keys.LIVE_RECORD)
 
 
 def decode_read(plan: ReadPlan, replies: Sequence[Any]) -> ReadResult:
@@ -136,8 +135,8 @@ def decode_read(plan: ReadPlan, replies: Sequence[Any]) -> ReadResult:
     if plan.meta and not replies[-1]:
         raise FeaturesMissingError(plan.version, _text(replies[-2]))
     step = 3 if plan.contacts else 2
-    batch_fields = _BATCH_PAGE_VIEW if plan.page_view else None
-    live_fields = _LIVE_PAGE_VIEW if plan.page_view else None
+    batch_fields = _BATCH_PAGE_VIEW if plan.page_view else _BATCH_RECORD
+    live_fields = _LIVE_PAGE_VIEW if plan.page_view else _LIVE_RECORD
     states = [
         CustomerState(
             customer_id=customer_id,
@@ -224,9 +223,9 @@ class RedisFeatureStore:
         """The plan's keys in one pipelined round trip."""
         if not plan.customer_ids and not plan.meta:
             return ReadResult([])
-        pipe = queue_read(self.client, self.prefix, plan, contacts_read=self.contacts_read)
+        commands = read_commands(self.prefix, plan, contacts_read=self.contacts_read)
         with store_errors(READ_OPERATION):
-            replies = pipe.execute()
+            replies = packed.execute(self.client, commands)  # hiredis-packed: see its docstring
         return decode_read(plan, replies)
 
     def read_customer(self, version: str, customer_id: str) -> CustomerState:

@@ -66,8 +66,13 @@ def known_shards(client: RedisClient, prefix: str) -> list[Shard]:
     return [None, *(keys.slot_tag(s) for s in slots)]
 
 
+def slots_of(shards: Iterable[Shard]) -> list[str]:
+    """The slots (decimal text) of the sharded ones of ``shards``: registry members."""
+    return [str(keys.tag_slot(s)) for s in shards if s is not None]
+
+
 def register(pipe: Any, prefix: str, shards: Iterable[Shard]) -> None:
     """Queue the registration of ``shards`` (their slots) in ``<p>:meta:shards``."""
-    slots = [str(keys.tag_slot(s)) for s in shards if s is not None]
+    slots = slots_of(shards)
     if slots:
         pipe.sadd(keys.stream_shards(prefix), *slots)

@@ -137,12 +137,20 @@ def _open_event_writer(
     key, of_store = configured_key(settings), (lambda: store.tombstones)  # type: ignore[attr-defined]
     if settings.redis_url and not passed_in:
         from feature_store.async_store import connect_async
+        from feature_store.multiplexed import Address, MultiplexedConnection, MultiplexedReader
 
-        client = connect_async(settings.redis_url, timeout_ms=WRITE_TIMEOUT_MS)
+        url = settings.redis_url
+        client = connect_async(url, timeout_ms=WRITE_TIMEOUT_MS)
+        multiplexed = None
+        if settings.serving.multiplexed_reader and MultiplexedReader.supports(url):
+            multiplexed = MultiplexedConnection(
+                Address.from_url(url), timeout_s=WRITE_TIMEOUT_MS / 1000
+            )
         return AsyncEventWriter(
             client,
             prefix,
             settings.event_stream_maxlen,
+            multiplexed=multiplexed,
             event_id_ttl_s=ttl_s,
             max_event_ids=max_ids,
             tombstones=Resolver(client, prefix, key, of_store),

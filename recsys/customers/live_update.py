@@ -10,13 +10,14 @@ customer (:class:`CustomerSnapshot`, read in one round trip) and the request's n
 * the feature row at the request time, with ``churn_risk`` re-scored by the churn model when a churn
   input changed (one scorer call for the whole request);
 * a folded-in factor vector (``recsys.ranking.foldin``) when the customer's purchases changed: batch
-  history weights plus distinct live orders per item, the ALS weights of training.
+  history weights plus distinct live orders per item, the ALS weights of training (the request's
+  customers solved together: one batched solve).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -91,9 +92,11 @@ def _batch_items(model: OnlineModel, batch: BatchRecord | None) -> list[str]:
     return [ids[r] for r in rows[(rows >= 0) & (rows < len(ids))].tolist()]
 
 
-def fold_vector(model: OnlineModel, batch: BatchRecord | None, state: OnlineState) -> np.ndarray:
-    """The customer's vector from batch history weights plus live order counts."""
-    assert model.fold is not None
+def fold_inputs(
+    model: OnlineModel, batch: BatchRecord | None, state: OnlineState
+) -> tuple[np.ndarray, np.ndarray]:
+    """The item rows and weights a customer is folded in with: batch history weights plus
+    live order counts (:func:`fold_vector` solves them)."""
     weights = purchase_weights(state)
     known = [(model.row_of[i], w) for i, w in weights.items() if i in model.row_of]
     live_rows = np.array([r for r, _ in known], dtype=np.int64)
@@ -102,8 +105,13 @@ def fold_vector(model: OnlineModel, batch: BatchRecord | None, state: OnlineStat
         live_rows = np.concatenate([np.asarray(batch.history_items, dtype=np.int64), live_rows])
         live_w = np.concatenate([np.asarray(batch.history_counts, dtype=np.float64), live_w])
     rows, inverse = np.unique(live_rows, return_inverse=True)
-    summed = np.bincount(inverse, weights=live_w, minlength=rows.size)
-    return model.fold.user_vector(rows, summed)
+    return rows, np.bincount(inverse, weights=live_w, minlength=rows.size)
+
+
+def fold_vector(model: OnlineModel, batch: BatchRecord | None, state: OnlineState) -> np.ndarray:
+    """The customer's vector from batch history weights plus live order counts."""
+    assert model.fold is not None
+    return model.fold.user_vector(*fold_inputs(model, batch, state))
 
 
 def plan_updates(
@@ -119,6 +127,7 @@ def plan_updates(
     base_as_of = to_seconds(model.as_of) if model.as_of is not None else None
     plans: dict[str, LiveUpdate] = {}
     rescore: list[str] = []
+    refold: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # solved together, below
     for customer_id, mine in by_customer.items():
         snap = snapshots[customer_id]
         batch = snap.batch
@@ -145,13 +154,10 @@ def plan_updates(
         if model.churn is not None and changed(previous, features, BASE_FEATURES):
             rescore.append(customer_id)
         bought = any(e.event_type in ("purchase", "return") for e in mine)
-        vector, refolded = None, False
         if model.fold is not None and (
             bought or (new_version and snap.live.user_vector is not None)
         ):
-            vector, refolded = fold_vector(model, batch, state), True
-            if not np.any(vector):
-                vector = None  # nothing to fold: the batch vector (if any) stands
+            refold[customer_id] = fold_inputs(model, batch, state)
         plans[customer_id] = LiveUpdate(
             recent_views=list(state.recent),
             cart=open_cart(state, as_of_s),
@@ -159,9 +165,14 @@ def plan_updates(
             disliked=list(state.disliked),
             features=features,
             online=state.to_json(),
-            user_vector=vector,
-            refolded=refolded,
         )
+    if refold and model.fold is not None:
+        for customer_id, vector in zip(
+            refold, model.fold.user_vectors(list(refold.values())), strict=True
+        ):
+            # nothing to fold (all zeros): the batch vector (if any) stands
+            folded = vector if np.any(vector) else None
+            plans[customer_id] = replace(plans[customer_id], user_vector=folded, refolded=True)
     if rescore and model.churn is not None:
         matrix = churn_matrix([plans[c].features for c in rescore], model.churn_alive)
         risks = model.churn.score(matrix)

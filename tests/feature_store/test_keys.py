@@ -14,6 +14,7 @@ def test_customer_keys_are_pinned() -> None:
         "pl:{c:17850}:v:20261122T185000Z-1a2b3c"
     )
     assert keys.customer_live("pl", "17850") == "pl:{c:17850}:live"
+    assert keys.customer_online("pl", "17850") == "pl:{c:17850}:online"
     assert keys.customer_contacts("pl", "17850") == "pl:{c:17850}:contacts"
     assert keys.customer_event_ids("pl", "17850") == "pl:{c:17850}:ids"
     assert keys.legacy_customer_event_ids("pl", "17850") == "pl:{c:17850}:evt"
@@ -24,6 +25,7 @@ def test_customer_keys_name_every_key_of_one_customer() -> None:
         "pl:{c:17850}:v:v1",
         "pl:{c:17850}:v:v2",
         "pl:{c:17850}:live",
+        "pl:{c:17850}:online",
         "pl:{c:17850}:contacts",
         "pl:{c:17850}:ids",
         "pl:{c:17850}:evt",
@@ -71,6 +73,7 @@ def test_a_customers_keys_share_one_cluster_slot() -> None:
         keys.customer_batch("pl", "17850", "v1"),
         keys.customer_batch("pl", "17850", "v2"),
         keys.customer_live("pl", "17850"),
+        keys.customer_online("pl", "17850"),
         keys.customer_contacts("pl", "17850"),
         keys.customer_event_ids("pl", "17850"),
         keys.legacy_customer_event_ids("pl", "17850"),
@@ -92,3 +95,10 @@ def test_customer_id_pattern_rejects_ids_that_would_break_the_hash_tag(bad: str)
 def test_slot_helper_matches_redis_known_answer() -> None:
     # From the Redis Cluster specification: "123456789" hashes to 0x31C3 (12739).
     assert _slot("123456789") == 0x31C3
+
+
+def test_no_record_read_of_the_live_hash_names_the_online_state() -> None:
+    for fields in (keys.LIVE_RECORD, keys.LIVE_PAGE_VIEW):
+        assert keys.LEGACY_LIVE_ONLINE not in fields and keys.LIVE_REVISION not in fields
+    assert set(keys.LIVE_PAGE_VIEW) <= set(keys.LIVE_RECORD)
+    assert set(keys.BATCH_PAGE_VIEW) <= set(keys.BATCH_RECORD)

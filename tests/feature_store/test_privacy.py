@@ -93,6 +93,7 @@ def test_export_before_erase_holds_batch_live_contacts_event_ids_and_stream_even
     assert sorted(held["batch"]) == ["v1", "v2"]
     assert held["batch"]["v2"]["features"] == {"n": 10, "segment": "loyal"}
     assert held["live"]["recent_views"] == ["A"]
+    assert held["live"]["other_fields"]["agg"]["views"]  # the online state, from its own key
     assert held["contacts"] == {"winback": 1.7e9}
     assert held["event_ids"] == ["c1-e1", "c1-e2"]
     assert [e["event_id"] for e in held["events"]] == ["c1-e1", "c1-e2"]
@@ -107,9 +108,10 @@ def test_erase_leaves_no_key_of_the_customer_and_every_other_key_intact(
     p = store.prefix
     before = all_keys(redis_client, p)
     mine = {k for k in before if k.startswith(f"{p}:{{c:c1}}:")}
-    assert len(mine) == 5  # v1, v2, live, contacts, evt
+    assert len(mine) == 6  # v1, v2, live, online state, contacts, event ids
+    assert keys.customer_online(p, "c1") in mine
 
-    assert store.erase_customer("c1") == 5 + 2  # keys + stream entries
+    assert store.erase_customer("c1") == 6 + 2  # keys + stream entries
 
     after = all_keys(redis_client, p)
     assert not any("{c:c1}" in k for k in after)  # a full SCAN of the prefix
@@ -152,7 +154,8 @@ def test_export_after_erase_says_erased_and_holds_nothing(
     erased = store.erased_customers()
     assert "c1" in erased and "c10" not in erased and len(erased) == 1
     (member,) = store.client.smembers(keys.erased_customers(store.prefix))
-    assert b"c1" not in member and member == store.tombstones.of("c1").encode()  # a digest
+    # a digest, not the id (a hex digest may hold "c1" by chance: compare whole members)
+    assert member != b"c1" and member == store.tombstones.of("c1").encode()
     assert store.erase_customer("c1") == 0  # erasing again is harmless
 
 

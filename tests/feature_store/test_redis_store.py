@@ -167,7 +167,8 @@ def test_export_returns_everything_held_and_erase_removes_it(
     store.load_version("v3", [(f"c1{i}", record(i)) for i in range(3)])  # c10..c12 only
     live = LiveRecord(recent_views=("A",), features={"nps": 10})
     redis_client.hset(keys.customer_live(p, "c1"), mapping=codec.encode_live(live))
-    redis_client.hset(keys.customer_live(p, "c1"), mapping={"rev": 3, "agg": b'{"views":2}'})
+    redis_client.hset(keys.customer_live(p, "c1"), mapping={"rev": 3})
+    redis_client.set(keys.customer_online(p, "c1"), b'{"views":2}')  # the event path's state
     redis_client.zadd(keys.customer_contacts(p, "c1"), {"winback": 1700000000})
     redis_client.zadd(keys.customer_event_ids(p, "c1"), {"e-1": 1700000000})
     redis_client.sadd(keys.legacy_customer_event_ids(p, "c1"), "e-2")  # an older store's
@@ -182,7 +183,7 @@ def test_export_returns_everything_held_and_erase_removes_it(
     assert held["contacts"] == {"winback": 1700000000.0}
     assert held["event_ids"] == ["e-1", "e-2"]
 
-    assert store.erase_customer("c1") == 6  # the legacy event-id set too
+    assert store.erase_customer("c1") == 7  # the online state and legacy event-id set too
     assert list(redis_client.scan_iter(match=keys.customer_pattern(p, "c1"))) == []
     assert store.is_erased("c1") and "c1" in store.erased_customers()
     assert store.read_customer("v1", "c1").known is False
