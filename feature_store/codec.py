@@ -5,12 +5,16 @@ little-endian bytes, decoded with :func:`numpy.frombuffer` (no copy: the decoded
 read-only views); everything else is compact JSON (``orjson``).
 
 Batch record, hash ``<p>:{c:<id>}:v:<version>`` (written once by a bulk load; every field is
-always written, so a reload overwrites all of them):
+always written, empty where unused, so a reload overwrites all of them):
 
 ===========  ==================  ==================================================
 field        encoding            holds
 ===========  ==================  ==================================================
-``f``        JSON object         the customer's features (NaN written as ``null``)
+``p``        packed row          the customer's features as one binary row of the
+                                 version's schema (``feature_store.feature_pack``;
+                                 a bundle's bulk load); wins over ``f``
+``f``        JSON object         the customer's features (NaN written as ``null``;
+                                 records loaded one by one)
 ``u``        ``<f4`` bytes       the ALS factor vector; empty bytes for none
 ``u2``       ``<f2`` bytes       the same vector as float16, written instead of ``u``
                                  by a compact load (decoded to float32; ``u`` wins)
@@ -59,7 +63,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from feature_store import keys
+from feature_store import feature_pack, keys
 from recsys.decisions.contacts import Contact
 from recsys.store import BatchRecord, LiveRecord
 
@@ -69,6 +73,7 @@ I4 = np.dtype("<i4")
 
 # the hash fields as Redis returns them (bytes)
 _B_BATCH_FEATURES = keys.BATCH_FEATURES.encode()
+_B_BATCH_PACKED_FEATURES = keys.BATCH_PACKED_FEATURES.encode()
 _B_BATCH_HISTORY_COUNTS = keys.BATCH_HISTORY_COUNTS.encode()
 _B_BATCH_HISTORY_ITEMS = keys.BATCH_HISTORY_ITEMS.encode()
 _B_BATCH_HISTORY_LAST_DAYS = keys.BATCH_HISTORY_LAST_DAYS.encode()
@@ -117,20 +122,20 @@ def _json(raw: bytes | None) -> Any:
 
 
 def encode_batch(record: BatchRecord, compact: bool = False) -> dict[str, bytes]:
-    """The hash fields of a batch record (all five, always; ``compact``: the vector as ``u2``,
-    float16, and ``u`` empty, which halves its bytes at a relative error of about 1e-3)."""
-    if compact:
-        return {
-            keys.BATCH_FEATURES: dumps(dict(record.features)),
-            keys.BATCH_USER_VECTOR: b"",
-            keys.BATCH_USER_VECTOR_F2: vector_bytes(record.user_vector, F2),
-            keys.BATCH_HISTORY_ITEMS: vector_bytes(record.history_items, I4),
-            keys.BATCH_HISTORY_COUNTS: vector_bytes(record.history_counts),
-            keys.BATCH_HISTORY_LAST_DAYS: vector_bytes(record.history_last_days),
-        }
+    """The hash fields of a batch record, features as JSON (every field, always; ``compact``:
+    the vector as ``u2``, float16, and ``u`` empty, which halves its bytes at a relative error
+    of about 1e-3). A bundle's bulk load packs the features instead (``feature_store.bulk_load``).
+    """
+    f4, f2 = (
+        (b"", vector_bytes(record.user_vector, F2))
+        if compact
+        else (vector_bytes(record.user_vector), b"")
+    )
     return {
+        keys.BATCH_PACKED_FEATURES: b"",
         keys.BATCH_FEATURES: dumps(dict(record.features)),
-        keys.BATCH_USER_VECTOR: vector_bytes(record.user_vector),
+        keys.BATCH_USER_VECTOR: f4,
+        keys.BATCH_USER_VECTOR_F2: f2,
         keys.BATCH_HISTORY_ITEMS: vector_bytes(record.history_items, I4),
         keys.BATCH_HISTORY_COUNTS: vector_bytes(record.history_counts),
         keys.BATCH_HISTORY_LAST_DAYS: vector_bytes(record.history_last_days),
@@ -143,12 +148,16 @@ def encode_batch_flat(record: BatchRecord, compact: bool = False) -> list[str | 
 
 
 def decode_batch(fields: Mapping[bytes, bytes]) -> BatchRecord | None:
-    """The batch record in an ``HGETALL`` answer; ``None`` when the hash does not exist."""
+    """The batch record in an ``HGETALL`` answer; ``None`` when the hash does not exist.
+
+    Packed features need their schema registered first (:func:`feature_pack.use`, which the
+    readers do with the schema they read in the same round trip)."""
     if not fields:
         return None
     get = fields.get
+    packed = get(_B_BATCH_PACKED_FEATURES)
     return BatchRecord(
-        features=_json(get(_B_BATCH_FEATURES)) or {},
+        features=feature_pack.unpack(packed) if packed else (_json(get(_B_BATCH_FEATURES)) or {}),
         user_vector=_vector(get(_B_BATCH_USER_VECTOR))
         if get(_B_BATCH_USER_VECTOR)
         else _half(get(_B_BATCH_USER_VECTOR_F2)),

@@ -64,7 +64,7 @@ from typing import Any
 
 import orjson
 
-from feature_store import codec, keys, shards
+from feature_store import codec, feature_pack, keys, shards
 from feature_store.connection import store_errors
 from feature_store.event_stream import export_stream, stream_rows
 from feature_store.ingest_script import (
@@ -188,6 +188,8 @@ class _Request:
         """Queue the round's reads (and, on a cluster, the registration of new shards)."""
         p = self.prefix
         self.groups = shards.group_by_shard(self.cluster, self.pending)
+        if self.version is not None:  # to unpack the batch records' features
+            pipe.get(keys.feature_schema(p, self.version))
         for shard, group in self.groups.items():
             pipe.smismember(keys.erased_customers(p, shard), group)
         for customer in self.pending:
@@ -205,6 +207,8 @@ class _Request:
     def take_read(self, replies: Sequence[Any]) -> list[ScriptCall]:
         """Plan the round from its read replies: the script calls to make (none: done)."""
         it: Iterator[Any] = iter(replies)
+        if self.version is not None:
+            feature_pack.use(next(it))
         erased: set[str] = set()
         for group in self.groups.values():
             erased.update(c for c, hit in zip(group, next(it), strict=True) if hit)
