@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from feature_store import batch_writer, keys
+from feature_store.connection import store_errors
 from feature_store.feature_pack import FeatureSchema, column_values
 from feature_store.redis_store import RedisFeatureStore, check_customer_id, check_version
 from recsys.bundle import ModelBundle
@@ -169,11 +170,12 @@ def records_from_bundle(
 
 # -- the bulk load -----------------------------------------------------------------------------
 
-_P, _F, _U, _U2, _HI, _HC, _HD = (
+#: The fields of a bulk-loaded record, in the order of :func:`_chunk`'s values.
+FIELDS = tuple(
     name.encode()
     for name in (
         keys.BATCH_PACKED_FEATURES,
-        keys.BATCH_FEATURES,
+        keys.BATCH_FEATURES,  # empty: the features are packed
         keys.BATCH_USER_VECTOR,
         keys.BATCH_USER_VECTOR_F2,
         keys.BATCH_HISTORY_ITEMS,
@@ -221,10 +223,10 @@ def _chunk(
     e = b""
     parts = zip(features, vectors, items, counts, days, strict=True)
     if compact:
-        args = [(_P, p, _F, e, _U, e, _U2, v, _HI, i, _HC, c, _HD, d) for p, v, i, c, d in parts]
+        values = [(p, e, e, v, i, c, d) for p, v, i, c, d in parts]
     else:
-        args = [(_P, p, _F, e, _U, v, _U2, e, _HI, i, _HC, c, _HD, d) for p, v, i, c, d in parts]
-    return layout.ids[rows].tolist(), args
+        values = [(p, e, v, e, i, c, d) for p, v, i, c, d in parts]
+    return layout.ids[rows].tolist(), FIELDS, values
 
 
 def _chunks(
@@ -238,8 +240,7 @@ def _chunks(
         part = only[start : start + size]
         features = schema.pack(layout.table.iloc[part])
         ids = [layout.feature_ids[at] for at in part.tolist()]
-        fields = [(_P, p, _F, e, _U, e, _U2, e, _HI, e, _HC, e, _HD, e) for p in features]
-        yield ids, fields
+        yield ids, FIELDS, [(p, e, e, e, e, e, e) for p in features]
 
 
 def _check_ids(ids: Iterable[str]) -> None:
@@ -267,6 +268,10 @@ def load_bundle(
     _check_ids(layout.ids.tolist())
     _check_ids(layout.feature_ids)
     schema = FeatureSchema.of(layout.table)
+    width = layout.factors.shape[1] * (2 if compact else 4)
+    longest = int(np.diff(layout.history.indptr).max(initial=0)) * 4
+    with store_errors("check of the listpack limit"):
+        batch_writer.warn_unless_listpack(store.client, max(width, longest, schema.dtype.itemsize))
     chunks = track(
         _chunks(layout, schema, exclude, compact, chunk),
         f"bulk load {version} ({chunk:,} customers a chunk)",

@@ -142,11 +142,6 @@ def encode_batch(record: BatchRecord, compact: bool = False) -> dict[str, bytes]
     }
 
 
-def encode_batch_flat(record: BatchRecord, compact: bool = False) -> list[str | bytes]:
-    """:func:`encode_batch` as ``HSET`` arguments: field, value, field, value..."""
-    return [part for pair in encode_batch(record, compact).items() for part in pair]
-
-
 def decode_batch(fields: Mapping[bytes, bytes]) -> BatchRecord | None:
     """The batch record in an ``HGETALL`` answer; ``None`` when the hash does not exist.
 

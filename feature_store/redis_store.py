@@ -266,7 +266,9 @@ class RedisFeatureStore:
         it = iter(records)
         while chunk := list(itertools.islice(it, self.chunk_size)):
             ids = [check_customer_id(customer_id) for customer_id, _ in chunk]
-            yield ids, [codec.encode_batch_flat(record, compact) for _, record in chunk]
+            encoded = [codec.encode_batch(record, compact) for _, record in chunk]
+            names = tuple(name.encode() for name in encoded[0])  # the same for every record
+            yield ids, names, [tuple(fields.values()) for fields in encoded]
 
     @contextlib.contextmanager
     def load_lock(self, version: str, ttl_s: float = 900.0) -> Iterator[bool]:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from storekit import spawn_redis
 
 from feature_store import feature_pack, keys
 from feature_store.bulk_load import ensure_loaded, load_bundle, records_from_bundle
@@ -332,3 +335,27 @@ def test_a_load_that_fails_half_way_leaves_no_loaded_marker(store: RedisFeatureS
     assert not store.has_version(bundle.version)
     store.client.delete(blocker)
     assert load_bundle(store, bundle, chunk=2) == 5 and store.has_version(bundle.version)
+
+
+def test_a_server_whose_listpack_limit_is_too_small_is_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    process, port = spawn_redis(tmp_path, "--hash-max-ziplist-value", "64")
+    small = RedisFeatureStore(connect(f"redis://127.0.0.1:{port}", timeout_ms=2000), "p")
+    try:
+        bundle = make_bundle()
+        bundle.user_factors = np.ones((4, 40), np.float32)  # 80 bytes as float16: over 64
+        with caplog.at_level(logging.WARNING, logger="feature_store.batch_writer"):
+            load_bundle(small, bundle, compact=True)
+        assert "hash-max-ziplist-value is 64" in caplog.text and "at least 80" in caplog.text
+        key = keys.customer_batch("p", "a3", bundle.version)
+        assert small.client.object("encoding", key) == b"hashtable"
+        caplog.clear()
+        small.client.config_set("hash-max-ziplist-value", 80)
+        with caplog.at_level(logging.WARNING, logger="feature_store.batch_writer"):
+            load_bundle(small, bundle, compact=True)
+        assert caplog.text == ""
+    finally:
+        small.close()
+        process.terminate()
+        process.wait(10)
