@@ -142,17 +142,22 @@ def encode_batch(record: BatchRecord, compact: bool = False) -> dict[str, bytes]
     }
 
 
-def decode_batch(fields: Mapping[bytes, bytes]) -> BatchRecord | None:
+def decode_batch(
+    fields: Mapping[bytes, bytes], features: Mapping[str, Any] | None = None
+) -> BatchRecord | None:
     """The batch record in an ``HGETALL`` answer; ``None`` when the hash does not exist.
 
     Packed features need their schema registered first (:func:`feature_pack.use`, which the
-    readers do with the schema they read in the same round trip)."""
+    readers do with the schema they read in the same round trip); ``features``: already
+    decoded (:func:`decode_batches`)."""
     if not fields:
         return None
     get = fields.get
-    packed = get(_B_BATCH_PACKED_FEATURES)
+    if features is None:
+        packed = get(_B_BATCH_PACKED_FEATURES)
+        features = feature_pack.unpack(packed) if packed else (_json(get(_B_BATCH_FEATURES)) or {})
     return BatchRecord(
-        features=feature_pack.unpack(packed) if packed else (_json(get(_B_BATCH_FEATURES)) or {}),
+        features=features,
         user_vector=_vector(get(_B_BATCH_USER_VECTOR))
         if get(_B_BATCH_USER_VECTOR)
         else _half(get(_B_BATCH_USER_VECTOR_F2)),
@@ -160,6 +165,16 @@ def decode_batch(fields: Mapping[bytes, bytes]) -> BatchRecord | None:
         history_counts=_array(get(_B_BATCH_HISTORY_COUNTS), F4, _EMPTY_F4),
         history_last_days=_array(get(_B_BATCH_HISTORY_LAST_DAYS), F4, _EMPTY_F4),
     )
+
+
+def decode_batches(hashes: Sequence[Mapping[bytes, bytes]]) -> list[BatchRecord | None]:
+    """:func:`decode_batch` of many answers, packed features decoded together (by column)."""
+    packed = [i for i, fields in enumerate(hashes) if fields.get(_B_BATCH_PACKED_FEATURES)]
+    features: list[Mapping[str, Any] | None] = [None] * len(hashes)
+    rows = feature_pack.unpack_many([hashes[i][_B_BATCH_PACKED_FEATURES] for i in packed])
+    for i, row in zip(packed, rows, strict=True):
+        features[i] = row
+    return [decode_batch(h, f) for h, f in zip(hashes, features, strict=True)]
 
 
 def encode_live(record: LiveRecord) -> dict[str, bytes]:

@@ -141,10 +141,12 @@ def decode_read(plan: ReadPlan, replies: Sequence[Any]) -> ReadResult:
     step = 3 if plan.contacts else 2
     batch_fields = _BATCH_PAGE_VIEW if plan.page_view else None
     live_fields = _LIVE_PAGE_VIEW if plan.page_view else None
+    n = len(plan.customer_ids)
+    batches = codec.decode_batches([_hash(replies[step * i], batch_fields) for i in range(n)])
     states = [
         CustomerState(
             customer_id=customer_id,
-            batch=codec.decode_batch(_hash(replies[step * i], batch_fields)),
+            batch=batches[i],
             live=codec.decode_live(
                 _hash(replies[step * i + 1], live_fields),
                 _pairs(replies[step * i + 2]) if step == 3 else None,

@@ -16,7 +16,7 @@ def table() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "recency_days": [9.400231481481482, 0.1, np.nan, 1e300, -2.5, np.inf],
-            "nps": [8.0, np.nan, 10.0, 0.5, 3.0, 7.0],  # fits float16 exactly
+            "nps": [8.0, np.nan, 10.0, 0.5, 0.0999755859375, 7.0],  # fits float16 exactly
             "share": np.array([0.1, 0.25, 1 / 3, 0.0, 7.0, np.nan], dtype=np.float32),
             "frequency": np.arange(n, dtype=np.int64) * 40,  # 0..200: int16
             "big": np.array([0, 2**40, -(2**40), 1, 2, 3], dtype=np.int64),
@@ -56,6 +56,17 @@ def test_every_row_reads_back_exactly_as_its_json_form() -> None:
     assert got["share"] == 0.1 and got["last_purchase_at"] == "2011-08-01T10:30:00"
     assert got["seen_at"] == "2011-08-01T08:30:00+00:00"
     assert feature_pack.unpack(packed[1])["maybe_count"] is None
+
+
+def test_many_rows_read_by_column_give_the_same_values() -> None:
+    frame = pd.concat([table().drop(columns=["mixed"])] * 5, ignore_index=True)  # by column
+    schema = feature_pack.register(FeatureSchema.of(frame))
+    packed = schema.pack(frame)
+    assert len(packed) >= feature_pack.MANY
+    assert feature_pack.unpack_many(packed) == json_form(frame)
+    other = pd.DataFrame({"x": np.arange(20) / 4})
+    mixed = [*packed[:10], *feature_pack.register(FeatureSchema.of(other)).pack(other)]
+    assert feature_pack.unpack_many(mixed) == [*json_form(frame)[:10], *json_form(other)]
 
 
 def test_each_column_takes_its_narrowest_lossless_type() -> None:
