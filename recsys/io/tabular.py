@@ -264,10 +264,9 @@ def timestamp_column(
     """
     column = raw.frame[name]
     if isinstance(column.dtype, pd.DatetimeTZDtype):
-        parsed = column.dt.tz_convert("UTC").dt.tz_localize(None)
-        text = column.astype(STRING)
+        parsed, text = column.dt.tz_convert("UTC").dt.tz_localize(None), column
     elif pd.api.types.is_datetime64_dtype(column.dtype):
-        parsed, text = column, column.astype(STRING)
+        parsed, text = column, column  # already times: no text of every row (46M at scale)
     else:
         text = text_column(raw.frame, name)
         parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
