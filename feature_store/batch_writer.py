@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -32,6 +32,7 @@ import redis
 from feature_store import keys, privacy
 from feature_store.connection import RedisClient, store_errors
 from feature_store.feature_pack import FeatureSchema
+from feature_store.tombstones import Tombstones
 
 #: One chunk: customer ids, the hash fields every record of the chunk has, and each record's
 #: values of those fields, in that order.
@@ -75,10 +76,13 @@ def write_version(
     prefix: str,
     version: str,
     chunks: Iterable[Chunk],
+    tombstones: Tombstones,
     schema: FeatureSchema | None = None,
 ) -> int:
     """Write every chunk's records under ``version`` (ids already checked), then its loaded
-    marker; how many records. ``schema``: the packed features' schema, stored first."""
+    marker; how many records. ``schema``: the packed features' schema, stored first. After each
+    chunk is written, the records of its customers erased meanwhile are dropped
+    (``privacy.unlink_erased_batches``; ``tombstones`` digest their ids)."""
     marker = keys.loaded_marker(prefix, version)
     operation = f"load of version {version!r}"
     with store_errors(operation):
@@ -86,18 +90,27 @@ def write_version(
         client.sadd(keys.model_versions(prefix), version)  # erase finds its records by name
         if schema is not None:
             client.set(keys.feature_schema(prefix, version), schema.to_json())
+
+        def written_chunk(ids: Sequence[str]) -> None:
+            privacy.unlink_erased_batches(client, prefix, tombstones, version, list(ids))
+
         if isinstance(client, redis.Redis):
-            written = _write_overlapped(client, prefix, version, chunks)
+            written = _write_overlapped(client, prefix, version, chunks, written_chunk)
         else:
-            written = _write_pipelined(client, prefix, version, chunks)
-    privacy.drop_erased_batches(client, prefix, version)  # erased during the load
+            written = _write_pipelined(client, prefix, version, chunks, written_chunk)
     with store_errors(operation):
         loaded_at = datetime.now(UTC).isoformat()
         client.set(marker, orjson.dumps({"records": written, "loaded_at": loaded_at}))
     return written
 
 
-def _write_pipelined(client: Any, prefix: str, version: str, chunks: Iterable[Chunk]) -> int:
+#: Called with a chunk's customer ids once its records are written.
+Written: TypeAlias = Callable[[Sequence[str]], None]
+
+
+def _write_pipelined(
+    client: Any, prefix: str, version: str, chunks: Iterable[Chunk], written_chunk: Written
+) -> int:
     written = 0
     for ids, names, rows in chunks:
         pipe = client.pipeline(transaction=False)
@@ -105,6 +118,7 @@ def _write_pipelined(client: Any, prefix: str, version: str, chunks: Iterable[Ch
             fields = [part for pair in zip(names, row, strict=True) for part in pair]
             pipe.execute_command("HSET", keys.customer_batch(prefix, customer_id, version), *fields)
         pipe.execute()
+        written_chunk(ids)
         written += len(ids)
     return written
 
@@ -134,10 +148,11 @@ def _packed(prefix: str, version: str, chunk: Chunk) -> bytes:
 class _Sender(threading.Thread):
     """Writes packed chunks to one connection and reads their replies, in order."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, written_chunk: Written) -> None:
         super().__init__(name="bulk-load-sender", daemon=True)
         self.pool = client.connection_pool
-        self.inbox: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=1)
+        self.written_chunk = written_chunk
+        self.inbox: queue.Queue[tuple[bytes, Sequence[str]] | None] = queue.Queue(maxsize=1)
         self.failure: BaseException | None = None
 
     def run(self) -> None:
@@ -154,28 +169,29 @@ class _Sender(threading.Thread):
         finally:
             self.pool.release(connection)
 
-    def _send(self, connection: Any, buffer: bytes, count: int) -> None:
+    def _send(self, connection: Any, buffer: bytes, ids: Sequence[str]) -> None:
         connection.send_packed_command([buffer], check_health=False)
-        for _ in range(count):
+        for _ in ids:
             reply = connection.read_response()
             if isinstance(reply, redis.exceptions.ResponseError):
                 raise reply
+        self.written_chunk(ids)
 
-    def put(self, buffer: bytes, count: int) -> None:
+    def put(self, buffer: bytes, ids: Sequence[str]) -> None:
         if self.failure is not None:
             raise self.failure
-        self.inbox.put((buffer, count))
+        self.inbox.put((buffer, ids))
 
 
 def _write_overlapped(
-    client: redis.Redis, prefix: str, version: str, chunks: Iterable[Chunk]
+    client: redis.Redis, prefix: str, version: str, chunks: Iterable[Chunk], written_chunk: Written
 ) -> int:
-    sender = _Sender(client)
+    sender = _Sender(client, written_chunk)
     sender.start()
     written = 0
     try:
         for chunk in chunks:
-            sender.put(_packed(prefix, version, chunk), len(chunk[0]))
+            sender.put(_packed(prefix, version, chunk), chunk[0])
             written += len(chunk[0])
     finally:
         sender.inbox.put(_DONE)

@@ -16,7 +16,7 @@ their features are computed on the whole history.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,6 +95,13 @@ class History:
         return self.items[start:end], self.counts[start:end], self.days[start:end]
 
 
+def _empty(container: Container[str]) -> bool:
+    try:
+        return len(container) == 0  # type: ignore[arg-type]
+    except TypeError:  # a container without a length
+        return False
+
+
 @dataclass(frozen=True)
 class _Layout:
     """A bundle's per-customer data, aligned: customers with factors in ``ids`` order, each
@@ -125,23 +132,26 @@ class _Layout:
         only = np.flatnonzero(~index.isin(ids))
         return cls(ids, factors, history, table, feature_ids, position, only)
 
-    def kept(self, exclude: Collection[str]) -> tuple[np.ndarray, np.ndarray]:
-        """The rows of ``ids`` and of ``only`` whose customer is not in ``exclude``."""
+    def kept(self, exclude: Container[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of ``ids`` and of ``only`` whose customer is not in ``exclude`` (asked id
+        by id: an erased set can only say whether an id is in it; skipped when empty)."""
         rows, only = np.arange(len(self.ids)), self.only
-        if exclude:
-            skip = list(exclude)
-            rows = rows[~pd.Index(self.ids, dtype=object).isin(skip)]
-            only = only[~pd.Index(self.feature_ids, dtype=object)[only].isin(skip)]
-        return rows, only
+        if _empty(exclude):
+            return rows, only
+        ids = self.ids.tolist()
+        rows = np.array([r for r in rows.tolist() if ids[r] not in exclude], dtype=np.int64)
+        only = np.array([at for at in only.tolist() if self.feature_ids[at] not in exclude])
+        return rows, only.astype(np.int64)
 
 
 def records_from_bundle(
-    bundle: ModelBundle, exclude: Collection[str] = (), max_history: int | None = None
+    bundle: ModelBundle, exclude: Container[str] = frozenset(), max_history: int | None = None
 ) -> Iterator[tuple[str, BatchRecord]]:
     """Each customer's batch record: feature row (JSON values), factor row and history row.
 
     Customers follow ``bundle.customer_ids``; customers with features only (no factors) come
-    after them, with no vector and no history. Ids in ``exclude`` (erased) are skipped.
+    after them, with no vector and no history. Ids in ``exclude`` (erased: a set, or the
+    store's :class:`~feature_store.tombstones.ErasedSet`) are skipped.
     ``max_history``: the history cap (module docstring).
     """
     layout = _Layout.of(bundle, max_history)
@@ -230,7 +240,7 @@ def _chunk(
 
 
 def _chunks(
-    layout: _Layout, schema: FeatureSchema, exclude: Collection[str], compact: bool, size: int
+    layout: _Layout, schema: FeatureSchema, exclude: Container[str], compact: bool, size: int
 ) -> Iterator[batch_writer.Chunk]:
     rows, only = layout.kept(exclude)
     for start in range(0, len(rows), size):
@@ -255,7 +265,7 @@ def load_bundle(
     store: RedisFeatureStore,
     bundle: ModelBundle,
     *,
-    exclude: Collection[str] = (),
+    exclude: Container[str] = frozenset(),
     compact: bool = False,
     max_history: int | None = None,
     chunk: int = CHUNK,
@@ -278,7 +288,9 @@ def load_bundle(
         total=-(-(len(layout.ids) + len(layout.only)) // chunk),
         unit="chunks",
     )
-    return batch_writer.write_version(store.client, store.prefix, version, chunks, schema)
+    return batch_writer.write_version(
+        store.client, store.prefix, version, chunks, store.tombstones, schema
+    )
 
 
 def ensure_loaded(
