@@ -5,12 +5,16 @@ little-endian bytes, decoded with :func:`numpy.frombuffer` (no copy: the decoded
 read-only views); everything else is compact JSON (``orjson``).
 
 Batch record, hash ``<p>:{c:<id>}:v:<version>`` (written once by a bulk load; every field is
-always written, so a reload overwrites all of them):
+always written, empty where unused, so a reload overwrites all of them):
 
 ===========  ==================  ==================================================
 field        encoding            holds
 ===========  ==================  ==================================================
-``f``        JSON object         the customer's features (NaN written as ``null``)
+``p``        packed row          the customer's features as one binary row of the
+                                 version's schema (``feature_store.feature_pack``;
+                                 a bundle's bulk load); wins over ``f``
+``f``        JSON object         the customer's features (NaN written as ``null``;
+                                 records loaded one by one)
 ``u``        ``<f4`` bytes       the ALS factor vector; empty bytes for none
 ``u2``       ``<f2`` bytes       the same vector as float16, written instead of ``u``
                                  by a compact load (decoded to float32; ``u`` wins)
@@ -60,7 +64,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from feature_store import keys
+from feature_store import feature_pack, keys
 from recsys.decisions.contacts import Contact
 from recsys.store import BatchRecord, LiveRecord
 
@@ -70,6 +74,7 @@ I4 = np.dtype("<i4")
 
 # the hash fields as Redis returns them (bytes)
 _B_BATCH_FEATURES = keys.BATCH_FEATURES.encode()
+_B_BATCH_PACKED_FEATURES = keys.BATCH_PACKED_FEATURES.encode()
 _B_BATCH_HISTORY_COUNTS = keys.BATCH_HISTORY_COUNTS.encode()
 _B_BATCH_HISTORY_ITEMS = keys.BATCH_HISTORY_ITEMS.encode()
 _B_BATCH_HISTORY_LAST_DAYS = keys.BATCH_HISTORY_LAST_DAYS.encode()
@@ -118,38 +123,42 @@ def _json(raw: bytes | None) -> Any:
 
 
 def encode_batch(record: BatchRecord, compact: bool = False) -> dict[str, bytes]:
-    """The hash fields of a batch record (all five, always; ``compact``: the vector as ``u2``,
-    float16, and ``u`` empty, which halves its bytes at a relative error of about 1e-3)."""
-    if compact:
-        return {
-            keys.BATCH_FEATURES: dumps(dict(record.features)),
-            keys.BATCH_USER_VECTOR: b"",
-            keys.BATCH_USER_VECTOR_F2: vector_bytes(record.user_vector, F2),
-            keys.BATCH_HISTORY_ITEMS: vector_bytes(record.history_items, I4),
-            keys.BATCH_HISTORY_COUNTS: vector_bytes(record.history_counts),
-            keys.BATCH_HISTORY_LAST_DAYS: vector_bytes(record.history_last_days),
-        }
+    """The hash fields of a batch record, features as JSON (every field, always; ``compact``:
+    the vector as ``u2``, float16, and ``u`` empty, which halves its bytes at a relative error
+    of about 1e-3). A bundle's bulk load packs the features instead (``feature_store.bulk_load``).
+    """
+    f4, f2 = (
+        (b"", vector_bytes(record.user_vector, F2))
+        if compact
+        else (vector_bytes(record.user_vector), b"")
+    )
     return {
+        keys.BATCH_PACKED_FEATURES: b"",
         keys.BATCH_FEATURES: dumps(dict(record.features)),
-        keys.BATCH_USER_VECTOR: vector_bytes(record.user_vector),
+        keys.BATCH_USER_VECTOR: f4,
+        keys.BATCH_USER_VECTOR_F2: f2,
         keys.BATCH_HISTORY_ITEMS: vector_bytes(record.history_items, I4),
         keys.BATCH_HISTORY_COUNTS: vector_bytes(record.history_counts),
         keys.BATCH_HISTORY_LAST_DAYS: vector_bytes(record.history_last_days),
     }
 
 
-def encode_batch_flat(record: BatchRecord, compact: bool = False) -> list[str | bytes]:
-    """:func:`encode_batch` as ``HSET`` arguments: field, value, field, value..."""
-    return [part for pair in encode_batch(record, compact).items() for part in pair]
+def decode_batch(
+    fields: Mapping[bytes, bytes], features: Mapping[str, Any] | None = None
+) -> BatchRecord | None:
+    """The batch record in an ``HGETALL`` answer; ``None`` when the hash does not exist.
 
-
-def decode_batch(fields: Mapping[bytes, bytes]) -> BatchRecord | None:
-    """The batch record in an ``HGETALL`` answer; ``None`` when the hash does not exist."""
+    Packed features need their schema registered first (:func:`feature_pack.use`, which the
+    readers do with the schema they read in the same round trip); ``features``: already
+    decoded (:func:`decode_batches`)."""
     if not fields:
         return None
     get = fields.get
+    if features is None:
+        packed = get(_B_BATCH_PACKED_FEATURES)
+        features = feature_pack.unpack(packed) if packed else (_json(get(_B_BATCH_FEATURES)) or {})
     return BatchRecord(
-        features=_json(get(_B_BATCH_FEATURES)) or {},
+        features=features,
         user_vector=_vector(get(_B_BATCH_USER_VECTOR))
         if get(_B_BATCH_USER_VECTOR)
         else _half(get(_B_BATCH_USER_VECTOR_F2)),
@@ -157,6 +166,16 @@ def decode_batch(fields: Mapping[bytes, bytes]) -> BatchRecord | None:
         history_counts=_array(get(_B_BATCH_HISTORY_COUNTS), F4, _EMPTY_F4),
         history_last_days=_array(get(_B_BATCH_HISTORY_LAST_DAYS), F4, _EMPTY_F4),
     )
+
+
+def decode_batches(hashes: Sequence[Mapping[bytes, bytes]]) -> list[BatchRecord | None]:
+    """:func:`decode_batch` of many answers, packed features decoded together (by column)."""
+    packed = [i for i, fields in enumerate(hashes) if fields.get(_B_BATCH_PACKED_FEATURES)]
+    features: list[Mapping[str, Any] | None] = [None] * len(hashes)
+    rows = feature_pack.unpack_many([hashes[i][_B_BATCH_PACKED_FEATURES] for i in packed])
+    for i, row in zip(packed, rows, strict=True):
+        features[i] = row
+    return [decode_batch(h, f) for h, f in zip(hashes, features, strict=True)]
 
 
 def encode_live(record: LiveRecord) -> dict[str, bytes]:

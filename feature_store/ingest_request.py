@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from feature_store import codec, keys, shards
+from feature_store import codec, feature_pack, keys, shards
 from feature_store.ingest_script import (
     APPLIED,
     ERASED,
@@ -66,7 +66,12 @@ def encode_update(update: LiveUpdate, version: str | None) -> dict[str, bytes]:
 READ_LIVE = (*keys.LIVE_RECORD, keys.LIVE_REVISION, keys.LEGACY_LIVE_ONLINE)
 _READ_LIVE = tuple(name.encode() for name in READ_LIVE)
 #: What the plan uses of the batch record: its features and purchase history.
-READ_BATCH = (keys.BATCH_FEATURES, keys.BATCH_HISTORY_ITEMS, keys.BATCH_HISTORY_COUNTS)
+READ_BATCH = (
+    keys.BATCH_FEATURES,
+    keys.BATCH_PACKED_FEATURES,
+    keys.BATCH_HISTORY_ITEMS,
+    keys.BATCH_HISTORY_COUNTS,
+)
 _READ_BATCH = tuple(name.encode() for name in READ_BATCH)
 _B_REVISION = keys.LIVE_REVISION.encode()
 _B_LEGACY_ONLINE = keys.LEGACY_LIVE_ONLINE.encode()
@@ -154,6 +159,8 @@ class Request:
         p = self.prefix
         self.groups = shards.group_by_shard(self.cluster, self.pending)
         commands = _Commands()
+        if self.version is not None:  # to unpack the batch records' features
+            commands.append(("GET", keys.feature_schema(p, self.version)))
         queue_check(commands, p, self.erased, self.groups)
         for customer in self.pending:
             commands.append(("HMGET", keys.customer_live(p, customer), *READ_LIVE))
@@ -175,6 +182,8 @@ class Request:
     def take_read(self, replies: Sequence[Any]) -> list[ScriptCall]:
         """Plan the round from its read replies: the script calls to make (none: done)."""
         it: Iterator[Any] = iter(replies)
+        if self.version is not None:
+            feature_pack.use(next(it))
         erased = take_check(self.groups, it)
         snapshots: dict[str, CustomerSnapshot] = {}
         stored: dict[str, tuple[Mapping[bytes, bytes], bytes]] = {}

@@ -34,6 +34,8 @@ key                                    type         holds
 ``<p>:meta:loaded:<version>``          string       set last by a completed bulk load (JSON)
 ``<p>:meta:loading:<version>``         string       lock held by the process loading it
 ``<p>:meta:versions``                  set          every version with batch records written
+``<p>:meta:schema:<version>``          string       the packed features' schema of a version
+                                                    (``feature_store.feature_pack``, JSON)
 ``<p>:{items}:overrides``              hash         item id -> JSON catalogue change
 ``<p>:{items}:rev``                    integer      bumped on every catalogue change
 ``<p>:events``                         stream       every accepted event, durable
@@ -84,7 +86,8 @@ from recsys import schema
 CUSTOMER_ID_PATTERN = schema.CUSTOMER_ID_PATTERN  # the one alphabet, re-exported
 
 # -- fields of the batch hash (``<p>:{c:<id>}:v:<version>``) --------------------------------
-BATCH_FEATURES: Final = "f"  # JSON feature row
+BATCH_FEATURES: Final = "f"  # JSON feature row (records loaded one by one)
+BATCH_PACKED_FEATURES: Final = "p"  # packed feature row (a bundle's bulk load)
 BATCH_USER_VECTOR: Final = "u"  # raw f4 factor vector
 BATCH_USER_VECTOR_F2: Final = "u2"  # raw f2 factor vector (a compact load)
 BATCH_HISTORY_ITEMS: Final = "hi"  # raw i4 item rows of the version
@@ -108,6 +111,7 @@ LEGACY_LIVE_ONLINE: Final = "agg"
 #: ``LiveRecord``): no revision, no legacy online state.
 BATCH_RECORD: Final = (
     BATCH_FEATURES,
+    BATCH_PACKED_FEATURES,
     BATCH_USER_VECTOR,
     BATCH_USER_VECTOR_F2,
     BATCH_HISTORY_ITEMS,
@@ -127,6 +131,7 @@ LIVE_RECORD: Final = (
 #: What a page view reads of the two hashes (``HMGET``): no features JSON, no online state.
 BATCH_PAGE_VIEW: Final = (
     BATCH_USER_VECTOR,
+    BATCH_USER_VECTOR_F2,
     BATCH_HISTORY_ITEMS,
     BATCH_HISTORY_COUNTS,
     BATCH_HISTORY_LAST_DAYS,
@@ -268,6 +273,11 @@ def load_lock(prefix: str, version: str) -> str:
 def model_versions(prefix: str) -> str:
     """The set of versions whose batch records may exist (added before a load writes any)."""
     return f"{prefix}:meta:versions"
+
+
+def feature_schema(prefix: str, version: str) -> str:
+    """The schema of ``version``'s packed feature rows (written by its bulk load)."""
+    return f"{prefix}:meta:schema:{version}"
 
 
 def item_overrides(prefix: str) -> str:

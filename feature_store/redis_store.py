@@ -22,13 +22,12 @@ import functools
 import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import redis
 
-from feature_store import codec, keys, packed, privacy
+from feature_store import batch_writer, codec, feature_pack, keys, packed, privacy
 from feature_store.connection import RedisClient, connect, store_errors
 from feature_store.tombstones import ErasedSet, Tombstones, configured_key, resolve
 from recsys.config import Settings
@@ -72,8 +71,9 @@ def read_commands(prefix: str, plan: ReadPlan, *, contacts_read: int) -> list[tu
     :data:`~feature_store.keys.LIVE_PAGE_VIEW`: never the revision nor a legacy online state),
     and, when asked, the newest ``contacts_read`` contacts; then, with ``meta``, the catalogue
     revision, the active version and the version's loaded marker (``EXISTS``), so the decoder
-    can tell a customer without a batch record from a store that lost the version's features.
-    Ids are checked first."""
+    can tell a customer without a batch record from a store that lost the version's features;
+    last, for a read of whole records, the version's feature schema (to unpack the features:
+    ``feature_store.feature_pack``). Ids are checked first."""
     for customer_id in plan.customer_ids:
         check_customer_id(customer_id)
     commands: list[tuple[Any, ...]] = []
@@ -93,6 +93,8 @@ def read_commands(prefix: str, plan: ReadPlan, *, contacts_read: int) -> list[tu
         commands.append(("GET", keys.item_revision(prefix)))
         commands.append(("GET", keys.active_version(prefix)))
         commands.append(("EXISTS", keys.loaded_marker(prefix, plan.version)))
+    if not plan.page_view:
+        commands.append(("GET", keys.feature_schema(prefix, plan.version)))
     return commands
 
 
@@ -132,15 +134,20 @@ def decode_read(plan: ReadPlan, replies: Sequence[Any]) -> ReadResult:
     version's loaded marker is not there: a missing batch record then says nothing about the
     customer (Redis came back empty), so the read must not pass for "a customer the model does
     not know"."""
+    if not plan.page_view:
+        feature_pack.use(replies[-1])
+        replies = replies[:-1]
     if plan.meta and not replies[-1]:
         raise FeaturesMissingError(plan.version, _text(replies[-2]))
     step = 3 if plan.contacts else 2
     batch_fields = _BATCH_PAGE_VIEW if plan.page_view else _BATCH_RECORD
     live_fields = _LIVE_PAGE_VIEW if plan.page_view else _LIVE_RECORD
+    n = len(plan.customer_ids)
+    batches = codec.decode_batches([_hash(replies[step * i], batch_fields) for i in range(n)])
     states = [
         CustomerState(
             customer_id=customer_id,
-            batch=codec.decode_batch(_hash(replies[step * i], batch_fields)),
+            batch=batches[i],
             live=codec.decode_live(
                 _hash(replies[step * i + 1], live_fields),
                 _pairs(replies[step * i + 2]) if step == 3 else None,
@@ -261,38 +268,28 @@ class RedisFeatureStore:
     def load_version(
         self, version: str, records: Iterable[tuple[str, BatchRecord]], compact: bool = False
     ) -> int:
-        """Write every record under ``version`` in pipelined chunks, then its loaded marker.
-
-        ``compact``: vectors as float16 (:func:`feature_store.codec.encode_batch`).
-
-        A load that fails half-way leaves no marker, so ``has_version`` stays false and a
-        later load of the same version overwrites every record whole. After each chunk, the
-        records of customers erased meanwhile are dropped (``privacy.unlink_erased_batches``).
+        """Write every record under ``version`` in chunks, then its loaded marker
+        (:func:`feature_store.batch_writer.write_version`: a load that fails half-way leaves no
+        marker; the records of customers erased meanwhile are dropped after each chunk);
+        features as JSON, ``compact``: vectors as float16
+        (:func:`feature_store.codec.encode_batch`). A bundle loads faster, features packed:
+        :func:`feature_store.bulk_load.load_bundle`.
         """
         check_version(version)
-        p, chunk, erased = self.prefix, self.chunk_size, self.tombstones
-        marker = keys.loaded_marker(p, version)
-        written, ids = 0, []
-        with store_errors(f"load of version {version!r}"):
-            self.client.delete(marker)
-            self.client.sadd(keys.model_versions(p), version)  # erase finds its records by name
-            pipe = self.client.pipeline(transaction=False)
-            for customer_id, record in records:
-                check_customer_id(customer_id)
-                key = keys.customer_batch(p, customer_id, version)
-                pipe.execute_command("HSET", key, *codec.encode_batch_flat(record, compact))
-                ids.append(customer_id)
-                written += 1
-                if written % chunk == 0:
-                    pipe.execute()
-                    privacy.unlink_erased_batches(self.client, p, erased, version, ids)
-                    ids = []
-            pipe.execute()
-        privacy.unlink_erased_batches(self.client, p, erased, version, ids)
-        with store_errors(f"load of version {version!r}"):
-            loaded_at = datetime.now(UTC).isoformat()
-            self.client.set(marker, orjson.dumps({"records": written, "loaded_at": loaded_at}))
-        return written
+        chunks = self._chunks(records, compact)
+        return batch_writer.write_version(
+            self.client, self.prefix, version, chunks, self.tombstones
+        )
+
+    def _chunks(
+        self, records: Iterable[tuple[str, BatchRecord]], compact: bool
+    ) -> Iterator[batch_writer.Chunk]:
+        it = iter(records)
+        while chunk := list(itertools.islice(it, self.chunk_size)):
+            ids = [check_customer_id(customer_id) for customer_id, _ in chunk]
+            encoded = [codec.encode_batch(record, compact) for _, record in chunk]
+            names = tuple(name.encode() for name in encoded[0])  # the same for every record
+            yield ids, names, [tuple(fields.values()) for fields in encoded]
 
     @contextlib.contextmanager
     def load_lock(self, version: str, ttl_s: float = 900.0) -> Iterator[bool]:
@@ -346,6 +343,7 @@ class RedisFeatureStore:
             raise InvalidRequestError(f"version {version!r} is active; activate another first")
         with store_errors(f"delete of version {version!r}"):
             self.client.delete(keys.loaded_marker(self.prefix, version))
+            self.client.delete(keys.feature_schema(self.prefix, version))
             removed = self._unlink_matching(keys.version_pattern(self.prefix, version))
             self.client.srem(keys.model_versions(self.prefix), version)  # last: see privacy
             return removed
@@ -402,9 +400,20 @@ class RedisFeatureStore:
         leaves them out, two round trips then).
         """
         check_customer_id(customer_id)
+        self._use_schemas()
         return privacy.export_customer(
             self.client, self.prefix, customer_id, events=events, tombstones=self.tombstones
         )
+
+    def _use_schemas(self) -> None:
+        """Register the feature schema of every version with records (export decodes them all)."""
+        with store_errors("read of feature schemas"):
+            versions = self.client.smembers(keys.model_versions(self.prefix))
+            pipe = self.client.pipeline(transaction=False)
+            for version in versions:
+                pipe.get(keys.feature_schema(self.prefix, str(_text(version))))
+            for raw in pipe.execute() if versions else ():
+                feature_pack.use(raw)
 
     def erase_customer(self, customer_id: str, *, known: bool = True) -> int:
         """Add the customer's digest to the erased set, delete every key of theirs (by name) and

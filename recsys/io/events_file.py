@@ -28,6 +28,7 @@ from recsys.io.tabular import (
     float_ids,
     item_id_column,
     number_column,
+    repeated,
     text_column,
     timestamp_column,
 )
@@ -155,7 +156,7 @@ def normalize(raw: RawTable) -> Normalized:
     bad_quantity = needs_item & (quantity <= 0).to_numpy()
     bad_price = ((price < 0) | (is_purchase & (price == 0))).to_numpy() & ~bad_quantity
     event_id = text("event_id")
-    duplicate = (event_id.notna() & event_id.duplicated()).to_numpy() & ~bad_quantity & ~bad_price
+    duplicate = repeated(event_id) & ~bad_quantity & ~bad_price
 
     table = pd.DataFrame(
         {
@@ -178,4 +179,6 @@ def normalize(raw: RawTable) -> Normalized:
         "duplicate_event_id": int(duplicate.sum()),
     }
     counts = {"returns_made_positive": int(negative_return.sum())}
-    return Normalized(table[keep], dropped, counts)
+    return Normalized(
+        table if keep.all() else table[keep], dropped, counts
+    )  # no copy: none dropped

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from storekit import spawn_redis
 
-from feature_store import keys
-from feature_store.bulk_load import ensure_loaded, records_from_bundle
+from feature_store import feature_pack, keys
+from feature_store.bulk_load import ensure_loaded, load_bundle, records_from_bundle
 from feature_store.connection import connect
 from feature_store.redis_store import RedisFeatureStore
 from recsys.bundle import DataWindow, ItemTable, Manifest, ModelBundle
-from recsys.errors import ModelUnavailableError, StoreUnavailableError
+from recsys.errors import (
+    InternalError,
+    InvalidRequestError,
+    ModelUnavailableError,
+    StoreUnavailableError,
+)
 
 
 def make_bundle(version: str = "20261122T000000Z-abc123", n: int = 4) -> ModelBundle:
@@ -212,3 +220,142 @@ def test_a_compact_load_stores_float16_vectors_read_back_as_float32(
     assert state.batch.history_items.tolist() == [0, 1]  # all bought 3 days ago: row order
     key = keys.customer_batch(store.prefix, "a3", bundle.version)
     assert store.client.hget(key, "u") == b"" and len(store.client.hget(key, "u2")) == 6
+
+
+# -- the bulk load of a bundle: packed features, vectorised chunks ---------------------------
+
+
+@pytest.fixture
+def fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No feature schema known, as in a process that never loaded or read one."""
+    monkeypatch.setattr(feature_pack, "_known", {})
+    monkeypatch.setattr(feature_pack, "_by_json", {})
+
+
+def test_a_bundle_load_reads_back_what_the_json_records_held(store: RedisFeatureStore) -> None:
+    bundle = make_bundle()
+    assert load_bundle(store, bundle, chunk=2) == 5
+    assert store.version_info(bundle.version)["records"] == 5  # type: ignore[index]
+    for customer_id, want in records_from_bundle(bundle):
+        got = store.read_customer(bundle.version, customer_id).batch
+        assert got is not None and got.features == want.features
+        if want.user_vector is None:
+            assert got.user_vector is None and got.history_items.size == 0
+            continue
+        assert got.user_vector is not None
+        assert got.user_vector.tobytes() == want.user_vector.tobytes()  # float32: exact
+        for name in ("history_items", "history_counts", "history_last_days"):
+            assert getattr(got, name).tobytes() == getattr(want, name).tobytes()
+
+
+def test_a_compact_bundle_load_keeps_vectors_within_float16_precision(
+    store: RedisFeatureStore,
+) -> None:
+    bundle = make_bundle()
+    bundle.user_factors = bundle.user_factors / np.float32(7)
+    load_bundle(store, bundle, compact=True, max_history=2)
+    for customer_id, want in records_from_bundle(bundle, max_history=2):
+        got = store.read_customer(bundle.version, customer_id).batch
+        assert got is not None and got.features == want.features
+        if want.user_vector is not None:
+            assert got.user_vector is not None and got.user_vector.dtype == np.float32
+            np.testing.assert_allclose(got.user_vector, want.user_vector, rtol=1e-3, atol=1e-6)
+            assert got.history_items.tolist() == want.history_items.tolist()
+
+
+def test_packed_features_are_read_by_a_process_that_never_saw_their_schema(
+    store: RedisFeatureStore, fresh_process: None
+) -> None:
+    bundle = make_bundle()
+    load_bundle(store, bundle)
+    want = dict(records_from_bundle(bundle))["a3"].features
+    feature_pack._known.clear()
+    feature_pack._by_json.clear()
+    assert store.read_customer(bundle.version, "a3").batch.features == want  # type: ignore[union-attr]
+    feature_pack._known.clear()
+    feature_pack._by_json.clear()
+    assert store.export_customer("a3", events=False)["batch"][bundle.version]["features"] == want
+
+
+def test_event_ingestion_reads_the_packed_batch_features(
+    store: RedisFeatureStore, fresh_process: None
+) -> None:
+    from feature_store.ingest import EventWriter
+    from recsys.customers.live_update import OnlineModel, plan_updates
+    from recsys.events import utcnow, validate_batch
+
+    bundle = make_bundle()
+    load_bundle(store, bundle)
+    online = OnlineModel(
+        version=bundle.version,
+        as_of=datetime(2011, 9, 1),
+        item_ids=bundle.items.item_ids.tolist(),
+        row_of={item: row for row, item in enumerate(bundle.items.item_ids.tolist())},
+        fold=None,
+    )
+    writer = EventWriter(store.client, store.prefix, stream_maxlen=100)
+    event = {"customer_id": "a3", "event_type": "purchase", "item_id": "i1", "price": 2.0}
+    writer.ingest(
+        validate_batch([event]),
+        bundle.version,
+        lambda snapshots, events: plan_updates(online, snapshots, events, utcnow()),
+    )
+    live = store.read_customer(bundle.version, "a3").live
+    assert live.features["frequency"] == 5  # 4 in the packed batch record, + 1
+
+
+def test_a_bundle_record_is_a_small_listpack_naming_no_feature(store: RedisFeatureStore) -> None:
+    bundle = make_bundle()
+    load_bundle(store, bundle, compact=True)
+    key = keys.customer_batch(store.prefix, "a3", bundle.version)
+    assert store.client.object("encoding", key) in (b"listpack", b"ziplist")
+    packed = store.client.hget(key, keys.BATCH_PACKED_FEATURES)
+    assert packed and b"frequency" not in packed and b"loyal" not in packed
+    assert store.client.hget(key, keys.BATCH_FEATURES) == b""
+    schema = keys.feature_schema(store.prefix, bundle.version)
+    assert b"frequency" in store.client.get(schema)  # named once, for the version
+    assert store.delete_version(bundle.version) == 5
+    assert store.client.exists(schema) == 0
+
+
+def test_a_bundle_with_a_bad_customer_id_writes_nothing(store: RedisFeatureStore) -> None:
+    bundle = make_bundle()
+    bundle.customer_ids = np.array(["a0", "a1", "bad id", "a3"])
+    with pytest.raises(InvalidRequestError, match="invalid customer id 'bad id'"):
+        load_bundle(store, bundle)
+    assert store.client.exists(keys.customer_batch(store.prefix, "a0", bundle.version)) == 0
+
+
+def test_a_load_that_fails_half_way_leaves_no_loaded_marker(store: RedisFeatureStore) -> None:
+    bundle = make_bundle()
+    blocker = keys.customer_batch(store.prefix, "a3", bundle.version)
+    store.client.set(blocker, "not a hash")  # its HSET fails: WRONGTYPE, in the second chunk
+    with pytest.raises(InternalError, match="WRONGTYPE"):
+        load_bundle(store, bundle, chunk=2)
+    assert not store.has_version(bundle.version)
+    store.client.delete(blocker)
+    assert load_bundle(store, bundle, chunk=2) == 5 and store.has_version(bundle.version)
+
+
+def test_a_server_whose_listpack_limit_is_too_small_is_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    process, port = spawn_redis(tmp_path, "--hash-max-ziplist-value", "64")
+    small = RedisFeatureStore(connect(f"redis://127.0.0.1:{port}", timeout_ms=2000), "p")
+    try:
+        bundle = make_bundle()
+        bundle.user_factors = np.ones((4, 40), np.float32)  # 80 bytes as float16: over 64
+        with caplog.at_level(logging.WARNING, logger="feature_store.batch_writer"):
+            load_bundle(small, bundle, compact=True)
+        assert "hash-max-ziplist-value is 64" in caplog.text and "at least 80" in caplog.text
+        key = keys.customer_batch("p", "a3", bundle.version)
+        assert small.client.object("encoding", key) == b"hashtable"
+        caplog.clear()
+        small.client.config_set("hash-max-ziplist-value", 80)
+        with caplog.at_level(logging.WARNING, logger="feature_store.batch_writer"):
+            load_bundle(small, bundle, compact=True)
+        assert caplog.text == ""
+    finally:
+        small.close()
+        process.terminate()
+        process.wait(10)

@@ -67,7 +67,9 @@ def test_batch_without_vector_or_history_round_trips_as_empty() -> None:
 
 
 def test_every_batch_field_is_always_written_so_a_reload_overwrites_all() -> None:
-    assert set(codec.encode_batch(BatchRecord(features={}))) == {"f", "u", "hi", "hc", "hd"}
+    every = {"p", "f", "u", "u2", "hi", "hc", "hd"}
+    assert set(codec.encode_batch(BatchRecord(features={}))) == every
+    assert set(codec.encode_batch(BatchRecord(features={}), compact=True)) == every
 
 
 def test_missing_batch_hash_decodes_to_none() -> None:

@@ -12,7 +12,7 @@ import pytest
 from recsys.errors import DataFileError
 from recsys.io.loaders import detect_format, load_interactions
 from recsys.io.synthetic import generate_events
-from recsys.io.tabular import read_table
+from recsys.io.tabular import STRING, read_table, repeated
 from recsys.schema import EVENT_TYPES, INTERACTION_COLUMNS, OFFER_RESPONSE_TYPES
 
 EXPECTED_DTYPES = {
@@ -305,3 +305,11 @@ def test_missing_file_and_broken_parquet_are_data_file_errors(tmp_path):
 def test_unknown_format_name_is_refused_before_reading(tmp_path):
     with pytest.raises(ValueError, match="unknown format 'xlsx'"):
         load_interactions(tmp_path / "absent.csv", fmt="xlsx")
+
+
+def test_repeated_marks_every_present_value_after_its_first_row():
+    values = pd.Series(["b", None, "a", "b", None, "a", "c", "b"], dtype=STRING)
+    assert repeated(values).tolist() == [False, False, False, True, False, True, False, True]
+    assert repeated(values).tolist() == (values.notna() & values.duplicated()).tolist()
+    assert repeated(pd.Series(["x"], dtype=STRING)).tolist() == [False]
+    assert repeated(pd.Series([], dtype=STRING)).tolist() == []
