@@ -32,6 +32,7 @@ from training.interactions import (
 )
 from training.neighbours import cooccurrence_neighbours
 from training.popularity import compute_popularity
+from training.signals import item_signals
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class BuildOptions:
     popular_window_days: float | None = POPULAR_WINDOW_DAYS
     with_features: bool = True
     with_churn: bool = True
+    with_signals: bool = True  # the two-stage ranking's item signals (EASE, rhythm, ...)
 
 
 def resolve_as_of(interactions: pd.DataFrame, as_of: Any) -> pd.Timestamp:
@@ -127,6 +129,22 @@ def build_bundle(
         window_days=options.popular_window_days,
     )
 
+    signals: dict[str, np.ndarray] = {}
+    if options.with_signals:
+        t = time.perf_counter()
+        with threadpool_limits(1, "blas"):
+            fitted = item_signals(
+                events,
+                customer_ids,
+                item_ids,
+                items.is_product,
+                items.prices,
+                purchases.orders,
+                popularity,
+            )
+        signals = fitted.to_arrays()
+        timings["signals_seconds"] = time.perf_counter() - t
+
     features = pd.DataFrame({"customer_id": pd.Series(customer_ids, dtype=object)})
     churn_onnx: bytes | None = None
     extra: dict[str, Any] = {}
@@ -203,6 +221,7 @@ def build_bundle(
         features=features,
         churn_onnx=churn_onnx,
         extra=extra,
+        signals=signals,
     )
 
 
