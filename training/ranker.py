@@ -2,8 +2,10 @@
 validation window, exported to ONNX.
 
 Windows (``H`` = :data:`HORIZON_DAYS`): the validation cutoff is ``as_of - H`` and the training
-cutoffs ``as_of - 2H``, ``as_of - 3H``, ... (:data:`TRAIN_WINDOWS`; a cutoff with less than
-:data:`MIN_HISTORY_DAYS` of events before it is skipped). At each cutoff ``t`` a bundle is built
+cutoffs ``as_of - 2H``, ``as_of - 2H - S``, ... (:data:`TRAIN_WINDOWS` of them, ``S`` =
+:data:`WINDOW_STEP_DAYS`: overlapping label windows, more customers to learn from; none of
+them reaches the validation window; a cutoff with less than :data:`MIN_HISTORY_DAYS` of events
+before it is skipped). At each cutoff ``t`` a bundle is built
 from the events before ``t`` alone (:func:`training.build.build_bundle`: ALS, neighbours,
 popularity, item signals), each sampled customer's candidates and features are computed by the
 serving code (:func:`recsys.ranking.candidates.candidates_for`) and labelled by the purchases
@@ -42,13 +44,14 @@ from training.ranker_onnx import booster_to_onnx, onnx_rankers
 log = logging.getLogger(__name__)
 
 HORIZON_DAYS: Final = 28
-TRAIN_WINDOWS: Final = 2
-MIN_HISTORY_DAYS: Final = 56
+TRAIN_WINDOWS: Final = 4
+WINDOW_STEP_DAYS: Final = 14
+MIN_HISTORY_DAYS: Final = 28
 CUSTOMERS_PER_WINDOW: Final = 2000  # sampled per window and task (fixed seed)
 K: Final = 20  # the cut the ranker is trained (lambdarank truncation) and selected at
 LGBM_PARAMS: Final[dict[str, Any]] = {
     "objective": "lambdarank",
-    "n_estimators": 150,
+    "n_estimators": 200,
     "learning_rate": 0.08,
     "num_leaves": 15,
     "min_child_samples": 100,
@@ -125,14 +128,37 @@ def _window(
     return Window(model, bundle, relevant, users)
 
 
-def _rows(window: Window, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features, labels and group sizes of the window's customers (groups with a hit only)."""
+@dataclass(frozen=True)
+class Rows:
+    """Learning-to-rank rows: features, labels, group sizes; ``recall``: the share of the
+    labelled purchases that were among the candidates."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+    recall: float
+
+
+def _stack(parts: list[Rows]) -> Rows:
+    found = sum(float(p.labels.sum()) for p in parts)
+    wanted = sum(float(p.labels.sum()) / p.recall for p in parts if p.recall > 0)
+    return Rows(
+        np.concatenate([p.features for p in parts]),
+        np.concatenate([p.labels for p in parts]),
+        np.concatenate([p.groups for p in parts]),
+        found / wanted if wanted else 0.0,
+    )
+
+
+def _rows(window: Window, task: str) -> Rows:
+    """The window's customers' candidates, labelled (groups with a hit only)."""
     signals = window.model.signals
     if signals is None:
         raise ValueError("the window's bundle has no item signals")
     not_product = ~window.bundle.items.is_product.astype(bool)
     rel = window.relevant[task]
     features, labels, groups = [], [], []
+    wanted = 0
     for u in window.users[task].tolist():
         found = candidates_for(
             window.model,
@@ -141,14 +167,42 @@ def _rows(window: Window, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
             K,
             blocked_for(window.bundle, u, task, not_product),
         )
-        y = np.isin(found.rows, rel.indices[rel.indptr[u] : rel.indptr[u + 1]])
+        bought = rel.indices[rel.indptr[u] : rel.indptr[u + 1]]
+        wanted += bought.size
+        y = np.isin(found.rows, bought)
         if y.any():
             features.append(found.features)
             labels.append(y.astype(np.float32))
             groups.append(found.rows.size)
     if not groups:
-        return np.zeros((0, len(FEATURES)), np.float32), np.zeros(0, np.float32), np.zeros(0)
-    return np.concatenate(features), np.concatenate(labels), np.asarray(groups)
+        return Rows(np.zeros((0, len(FEATURES)), np.float32), np.zeros(0, np.float32),
+                    np.zeros(0, np.int64), 0.0)  # fmt: skip
+    y_all = np.concatenate(labels)
+    return Rows(np.concatenate(features), y_all, np.asarray(groups), float(y_all.sum()) / wanted)
+
+
+def _fit(rows: Rows, valid: Rows | None, trees: int) -> Any:
+    """A lambdarank booster (early stopping on ``valid`` when given)."""
+    import lightgbm as lgb
+
+    params = {key: v for key, v in LGBM_PARAMS.items() if key != "n_estimators"}
+    params["objective"] = "lambdarank"
+    params["eval_at"] = [K]
+    data = lgb.Dataset(rows.features, rows.labels, group=rows.groups, free_raw_data=False)
+    if valid is None:
+        return lgb.train(params, data, num_boost_round=trees)
+    held = lgb.Dataset(valid.features, valid.labels, group=valid.groups, reference=data)
+    stop = lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)
+    return lgb.train(params, data, num_boost_round=trees, valid_sets=[held], callbacks=[stop])
+
+
+def _onnx(booster: Any, trees: int) -> bytes:
+    """The booster's first ``trees`` trees as ONNX."""
+    import lightgbm as lgb
+
+    if booster.num_trees() > trees:
+        booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=trees))
+    return booster_to_onnx(booster, len(FEATURES))
 
 
 def _validation_ndcg(window: Window, task: str, model: RankingModel, ease: bool) -> float:
@@ -190,8 +244,6 @@ def train_rankers(
     config: TrainingConfig | None = None,
 ) -> TrainedRankers:
     """Train and select the rankers on the events before ``as_of`` (see the module docstring)."""
-    import lightgbm as lgb
-
     started = time.perf_counter()
     config = config or TrainingConfig()
     as_of = pd.Timestamp(as_of)
@@ -200,64 +252,61 @@ def train_rankers(
     events = interactions.loc[interactions["timestamp"].lt(as_of)]
     first = pd.Timestamp(events["timestamp"].min())
     horizon = pd.Timedelta(days=HORIZON_DAYS)
-    cutoffs = [as_of - (i + 1) * horizon for i in range(1 + TRAIN_WINDOWS)]
+    step = pd.Timedelta(days=WINDOW_STEP_DAYS)
+    cutoffs = [as_of - horizon] + [as_of - 2 * horizon - j * step for j in range(TRAIN_WINDOWS)]
     cutoffs = [c for c in cutoffs if c - first >= pd.Timedelta(days=MIN_HISTORY_DAYS)]
     report: dict[str, Any] = {"horizon_days": HORIZON_DAYS, "features": list(FEATURES)}
     if len(cutoffs) < 2:
         report["skipped"] = f"fewer than 2 windows with {MIN_HISTORY_DAYS} days of history"
         return TrainedRankers({}, frozenset(), report)
     report["cutoffs"] = [f"{c:%Y-%m-%d}" for c in cutoffs]
+    cpu: dict[str, float] = {"windows": -time.process_time()}
     windows = [_window(events, catalog, c, config, seed=i) for i, c in enumerate(cutoffs)]
+    cpu["windows"] += time.process_time()
     valid, train = windows[0], windows[1:]
     trained: dict[str, bytes] = {}
     served: set[str] = set()
     for task in TASKS:
-        parts = [_rows(w, task) for w in train]
-        x = np.concatenate([p[0] for p in parts])
-        y = np.concatenate([p[1] for p in parts])
-        groups = np.concatenate([p[2] for p in parts])
-        vx, vy, vgroups = _rows(valid, task)
-        if not len(groups) or not len(vgroups):
+        cpu[f"{task}/features"] = -time.process_time()
+        fit_rows = _stack([_rows(w, task) for w in train])
+        valid_rows = _rows(valid, task)
+        cpu[f"{task}/features"] += time.process_time()
+        if not len(fit_rows.groups) or not len(valid_rows.groups):
             report[task] = {"skipped": "no labelled customers"}
             continue
-        model = lgb.LGBMRanker(**LGBM_PARAMS)
-        model.fit(
-            x,
-            y,
-            group=groups,
-            eval_X=(vx,),
-            eval_y=(vy,),
-            eval_group=[vgroups],
-            eval_at=[K],
-            callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
-        )
-        onnx = booster_to_onnx(model.booster_, len(FEATURES))
-        learned = replace(valid.model, rankers=onnx_rankers({task: onnx}))
+        cpu[f"{task}/fit"] = -time.process_time()
+        model = _fit(fit_rows, valid_rows, LGBM_PARAMS["n_estimators"])
+        trees = int(model.best_iteration) if model.best_iteration > 0 else model.num_trees()
+        cpu[f"{task}/fit"] += time.process_time()
+        cpu[f"{task}/validation"] = -time.process_time()
+        learned = replace(valid.model, rankers=onnx_rankers({task: _onnx(model, trees)}))
         figures = {
             "ranker": _validation_ndcg(valid, task, learned, ease=False),
             "blend": _validation_ndcg(valid, task, valid.model, ease=False),
             "ease": _validation_ndcg(valid, task, valid.model, ease=True),
         }
+        cpu[f"{task}/validation"] += time.process_time()
+        cpu[f"{task}/refit"] = -time.process_time()
+        final = _fit(_stack([fit_rows, valid_rows]), None, trees)  # the newest window too
+        trained[task] = _onnx(final, trees)
+        cpu[f"{task}/refit"] += time.process_time()
         wins = figures["ranker"] > figures["blend"]
-        trained[task] = onnx
         if wins:
             served.add(task)
         report[task] = {
             f"validation_ndcg@{K}": {m: round(v, 5) for m, v in figures.items()},
             "served": "ranker" if wins else "blend",
-            "trees": int(model.booster_.current_iteration()),
-            "train_rows": int(len(y)),
-            "train_groups": int(len(groups)),
+            "trees": trees,
+            "train_rows": int(len(fit_rows.labels)),
+            "train_groups": int(len(fit_rows.groups)),
+            "candidate_recall": round(fit_rows.recall, 4),
             "importance": dict(
-                zip(
-                    FEATURES,
-                    model.booster_.feature_importance("gain").round(1).tolist(),
-                    strict=True,
-                )  # fmt: skip
+                zip(FEATURES, final.feature_importance("gain").round(1).tolist(), strict=True)
             ),
         }
         log.info("ranker %s: %s", task, report[task][f"validation_ndcg@{K}"])
     report["seconds"] = round(time.perf_counter() - started, 3)
+    report["cpu_seconds"] = {name: round(v, 3) for name, v in cpu.items()}
     return TrainedRankers(trained, frozenset(served), report)
 
 
