@@ -2,7 +2,7 @@
 validation window, exported to ONNX.
 
 Windows (``H`` = :data:`HORIZON_DAYS`): the validation cutoff is ``as_of - H`` and the training
-cutoffs ``as_of - 2H``, ``as_of - 2H - S``, ... (:data:`TRAIN_WINDOWS` of them, ``S`` =
+cutoffs ``as_of - 2H``, ``as_of - 2H - S``, ... (``TrainingConfig.ranker_windows`` of them, ``S`` =
 :data:`WINDOW_STEP_DAYS`: overlapping label windows, more customers to learn from; none of
 them reaches the validation window; a cutoff with less than :data:`MIN_HISTORY_DAYS` of events
 before it is skipped). At each cutoff ``t`` a bundle is built
@@ -44,7 +44,6 @@ from training.ranker_onnx import booster_to_onnx, onnx_rankers
 log = logging.getLogger(__name__)
 
 HORIZON_DAYS: Final = 28
-TRAIN_WINDOWS: Final = 4
 WINDOW_STEP_DAYS: Final = 14
 MIN_HISTORY_DAYS: Final = 28
 CUSTOMERS_PER_WINDOW: Final = 2000  # sampled per window and task (fixed seed)
@@ -253,11 +252,16 @@ def train_rankers(
     first = pd.Timestamp(events["timestamp"].min())
     horizon = pd.Timedelta(days=HORIZON_DAYS)
     step = pd.Timedelta(days=WINDOW_STEP_DAYS)
-    cutoffs = [as_of - horizon] + [as_of - 2 * horizon - j * step for j in range(TRAIN_WINDOWS)]
+    n_windows = config.ranker_windows
+    cutoffs = [as_of - horizon] + [as_of - 2 * horizon - j * step for j in range(n_windows)]
     cutoffs = [c for c in cutoffs if c - first >= pd.Timedelta(days=MIN_HISTORY_DAYS)]
     report: dict[str, Any] = {"horizon_days": HORIZON_DAYS, "features": list(FEATURES)}
     if len(cutoffs) < 2:
-        report["skipped"] = f"fewer than 2 windows with {MIN_HISTORY_DAYS} days of history"
+        report["skipped"] = (
+            f"no training window with {MIN_HISTORY_DAYS} days of history before it"
+            if n_windows
+            else "ranker_windows is 0"
+        )
         return TrainedRankers({}, frozenset(), report)
     report["cutoffs"] = [f"{c:%Y-%m-%d}" for c in cutoffs]
     cpu: dict[str, float] = {"windows": -time.process_time()}

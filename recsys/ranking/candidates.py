@@ -9,6 +9,9 @@ Stage 1, candidates (item rows never blocked for this request), the union of:
   (``knn``) and of the page's context, the popularity prior, the trend prior;
 * the customer's own items (buy again), the :data:`MAX_OWN` most recent.
 
+EASE scores the :data:`MAX_EASE_HISTORY` most recent bought items (a bounded cost per page
+view); the popular and trending candidates come from orders fixed at load time.
+
 At most ``k + 6 * PER_GENERATOR + MAX_OWN`` rows, fewer with overlaps; no step is dense over
 customers x items (one customer's dense item arrays, as the blend already computes).
 
@@ -17,8 +20,10 @@ among the candidates, popularity and trend, the customer's count, recency and rh
 item against the item's typical repurchase gap, the item's repurchase rate and price, the
 customer's breadth and recency), scored by the task's :class:`~recsys.ranking.signals.Ranker`.
 The page's context is not in the order data the ranker learns from, so it is added after it:
-the ranker's scores, scaled to [0, 1] over the candidates, plus the blend's context component
-(``similar_to_viewed``); without context the order is the ranker's. Ties go to the lower row.
+the ranker's scores, mapped onto the range of the blend's context-free total over the
+candidates (so the context weighs against them as it does in the blend), plus the blend's
+context component (``similar_to_viewed``). Without context the order is the ranker's (its
+scores scaled to [0, 1] over the candidates). Ties go to the lower row.
 A recommendation's reason is the blend's strongest component at the item, as for the blend.
 """
 
@@ -34,6 +39,8 @@ from recsys.ranking.signals import ItemSignals, Ranker
 
 PER_GENERATOR: Final = 40
 MAX_OWN: Final = 60
+#: EASE scores the customer's most recent distinct items, at most this many (bounded cost)
+MAX_EASE_HISTORY: Final = 100
 _NONE: Final = np.float32(-1.0)
 
 FEATURES: tuple[str, ...] = (
@@ -71,13 +78,24 @@ class Candidates:
 
 def _best(values: np.ndarray, blocked: np.ndarray | None, n: int, positive: bool) -> np.ndarray:
     """Rows of the ``n`` best allowed values (positive ones only when ``positive``)."""
-    allowed = np.isfinite(values) if not positive else values > 0
+    if blocked is None and not positive and values.shape[0] > n:
+        return np.argpartition(-values, n - 1)[:n]  # cf: every value counts
+    allowed = values > 0 if positive else np.isfinite(values)
     if blocked is not None:
         allowed &= ~blocked
     rows = np.flatnonzero(allowed)
     if rows.size > n:
         rows = rows[np.argpartition(-values[rows], n - 1)[:n]]
     return rows
+
+
+def _first_allowed(order: np.ndarray, blocked: np.ndarray | None, n: int) -> np.ndarray:
+    """The first ``n`` rows of a fixed ``order`` that are not blocked."""
+    if blocked is None:
+        return order[:n]
+    head = order[: 4 * n]
+    head = head[~blocked[head]]
+    return head[:n] if head.size >= n else order[~blocked[order]][:n]
 
 
 def _rank_among(values: np.ndarray) -> np.ndarray:
@@ -110,18 +128,20 @@ def candidates_for(
     cf = _component(scores, "recommended_for_you", n_items)
     knn = _component(scores, "because_you_bought_similar", n_items)
     context = _component(scores, "similar_to_viewed", n_items)
-    ease = signals.ease_scores(history)
-    own = history[np.argsort(ages, kind="stable")[:MAX_OWN]]
+    recent = history[np.argsort(ages, kind="stable")]
+    ease = signals.ease_scores(recent[:MAX_EASE_HISTORY])
+    own = recent[:MAX_OWN]
     if blocked is not None:
         own = own[~blocked[own]]
     parts = [
         top_k(scores.total, k, blocked)[0].astype(np.int64),
-        _best(model.popularity, blocked, PER_GENERATOR, True),
-        _best(signals.trend, blocked, PER_GENERATOR, True),
-        _best(knn, blocked, PER_GENERATOR, True),
-        _best(context, blocked, PER_GENERATOR, True),
+        _first_allowed(model.popular_order, blocked, PER_GENERATOR),
+        _first_allowed(signals.trend_order, blocked, PER_GENERATOR),
         own,
     ]
+    for code, part in (("because_you_bought_similar", knn), ("similar_to_viewed", context)):
+        if code in scores.components:
+            parts.append(_best(part, blocked, PER_GENERATOR, True))
     if "recommended_for_you" in scores.components:
         parts.append(_best(cf, blocked, PER_GENERATOR, False))
     if history.size and signals.ease_columns.size:
@@ -204,8 +224,11 @@ def rank_candidates(
     low, high = learned.min(), learned.max()
     total = (learned - low) / (high - low) if high > low else np.zeros_like(learned)
     context = found.scores.components.get("similar_to_viewed")
-    if context is not None:
-        total = total + context[found.rows]
+    if context is not None:  # onto the blend's own range, against which the context weighs
+        at = context[found.rows]
+        personal = found.scores.total[found.rows] - at
+        floor, span = personal.min(), personal.max() - personal.min()
+        total = floor + total * span + at
     order = np.lexsort((found.rows, -total))[:k]
     rows = found.rows[order]
     return TopItems(rows.astype(np.int32), total[order], found.scores.reasons(rows))

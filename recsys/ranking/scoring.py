@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recsys.ranking.signals import ItemSignals, Ranker
+from recsys.ranking.signals import ItemSignals, Ranker, positive_order
 
 if TYPE_CHECKING:
     from recsys.bundle import ModelBundle
@@ -96,6 +96,11 @@ class RankingModel:
             return 0.0
         factors = self.item_factors.astype(np.float64)
         return float(np.sqrt(np.max(np.einsum("ij,ij->i", factors, factors))))
+
+    @cached_property
+    def popular_order(self) -> np.ndarray:
+        """i8: the items with a popularity prior, most popular first, ties by row."""
+        return positive_order(self.popularity)
 
     @cached_property
     def neighbour_bins(self) -> np.ndarray:

@@ -27,6 +27,12 @@ EASE_MAX_ITEMS: Final = 3000
 TASKS: Final = ("discovery", "all")
 
 
+def positive_order(values: np.ndarray) -> np.ndarray:
+    """i8: the rows with a positive value, highest first, ties by row."""
+    rows = np.flatnonzero(values > 0)
+    return rows[np.argsort(-values[rows], kind="stable")].astype(np.int64)
+
+
 class Ranker(Protocol):
     """A learned ranker: one score per row of an f4 feature matrix, higher first."""
 
@@ -50,6 +56,11 @@ class ItemSignals:
         position = np.full(self.trend.shape[0], -1, dtype=np.int64)
         position[self.ease_columns] = np.arange(self.ease_columns.shape[0])
         return position
+
+    @cached_property
+    def trend_order(self) -> np.ndarray:
+        """i8: the trending items (prior > 0), most trending first, ties by row."""
+        return positive_order(self.trend)
 
     def ease_scores(self, history_items: np.ndarray) -> np.ndarray:
         """f4 (n_items,): ``x_u B`` of the binary history (0 outside the EASE columns)."""

@@ -117,9 +117,10 @@ def test_a_task_without_a_ranker_and_a_cold_customer_get_the_blend() -> None:
 
 def test_the_page_context_lifts_its_neighbours_over_the_ranker() -> None:
     m = model(all=ByFeature("popularity", sign=-1.0))  # least popular first: 0, 1, 2...
-    plain = rank_candidates(m, signals(), m.rankers["all"], customer(), 3, None)
+    ranker = m.rankers["all"]
+    plain = rank_candidates(m, signals(), ranker, customer(), N, None).rows.tolist()
     viewed = customer(np.array([5, 6]))  # both have 4 and 7 among their neighbours
-    shaped = rank_candidates(m, signals(), m.rankers["all"], viewed, 3, None)
-    assert plain.rows.tolist() == [0, 1, 2]
-    assert shaped.rows[0] == 4 and 7 in shaped.rows.tolist()  # the ranker's last item, lifted
-    assert shaped.reasons[0] == "similar_to_viewed"
+    shaped = rank_candidates(m, signals(), ranker, viewed, N, None)
+    assert plain[:3] == [0, 1, 2] and plain[-1] == 7
+    assert shaped.rows[0] == 4 and shaped.reasons[0] == "similar_to_viewed"
+    assert shaped.rows.tolist().index(7) < plain.index(7)
