@@ -11,24 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-import onnxruntime as ort
 
-from recsys.errors import ModelUnavailableError
+from serving.onnx_session import onnx_session
 
 
 class OnnxRanker:
     """``predict(features) -> scores``; the session is created once, here."""
 
     def __init__(self, onnx_bytes: bytes) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        try:
-            self._session = ort.InferenceSession(
-                onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelUnavailableError(f"cannot load the ranker: {exc}") from exc
+        self._session = onnx_session(onnx_bytes, "ranker")
         self._input = self._session.get_inputs()[0].name
 
     def predict(self, features: np.ndarray) -> np.ndarray:
