@@ -9,8 +9,10 @@ are counted in ``counts["unknown_item_purchases"]``). Two tasks:
 * ``discovery``: only items the customer never bought before the split; every method's ranking
   excludes the customer's bought items (the served ranking with ``exclude_purchased=true``).
 
-Methods: ``served`` (``recsys.ranking.scoring``, exactly what the API serves), ``als`` (user x item
-factor scores alone), ``item_knn`` (sum of the stored neighbour similarities of bought items),
+Methods: ``served`` (``recsys.ranking.batch.rank_customer``, exactly what the API serves: the
+learned ranker of ``training.ranker`` where it won its validation window, else the blend),
+``als`` (user x item factor scores alone), ``item_knn`` (sum of the stored neighbour
+similarities of bought items),
 ``popularity`` (the best-seller prior) and ``buy_again`` (the customer's own items by number
 of orders, most recent first on ties; ``all`` only), and the strong baselines of
 ``training.baselines``, tuned on a validation split carved from the training window: ``ease``
