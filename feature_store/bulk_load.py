@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Container, Iterator
 from datetime import date, datetime
 from typing import Any
 
@@ -102,12 +102,13 @@ def _capped(
 
 
 def records_from_bundle(
-    bundle: ModelBundle, exclude: Collection[str] = (), max_history: int | None = None
+    bundle: ModelBundle, exclude: Container[str] = frozenset(), max_history: int | None = None
 ) -> Iterator[tuple[str, BatchRecord]]:
     """Each customer's batch record: feature row, factor row and history row.
 
     Customers follow ``bundle.customer_ids``; customers with features only (no factors) come
-    after them, with no vector and no history. Ids in ``exclude`` (erased) are skipped.
+    after them, with no vector and no history. Ids in ``exclude`` (erased: a set, or the
+    store's :class:`~feature_store.tombstones.ErasedSet`) are skipped.
     ``max_history``: keep at most this many history items per customer, the most recently
     bought (ties: the most often); the features are computed on the whole history.
     """
@@ -126,7 +127,7 @@ def records_from_bundle(
     counts = history.data.astype("<f4", copy=False)
     days = last_days.data.astype("<f4", copy=False)
     features = _feature_rows(bundle.features)
-    skip = set(exclude)
+    skip = exclude
     for row, customer_id in enumerate(ids):
         if customer_id in skip:
             continue

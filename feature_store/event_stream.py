@@ -13,7 +13,7 @@ import csv
 import gzip
 import heapq
 import io
-from collections.abc import Collection, Iterator
+from collections.abc import Container, Iterator
 from pathlib import Path
 from typing import IO, cast
 
@@ -48,7 +48,7 @@ def stream_rows(
     client: RedisClient,
     prefix: str,
     chunk: int = 10_000,
-    exclude: Collection[str] = frozenset(),
+    exclude: Container[str] = frozenset(),
 ) -> Iterator[dict[str, str]]:
     """Every entry of the event stream (all shards, merged by entry id), oldest first, as
     events-format text columns, but those of the customers in ``exclude`` (the erased ones)."""
@@ -73,7 +73,7 @@ def export_stream(
     prefix: str,
     path: Path,
     chunk: int = 10_000,
-    exclude: Collection[str] = frozenset(),
+    exclude: Container[str] = frozenset(),
 ) -> int:
     """Write the event stream to ``path`` as an events file (CSV; gzip when it ends ``.gz``),
     without the events of the customers in ``exclude``.

@@ -7,7 +7,8 @@ differs):
 1. Once per request: repeats of an ``event_id`` inside it are dropped (the first counts) and the
    events are grouped by customer (one pass; nothing below loops over the events per customer).
 2. **Read**, one pipelined round trip for the customers still pending: which are erased (the
-   erased set of their shard, ``feature_store.shards``), each one's live record (with its revision
+   digests of ``feature_store.tombstones`` in the erased set of their shard,
+   ``feature_store.shards``), each one's live record (with its revision
    ``rev`` and online state ``agg``), batch record of the serving model version, and which of
    their event ids their ``ids`` sorted set already holds.
 3. **Plan** (pure: ``recsys.customers.live_update.plan_updates`` bound to the model) each
@@ -76,6 +77,7 @@ from feature_store.ingest_script import (
     script_call,
     statuses,
 )
+from feature_store.tombstones import Resolver, Tombstones, queue_check, take_check
 from recsys.customers.live_update import CustomerSnapshot, LiveUpdate
 from recsys.customers.online_state import to_seconds
 from recsys.decisions.offer_set import ContactPolicy
@@ -158,8 +160,10 @@ class _Request:
         horizon_s: float,
         event_id_ttl_s: float = DEFAULT_EVENT_ID_TTL_S,
         max_event_ids: int = DEFAULT_MAX_EVENT_IDS,
+        erased: Tombstones,
     ) -> None:
         self.version, self.plan, self.prefix, self.cluster = version, plan, prefix, cluster
+        self.erased = erased
         self.maxlen, self.horizon_s = maxlen, horizon_s
         self.event_id_ttl_s, self.max_event_ids = event_id_ttl_s, max_event_ids
         self.total = len(events)
@@ -188,8 +192,7 @@ class _Request:
         """Queue the round's reads (and, on a cluster, the registration of new shards)."""
         p = self.prefix
         self.groups = shards.group_by_shard(self.cluster, self.pending)
-        for shard, group in self.groups.items():
-            pipe.smismember(keys.erased_customers(p, shard), group)
+        queue_check(pipe, p, self.erased, self.groups)
         for customer in self.pending:
             pipe.hgetall(keys.customer_live(p, customer))
             if self.version is not None:
@@ -205,9 +208,7 @@ class _Request:
     def take_read(self, replies: Sequence[Any]) -> list[ScriptCall]:
         """Plan the round from its read replies: the script calls to make (none: done)."""
         it: Iterator[Any] = iter(replies)
-        erased: set[str] = set()
-        for group in self.groups.values():
-            erased.update(c for c, hit in zip(group, next(it), strict=True) if hit)
+        erased = take_check(self.groups, it)
         snapshots: dict[str, CustomerSnapshot] = {}
         stored: dict[str, tuple[Mapping[bytes, bytes], bytes]] = {}
         fresh: dict[str, list[Event]] = {}
@@ -285,6 +286,7 @@ class _Request:
                     now=now,
                     event_id_ttl_s=self.event_id_ttl_s,
                     max_event_ids=self.max_event_ids,
+                    tombstones=self.erased,
                 )
             )
         return calls
@@ -320,8 +322,10 @@ class _Writer:
         contact_horizon_s: float = DEFAULT_CONTACT_HORIZON_S,
         event_id_ttl_s: float = DEFAULT_EVENT_ID_TTL_S,
         max_event_ids: int = DEFAULT_MAX_EVENT_IDS,
+        tombstones: Resolver | None = None,  # the erased set's digests (default: the store's)
     ) -> None:
         self.client = client
+        self.tombstones = tombstones or Resolver(client, prefix)
         self.prefix = prefix
         self.stream_maxlen = max(int(stream_maxlen), 0)
         self.contact_horizon_s = contact_horizon_s
@@ -344,6 +348,7 @@ class _Writer:
             horizon_s=self.contact_horizon_s if horizon_s is None else horizon_s,
             event_id_ttl_s=self.event_id_ttl_s,
             max_event_ids=self.max_event_ids,
+            erased=self.tombstones.resolved(),
         )
 
     def _unregistered(self, request: _Request) -> set[shards.Shard]:
@@ -368,6 +373,7 @@ class EventWriter(_Writer):
 
         ``contact_horizon_s``: how long sent offers are kept (the serving catalogue's longest
         contact-policy window; default the writer's)."""
+        self.tombstones.get()
         request = self._request(events, version, plan, contact_horizon_s)
         round_ = 1
         while request.pending:
@@ -401,6 +407,7 @@ class AsyncEventWriter(_Writer):
         contact_horizon_s: float | None = None,
     ) -> IngestResult:
         """:meth:`EventWriter.ingest`, awaited."""
+        await self.tombstones.get_async()
         request = self._request(events, version, plan, contact_horizon_s)
         round_ = 1
         while request.pending:

@@ -4,8 +4,9 @@
 their live record, event-id set and contacts at ``3i``, ``3i + 1`` and ``3i + 2``.
 
 ``ARGV``: the stream cap (0: none), the number of customers ``n``, the contacts cutoff (Unix s) and
-horizon (s), now (Unix s), the event-id window (s) and cap; then per customer: id, the revision the
-update was computed from, and three counted lists (a count, then that many values): the event ids to
+horizon (s), now (Unix s), the event-id window (s) and cap; then per customer: the digest of the
+id (``feature_store.tombstones``: what the erased set holds), the revision the update was computed
+from, and three counted lists (a count, then that many values): the event ids to
 add, the live-record fields to set (name, value, ...: only those that changed) and the contacts to
 add (score, member, ...); then the number of events and per event: the index of its customer, a
 count and the stream entry's field names and values.
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from feature_store import keys
+from feature_store.tombstones import Tombstones
 
 WRITE = string.Template("""
 local maxlen = tonumber(ARGV[1])
@@ -56,13 +58,13 @@ end
 local status = {}
 for i = 1, n do
   local live, evt, contacts = KEYS[3 * i], KEYS[3 * i + 1], KEYS[3 * i + 2]
-  local customer, rev = ARGV[pos], ARGV[pos + 1]
+  local tombstone, rev = ARGV[pos], ARGV[pos + 1]
   pos = pos + 2
   local ids = take_list()
   local fields = take_list()
   local sent = take_list()
   local state = 'a'
-  if redis.call('SISMEMBER', KEYS[2], customer) == 1 then
+  if redis.call('SISMEMBER', KEYS[2], tombstone) == 1 then
     state = 'e'
   elseif (redis.call('HGET', live, '$REVISION') or '0') ~= rev then
     state = 'c'
@@ -151,6 +153,7 @@ def script_call(
     now: float,
     event_id_ttl_s: float,
     max_event_ids: int,
+    tombstones: Tombstones,
 ) -> ScriptCall:
     """The call writing ``writes`` (customers of one shard) and the stream ``rows``: (index of
     the row's customer in ``writes``, 0-based; events-format text columns), in stream order."""
@@ -164,7 +167,7 @@ def script_call(
             keys.customer_event_ids(prefix, c),
             keys.customer_contacts(prefix, c),
         ]
-        args += [c, write.revision, len(write.event_ids), *write.event_ids]
+        args += [tombstones.of(c), write.revision, len(write.event_ids), *write.event_ids]
         args.append(2 * len(write.fields))
         for name, value in write.fields.items():
             args += [name, value]

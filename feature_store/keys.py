@@ -33,11 +33,14 @@ key                                    type         holds
 ``<p>:{items}:overrides``              hash         item id -> JSON catalogue change
 ``<p>:{items}:rev``                    integer      bumped on every catalogue change
 ``<p>:events``                         stream       every accepted event, durable
-``<p>:erased``                         set          erased customer ids (kept out of training)
+``<p>:erased``                         set          erased customers, as keyed digests of
+                                                    their ids (``feature_store.tombstones``)
+``<p>:{erasure}:key``                  string       the digests' key, when none is configured
+``<p>:{erasure}:check``                string       which key the digests were made with
 ``<p>:{<slot tag>}:events``            stream       Redis Cluster: the events of the customers
                                                     of one hash slot
-``<p>:{<slot tag>}:erased``            set          Redis Cluster: the erased customers of one
-                                                    hash slot
+``<p>:{<slot tag>}:erased``            set          Redis Cluster: the erased customers (digests)
+                                                    of one hash slot
 ``<p>:meta:shards``                    set          Redis Cluster: the slots whose shards exist
 =====================================  ===========  =====================================
 
@@ -245,6 +248,17 @@ def event_stream(prefix: str, shard: str | None = None) -> str:
 def erased_customers(prefix: str, shard: str | None = None) -> str:
     """The erased set; ``shard`` as for :func:`event_stream`."""
     return f"{prefix}:erased" if shard is None else f"{prefix}:{{{shard}}}:erased"
+
+
+def erasure_key(prefix: str) -> str:
+    """The key of the erased set's digests, kept in Redis when none is configured."""
+    return f"{prefix}:{{erasure}}:key"
+
+
+def erasure_check(prefix: str) -> str:
+    """The digest of ``""`` under the key the erased set was written with (same slot as
+    :func:`erasure_key`)."""
+    return f"{prefix}:{{erasure}}:check"
 
 
 def stream_shards(prefix: str) -> str:

@@ -9,15 +9,17 @@ those keys by name, in two round trips, whatever the size of the keyspace; no ``
 
 Erasure (:func:`erase_customer`), in this order:
 
-1. ``SADD <p>:erased <id>`` (on Redis Cluster, the erased set of the customer's slot:
-   ``feature_store.shards``): from now on the event writer's script refuses to write the
+1. ``SADD <p>:erased <digest>`` (on Redis Cluster, the erased set of the customer's slot:
+   ``feature_store.shards``; the digest is the keyed one of ``feature_store.tombstones``, never
+   the id itself): from now on the event writer's script refuses to write the
    customer (their events are acknowledged as ``ignored``, nothing is stored), a bulk load drops
    their batch record before it marks the version loaded, ``recsys export-events`` leaves them
-   out and training excludes them. The id stays in that set for good: it is the suppression
-   list that keeps them out, and the one thing held about them (export says ``erased``).
+   out and training excludes them. The digest stays in that set for good: it is the
+   suppression list that keeps them out, and the one thing held about them (export says
+   ``erased``); it answers "is this id erased?" to whoever holds the key, and nothing else.
    Except for an id nothing knew (no served model was trained on it -- the caller says so with
    ``known=False`` -- no key, no stream entry: steps 2 and 3 removed nothing, and it was not
-   erased before): it is taken out of the set again at the end, so
+   erased before): its digest is taken out of the set again at the end, so
    erasing made-up ids cannot grow the set for ever (an event of that id arriving while the
    erasure runs is acknowledged as ``ignored``).
 2. ``UNLINK`` of every key of the customer, by name, in one command (one hash slot).
@@ -40,7 +42,8 @@ Erasure (:func:`erase_customer`), in this order:
    disk still holds every command ever written about the customer (their keys, their stream
    entries); the rewritten file holds only what the keyspace holds now, and Redis has replaced
    the old files with it (6.x renames over ``appendonly.aof``; 7.x unlinks the history files of
-   ``appendonlydir/``) before it reports the rewrite done. A rewrite already running when we
+   ``appendonlydir/``) before it reports the rewrite done. After it, no file of the server holds
+   the id's bytes: the erased set holds its digest. A rewrite already running when we
    ask may have forked before the erasure, so it is waited for and another one is started.
    **Cost**: a fork and a write of the whole dataset, per erasure (under a second for the demo's
    data; erasures are rare admin operations). Only RDB-free setups are covered: the embedded
@@ -64,6 +67,7 @@ import redis.cluster
 
 from feature_store import codec, keys, shards
 from feature_store.connection import RedisClient, store_errors
+from feature_store.tombstones import ErasedSet, Tombstones, queue_check, resolve, take_check
 from recsys.errors import StoreUnavailableError
 
 #: Stream entries read per script call by the stream purge and the events export.
@@ -137,6 +141,7 @@ def export_customer(
     *,
     events: bool = True,
     stream_chunk: int = STREAM_CHUNK,
+    tombstones: Tombstones | None = None,
 ) -> dict[str, Any]:
     """Everything held about the customer (validated id), decoded and JSON-able.
 
@@ -145,12 +150,14 @@ def export_customer(
     kept for the shape (always empty: every key is read by name), ``erased`` whether they are in
     the erased set. Two round trips, and ``events``: their entries of the event stream
     (events-format text columns, oldest first), which reads the whole stream (see the module
-    docstring for the cost); ``events=False`` leaves that out.
+    docstring for the cost); ``events=False`` leaves that out. ``tombstones``: the store's
+    (default: resolved from the store, :func:`feature_store.tombstones.resolve`).
     """
+    tombstones = tombstones or resolve(client, prefix, None)
     with store_errors("export of a customer"):
         pipe = client.pipeline(transaction=False)
         _queue_versions(pipe, prefix)
-        pipe.sismember(_erased_key(client, prefix, customer_id), customer_id)
+        pipe.sismember(_erased_key(client, prefix, customer_id), tombstones.of(customer_id))
         pipe.hgetall(keys.customer_live(prefix, customer_id))
         pipe.zrange(keys.customer_contacts(prefix, customer_id), 0, -1, withscores=True)
         pipe.zrange(keys.customer_event_ids(prefix, customer_id), 0, -1)
@@ -192,16 +199,19 @@ def erase_customer(
     known: bool = True,
     stream_chunk: int = STREAM_CHUNK,
     rewrite: bool = False,
+    tombstones: Tombstones | None = None,
 ) -> Erasure:
     """Erase the customer (validated id): see the module docstring for what and in which order;
     ``rewrite`` rewrites the append-only file afterwards and waits for it (step 4).
 
     ``known=False``: the caller (serving) knows no model trained on them; then the id is not
-    kept in the erased set when the store held nothing of them either."""
+    kept in the erased set when the store held nothing of them either. ``tombstones`` as for
+    :func:`export_customer`."""
+    tombstone = (tombstones or resolve(client, prefix, None)).of(customer_id)
     with store_errors("erase of a customer"):
         pipe = client.pipeline(transaction=False)
         shard = shards.shard_of(shards.is_cluster(client), customer_id)
-        pipe.sadd(keys.erased_customers(prefix, shard), customer_id)  # first: writers refuse them
+        pipe.sadd(keys.erased_customers(prefix, shard), tombstone)  # first: writers refuse them
         _queue_versions(pipe, prefix)
         shards.register(pipe, prefix, [shard])
         replies = pipe.execute()
@@ -210,7 +220,7 @@ def erase_customer(
     events_removed = purge_stream_events(client, prefix, {customer_id}, stream_chunk)
     if added and not known and not removed and not events_removed:  # nothing held: unknown
         with store_errors("erase of a customer"):
-            client.srem(keys.erased_customers(prefix, shard), customer_id)
+            client.srem(keys.erased_customers(prefix, shard), tombstone)
     if rewrite:
         rewrite_aof(client)
     return Erasure(keys_removed=removed, events_removed=events_removed)
@@ -317,35 +327,40 @@ def stream_events(
             yield dict(zip(flat[0::2], flat[1::2], strict=True))
 
 
-def is_erased(client: RedisClient, prefix: str, customer_id: str) -> bool:
+def is_erased(client: RedisClient, prefix: str, customer_id: str, tombstones: Tombstones) -> bool:
     with store_errors("is_erased"):
-        return bool(client.sismember(_erased_key(client, prefix, customer_id), customer_id))
+        member = tombstones.of(customer_id)
+        return bool(client.sismember(_erased_key(client, prefix, customer_id), member))
 
 
-def erased_customers(client: RedisClient, prefix: str) -> set[str]:
-    """Every erased customer id, of every shard (training and the events export leave them
-    out)."""
+def erased_customers(client: RedisClient, prefix: str, tombstones: Tombstones) -> ErasedSet:
+    """The erased customers, of every shard, as a container that answers ``id in erased``
+    (training and the events export leave them out; nobody can list them)."""
     known = shards.known_shards(client, prefix)
     with store_errors("erased_customers"):
         pipe = client.pipeline(transaction=False)
         for shard in known:
             pipe.smembers(keys.erased_customers(prefix, shard))
         replies = pipe.execute()
-    return {str(_text(m)) for members in replies for m in members}
+    return ErasedSet(tombstones, (str(_text(m)) for members in replies for m in members))
 
 
-def drop_erased_batches(client: RedisClient, prefix: str, version: str, chunk: int = 1000) -> int:
-    """``UNLINK`` the batch records of ``version`` held for erased customers; how many.
-
-    A bulk load calls it after its records and before its loaded marker: a customer erased
-    while the load ran (after it read the erased set) would otherwise get a batch record back.
-    """
-    erased = sorted(erased_customers(client, prefix))
-    removed = 0
+def unlink_erased_batches(
+    client: RedisClient, prefix: str, tombstones: Tombstones, version: str, customers: list[str]
+) -> int:
+    """``UNLINK`` the batch records of ``version`` of those of ``customers`` who are erased; how
+    many. A bulk load calls it after writing each chunk's records: a customer erased while the
+    load ran (after it read the erased set) would otherwise get a batch record back. The check
+    follows the chunk's writes, so an erasure that it misses came after them and its own
+    ``UNLINK`` (of every version in ``meta:versions``, which the load filled first) removes the
+    record."""
+    if not customers:
+        return 0
+    groups = shards.group_by_shard(shards.is_cluster(client), customers)
     with store_errors("drop of erased customers' batch records"):
-        for start in range(0, len(erased), chunk):
-            pipe = client.pipeline(transaction=False)
-            for customer_id in erased[start : start + chunk]:
-                pipe.unlink(keys.customer_batch(prefix, customer_id, version))
-            removed += sum(int(n) for n in pipe.execute())
-    return removed
+        pipe = client.pipeline(transaction=False)
+        queue_check(pipe, prefix, tombstones, groups)
+        erased = take_check(groups, iter(pipe.execute()))
+        if not erased:
+            return 0
+        return int(client.unlink(*(keys.customer_batch(prefix, c, version) for c in erased)))

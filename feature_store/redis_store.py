@@ -18,6 +18,7 @@ Every Redis call runs inside :func:`feature_store.connection.store_errors`, so c
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -29,6 +30,7 @@ import redis
 
 from feature_store import codec, keys, privacy
 from feature_store.connection import RedisClient, connect, store_errors
+from feature_store.tombstones import ErasedSet, Tombstones, configured_key, resolve
 from recsys.config import Settings
 from recsys.errors import FeaturesMissingError, InvalidRequestError, NotFoundError
 from recsys.schema import is_customer_id, is_item_id
@@ -168,6 +170,7 @@ class RedisFeatureStore:
         chunk_size: int = 1000,
         contacts_read: int = 50,
         rewrite_aof_on_erase: bool = False,
+        erasure_key: str | None = None,
     ) -> None:
         if chunk_size < 1:
             raise InvalidRequestError(f"chunk_size must be positive, got {chunk_size}")
@@ -177,6 +180,9 @@ class RedisFeatureStore:
         self.contacts_read = contacts_read
         #: Erasures rewrite the append-only file and wait for it (``erase_rewrites_aof``).
         self.rewrite_aof_on_erase = rewrite_aof_on_erase
+        #: ``settings.privacy.erasure_key`` (None: the store's own, ``feature_store.tombstones``)
+        self.erasure_key = erasure_key
+        self._tombstones: Tombstones | None = None
 
     @classmethod
     def from_settings(
@@ -196,10 +202,21 @@ class RedisFeatureStore:
             connect(url, timeout_ms=timeout),
             settings.redis_prefix,
             rewrite_aof_on_erase=settings.erase_rewrites_aof,
+            erasure_key=configured_key(settings),
         )
 
     def close(self) -> None:
         self.client.close()
+
+    @property
+    def tombstones(self) -> Tombstones:
+        """The erased set's digests, resolved on first use (a Redis call); plain ids of an older
+        version are migrated then (and the AOF rewritten after, when erasures rewrite it)."""
+        if self._tombstones is None:
+            rewrite = functools.partial(privacy.rewrite_aof, self.client)
+            after = rewrite if self.rewrite_aof_on_erase else None
+            self._tombstones = resolve(self.client, self.prefix, self.erasure_key, after)
+        return self._tombstones
 
     # -- reads (the hot path) ----------------------------------------------------------------
 
@@ -250,12 +267,13 @@ class RedisFeatureStore:
         ``compact``: vectors as float16 (:func:`feature_store.codec.encode_batch`).
 
         A load that fails half-way leaves no marker, so ``has_version`` stays false and a
-        later load of the same version overwrites every record whole.
+        later load of the same version overwrites every record whole. After each chunk, the
+        records of customers erased meanwhile are dropped (``privacy.unlink_erased_batches``).
         """
         check_version(version)
-        p, chunk = self.prefix, self.chunk_size
+        p, chunk, erased = self.prefix, self.chunk_size, self.tombstones
         marker = keys.loaded_marker(p, version)
-        written = 0
+        written, ids = 0, []
         with store_errors(f"load of version {version!r}"):
             self.client.delete(marker)
             self.client.sadd(keys.model_versions(p), version)  # erase finds its records by name
@@ -264,11 +282,14 @@ class RedisFeatureStore:
                 check_customer_id(customer_id)
                 key = keys.customer_batch(p, customer_id, version)
                 pipe.execute_command("HSET", key, *codec.encode_batch_flat(record, compact))
+                ids.append(customer_id)
                 written += 1
                 if written % chunk == 0:
                     pipe.execute()
+                    privacy.unlink_erased_batches(self.client, p, erased, version, ids)
+                    ids = []
             pipe.execute()
-        privacy.drop_erased_batches(self.client, p, version, chunk)  # erased during the load
+        privacy.unlink_erased_batches(self.client, p, erased, version, ids)
         with store_errors(f"load of version {version!r}"):
             loaded_at = datetime.now(UTC).isoformat()
             self.client.set(marker, orjson.dumps({"records": written, "loaded_at": loaded_at}))
@@ -382,11 +403,13 @@ class RedisFeatureStore:
         leaves them out, two round trips then).
         """
         check_customer_id(customer_id)
-        return privacy.export_customer(self.client, self.prefix, customer_id, events=events)
+        return privacy.export_customer(
+            self.client, self.prefix, customer_id, events=events, tombstones=self.tombstones
+        )
 
     def erase_customer(self, customer_id: str, *, known: bool = True) -> int:
-        """Add the customer to the erased set, delete every key of theirs (by name) and their
-        entries of the event stream; how many keys and stream entries were removed.
+        """Add the customer's digest to the erased set, delete every key of theirs (by name) and
+        their entries of the event stream; how many keys and stream entries were removed.
         ``known=False`` (no model knows them): not kept erased when nothing was held.
 
         Reads the whole event stream (see :mod:`feature_store.privacy` for the cost); with
@@ -394,13 +417,19 @@ class RedisFeatureStore:
         """
         check_customer_id(customer_id)
         erasure = privacy.erase_customer(
-            self.client, self.prefix, customer_id, known=known, rewrite=self.rewrite_aof_on_erase
+            self.client,
+            self.prefix,
+            customer_id,
+            known=known,
+            rewrite=self.rewrite_aof_on_erase,
+            tombstones=self.tombstones,
         )
         return erasure.keys_removed + erasure.events_removed
 
     def is_erased(self, customer_id: str) -> bool:
-        return privacy.is_erased(self.client, self.prefix, customer_id)
+        return privacy.is_erased(self.client, self.prefix, customer_id, self.tombstones)
 
-    def erased_customers(self) -> set[str]:
-        """Every erased customer id (training and the events export leave them out)."""
-        return privacy.erased_customers(self.client, self.prefix)
+    def erased_customers(self) -> ErasedSet:
+        """The erased customers, ``id in erased`` (training and the events export leave them
+        out)."""
+        return privacy.erased_customers(self.client, self.prefix, self.tombstones)

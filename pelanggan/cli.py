@@ -10,11 +10,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pelanggan.ports import require_free_port
 from pelanggan.store import redis_for
 from recsys.config import Settings, get_settings
 from recsys.errors import InvalidRequestError, RecsysError
+
+if TYPE_CHECKING:
+    from feature_store.tombstones import ErasedSet
 
 log = logging.getLogger("recsys")
 
@@ -137,7 +141,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def erased_customers(settings: Settings, artifacts: Path) -> frozenset[str]:
+def erased_customers(settings: Settings, artifacts: Path) -> ErasedSet | frozenset[str]:
     """Customers erased from the online store: training must never bring them back.
 
     The configured Redis, or the embedded one whose data lives beside the artifacts (when a

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SCOPES = frozenset({"read", "write", "admin"})
@@ -96,6 +96,17 @@ class OffersConfig(BaseModel):
     stats_cache_ttl_s: float = Field(default=1.0, ge=0)
 
 
+class PrivacyConfig(BaseModel):
+    """Erasure (``feature_store.tombstones``)."""
+
+    #: The secret key of the erased set's digests (``RECSYS_PRIVACY__ERASURE_KEY``; any text,
+    #: 32+ random bytes' worth). Unset: the embedded server keeps a random one in
+    #: ``erasure.key`` of its data folder; a Redis of your own keeps one in Redis, where its
+    #: append-only file holds it too. Never change it on a store with erasures: the service
+    #: refuses a key the erased set was not written with.
+    erasure_key: SecretStr | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore"
@@ -121,6 +132,7 @@ class Settings(BaseSettings):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     offers: OffersConfig = Field(default_factory=OffersConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

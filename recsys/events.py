@@ -80,15 +80,68 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    customer_id: str = Field(json_schema_extra={"pattern": CUSTOMER_ID_REGEX})
-    event_type: EventType
-    timestamp: datetime = Field(default_factory=utcnow)
-    item_id: str | None = Field(default=None, json_schema_extra={"pattern": ITEM_ID_REGEX})
-    quantity: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    order_id: str | None = Field(default=None, pattern=_TEXT_ID)
-    properties: dict[str, Any] = Field(default_factory=dict)
-    event_id: str | None = Field(default=None, pattern=_TEXT_ID)
+    customer_id: str = Field(
+        json_schema_extra={"pattern": CUSTOMER_ID_REGEX},
+        description=f"the customer the event is about: {CUSTOMER_ID_RULE}",
+        examples=["17850"],
+    )
+    event_type: EventType = Field(
+        description="what happened; item events (view, add_to_cart, remove_from_cart, "
+        "purchase, return, dislike) need item_id, a survey needs properties.metric and "
+        "properties.score, an offer response (offer_click, offer_redeemed, offer_dismissed) "
+        "needs properties.offer_id",
+        examples=["purchase"],
+    )
+    timestamp: datetime = Field(
+        default_factory=utcnow,
+        description="when it happened, ISO 8601; without a zone it is UTC; left out: the time "
+        "the server receives it; at most a day in the future, not before 1970",
+        examples=["2010-12-01T08:26:00Z"],
+    )
+    item_id: str | None = Field(
+        default=None,
+        json_schema_extra={"pattern": ITEM_ID_REGEX},
+        description=f"the product ({ITEM_ID_RULE}); null for events without one (search, "
+        "survey, email events)",
+        examples=["85123A"],
+    )
+    quantity: float = Field(
+        default=1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="units, more than 0 (a return carries the units returned)",
+        examples=[6],
+    )
+    price: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="the unit price at the time, in the shop's currency, 0 or more; null: unknown",
+        examples=[2.55],
+    )
+    order_id: str | None = Field(
+        default=None,
+        pattern=_TEXT_ID,
+        description="the order or invoice the event belongs to (a purchase's order counts "
+        "once however many lines it has), up to 128 characters",
+        examples=["536365"],
+    )
+    properties: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"what else the event says, a JSON object of at most "
+        f"{MAX_PROPERTIES_BYTES:,} bytes: a "
+        'survey\'s {"metric": "nps"|"csat"|"ces", "score": n} (0-10, 1-5, 1-7), an offer '
+        'event\'s {"offer_id": ..., "channel": ...}, a consent change\'s '
+        '{"marketing_consent": false}',
+        examples=[{"marketing_consent": True}],
+    )
+    event_id: str | None = Field(
+        default=None,
+        pattern=_TEXT_ID,
+        description="the caller's id of the event, up to 128 characters: an event sent again "
+        "with the same id is counted as a duplicate and not applied twice",
+        examples=["web-2f6c1a"],
+    )
 
     @field_validator("customer_id")
     @classmethod

@@ -32,6 +32,7 @@ from fastapi import FastAPI
 
 from feature_store.ingest import AsyncEventWriter, EventWriter
 from feature_store.offer_stats import OfferStats
+from feature_store.tombstones import Resolver, configured_key
 from recsys.bundle import ModelBundle
 from recsys.config import Settings
 from recsys.errors import ModelUnavailableError, StoreUnavailableError
@@ -132,6 +133,8 @@ def _open_event_writer(
     prefix = getattr(store, "prefix", settings.redis_prefix)
     ttl_s = settings.serving.event_id_ttl_days * 86_400.0
     max_ids = settings.serving.max_event_ids
+    # the store's digests of erased customers (it migrates an older erased set first)
+    key, of_store = configured_key(settings), (lambda: store.tombstones)  # type: ignore[attr-defined]
     if settings.redis_url and not passed_in:
         from feature_store.async_store import connect_async
 
@@ -142,6 +145,7 @@ def _open_event_writer(
             settings.event_stream_maxlen,
             event_id_ttl_s=ttl_s,
             max_event_ids=max_ids,
+            tombstones=Resolver(client, prefix, key, of_store),
         )
     return EventWriter(
         store.client,  # type: ignore[attr-defined]
@@ -149,6 +153,7 @@ def _open_event_writer(
         settings.event_stream_maxlen,
         event_id_ttl_s=ttl_s,
         max_event_ids=max_ids,
+        tombstones=Resolver(store.client, prefix, key, of_store),  # type: ignore[attr-defined]
     )
 
 

@@ -1,13 +1,16 @@
 """Request and response bodies of the HTTP API (``docs/api.md`` is the contract).
 
 The hot paths serialize plain dicts with orjson and declare these models for the OpenAPI schema;
-the other routes return them directly.
+the other routes return them directly. Every field carries a description and an example for
+``/openapi.json`` (``tests/serving/test_openapi_docs.py`` checks both, and that each example
+is valid against its own schema). The customer, model and offer bodies are in
+:mod:`serving.profile_models` and :mod:`serving.offer_models`.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -21,6 +24,14 @@ ITEM_ID_PATTERN = schema.ITEM_ID_REGEX
 CUSTOMER_ID_PATTERN = schema.CUSTOMER_ID_REGEX
 CATEGORY_PATTERN = r"^[^\x00-\x1f\x7f]{1,100}$"
 
+#: Examples shared by several bodies: ids and a version name as the service writes them.
+CUSTOMER_ID_EXAMPLE = "17850"
+ITEM_ID_EXAMPLE = "85123A"
+VERSION_EXAMPLE = "20261204T214430Z-40b35e"
+VERSION_DESCRIPTION = (
+    "the model version that answered: ``<UTC training time>-<6 hex digits>``, sortable by time"
+)
+
 
 def _with_zone(value: datetime) -> datetime:
     """Naive datetimes are UTC (the project's convention): say so, as ``date-time`` needs."""
@@ -30,46 +41,167 @@ def _with_zone(value: datetime) -> datetime:
 #: A ``date-time`` of a response: always with its zone (RFC 3339 requires one).
 UtcDateTime = Annotated[datetime, AfterValidator(_with_zone)]
 
+_RECOMMENDED_ITEM = {
+    "item_id": ITEM_ID_EXAMPLE,
+    "score": 0.647732,
+    "reason": "recommended_for_you",
+    "title": "WHITE HANGING HEART T-LIGHT HOLDER",
+    "category": "candles & lights",
+    "price": 2.95,
+}
+_SIMILAR_ITEM = {
+    "item_id": "21733",
+    "score": 0.515644,
+    "reason": "also_bought",
+    "title": "RED HANGING HEART T-LIGHT HOLDER",
+    "category": "candles & lights",
+    "price": 5.79,
+}
+_POPULAR_ITEM = {
+    "item_id": "85099B",
+    "score": 0.676835,
+    "reason": "popular",
+    "title": "JUMBO BAG RED RETROSPOT",
+    "category": "bags",
+    "price": 4.13,
+}
+
 
 class RecommendedItem(BaseModel):
-    item_id: str
-    score: float
-    reason: str
-    title: str | None = None
-    category: str | None = None
-    price: float | None = None
+    """One item of a ranked answer, with what the catalogue says about it now."""
+
+    item_id: str = Field(description="the item's id (the shop's stock code)", examples=["85123A"])
+    score: float = Field(
+        description="the ranking score, higher is better; compare it only within one answer "
+        "(recommendations: a blend of the customer's ALS preference, similar purchases, "
+        "buy-again, the page's context and popularity; similar items: the neighbour "
+        "similarity, 0 to 1; popular items: the popularity and trend score, 0 to 1)",
+        examples=[0.647732],
+    )
+    reason: str = Field(
+        description="why the item is here, a code to choose a caption by: "
+        "``recommended_for_you`` (fits the purchase history), ``because_you_bought_similar``, "
+        "``buy_again``, ``similar_to_viewed`` (the page's product or recent views), "
+        "``popular``; similar items answer ``also_bought``, popular items ``popular`` or "
+        "``trending``",
+        examples=["recommended_for_you"],
+    )
+    title: str | None = Field(
+        default=None,
+        description="the catalogue title (null: the catalogue has none)",
+        examples=["WHITE HANGING HEART T-LIGHT HOLDER"],
+    )
+    category: str | None = Field(
+        default=None,
+        description="the catalogue category (null: the catalogue has none)",
+        examples=["candles & lights"],
+    )
+    price: float | None = Field(
+        default=None,
+        description="the unit price in the shop's currency (pounds sterling in the UCI "
+        "Online Retail data); null: unknown",
+        examples=[2.95],
+    )
 
 
 class Recommendations(BaseModel):
-    customer_id: str
-    items: list[RecommendedItem]
-    strategy: Strategy
-    model_version: str | None
-    context: Context
+    """Ranked items for one customer on one page (``GET .../recommendations``)."""
+
+    customer_id: str = Field(
+        description="the customer the items are for, as asked", examples=[CUSTOMER_ID_EXAMPLE]
+    )
+    items: list[RecommendedItem] = Field(
+        description="the recommended items, best first: at most ``k``, fewer when not enough "
+        "items are eligible (never hidden, out-of-stock, non-product, excluded or disliked "
+        "items, nor the product on the page)",
+        examples=[[_RECOMMENDED_ITEM]],
+    )
+    strategy: Strategy = Field(
+        description="how the items were chosen: ``personalized`` (from the customer's "
+        "history), ``cold_start`` (an unknown customer: popular items and the page's "
+        "context), ``fallback`` (the feature store could not be read in time or no model is "
+        "loaded: popular items and the page's context; ask again later for personal ones)",
+        examples=["personalized"],
+    )
+    model_version: str | None = Field(
+        description=VERSION_DESCRIPTION + "; null only in a fallback with no model loaded",
+        examples=[VERSION_EXAMPLE],
+    )
+    context: Context = Field(
+        description="the page the items are for, as asked: ``home``, ``product``, ``cart`` "
+        "or ``email``",
+        examples=["home"],
+    )
 
 
 class SimilarItems(BaseModel):
-    item_id: str
-    items: list[RecommendedItem]
-    model_version: str
+    """Items bought together with one item (``GET /v1/items/{item_id}/similar``)."""
+
+    item_id: str = Field(description="the item asked about", examples=[ITEM_ID_EXAMPLE])
+    items: list[RecommendedItem] = Field(
+        description="items its buyers also bought, most similar first (reason ``also_bought``)",
+        examples=[[_SIMILAR_ITEM]],
+    )
+    model_version: str = Field(description=VERSION_DESCRIPTION, examples=[VERSION_EXAMPLE])
 
 
 class PopularItems(BaseModel):
-    items: list[RecommendedItem]
-    category: str | None = None
-    model_version: str | None
+    """Best sellers and trending items (``GET /v1/popular``)."""
+
+    items: list[RecommendedItem] = Field(
+        description="best sellers blended with trending items, best first (reason ``popular`` "
+        "or ``trending``); empty for an unknown category or when no model is loaded",
+        examples=[[_POPULAR_ITEM]],
+    )
+    category: str | None = Field(
+        default=None,
+        description="the category asked for; null: every category",
+        examples=["bags"],
+    )
+    model_version: str | None = Field(
+        description=VERSION_DESCRIPTION + "; null when no model is loaded",
+        examples=[VERSION_EXAMPLE],
+    )
 
 
 class ItemUpdate(BaseModel):
-    """A catalogue change; fields left out keep their current value."""
+    """A catalogue change; fields left out keep their current value (null is refused)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    title: str | None = Field(default=None, min_length=1, max_length=500)
-    category: str | None = Field(default=None, min_length=1, max_length=100)
-    price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    in_stock: bool | None = None
-    hidden: bool | None = None
+    title: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="the new title, 1 to 500 characters",
+        examples=["WHITE HANGING HEART T-LIGHT HOLDER"],
+    )
+    category: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="the new category, 1 to 100 characters (``category`` filters of the "
+        "recommendation routes match it exactly)",
+        examples=["candles & lights"],
+    )
+    price: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="the new unit price in the shop's currency, 0 or more",
+        examples=[2.95],
+    )
+    in_stock: bool | None = Field(
+        default=None,
+        description="false: out of stock, never recommended until set back to true",
+        examples=[True],
+    )
+    hidden: bool | None = Field(
+        default=None,
+        description="true: never recommended (a withdrawn or unsuitable item), though still "
+        "known to the service",
+        examples=[False],
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> ItemUpdate:
@@ -82,217 +214,131 @@ class ItemUpdate(BaseModel):
 
 
 class Item(BaseModel):
-    item_id: str
-    title: str
-    category: str
-    price: float
-    in_stock: bool
-    hidden: bool
-    recommendable: bool
-    revision: int
+    """An item as the service sees it now: the model's catalogue with every change applied."""
 
-
-class CustomerFeatures(BaseModel):
-    """The features the contract names; any other feature the record holds is passed through."""
-
-    model_config = ConfigDict(extra="allow")
-
-    recency_days: float | None = None
-    frequency: float | None = None
-    monetary: float | None = None
-    avg_order_value: float | None = None
-    tenure_days: float | None = None
-    clv: float | None = None
-    churn_risk: float | None = None
-    segment: str | None = None
-    journey_stage: str | None = None
-    nps: float | None = None
-    csat: float | None = None
-    last_purchase_at: str | None = None
-
-
-class CustomerProfile(BaseModel):
-    customer_id: str
-    features: CustomerFeatures
-    segment: str | None
-    journey_stage: str | None
-    churn_risk: float | None
-    recent_views: list[str]
-    cart: list[str]
-    in_model: bool
-    model_version: str | None
-
-
-class TrainingData(BaseModel):
-    source: str
-    format: str
-    start: UtcDateTime | None
-    end: UtcDateTime | None
-    as_of: UtcDateTime
-
-
-class ModelInfo(BaseModel):
-    version: str
-    created_at: UtcDateTime
-    loaded_at: UtcDateTime
-    trained_on: TrainingData
-    counts: dict[str, int]
-    metrics: dict[str, Any]
-    params: dict[str, Any]
-    training_seconds: float | None
-    n_items: int
-    n_customers: int
-
-
-class Overview(BaseModel):
-    """The customer base at a glance, as the served model version saw it when trained."""
-
-    model_version: str = Field(
-        description="the served model version", examples=["20260101T000000Z-aaaaaa"]
+    item_id: str = Field(description="the item's id (the shop's stock code)", examples=["85123A"])
+    title: str = Field(
+        description="the catalogue title", examples=["WHITE HANGING HEART T-LIGHT HOLDER"]
     )
-    as_of: UtcDateTime = Field(description="the end of the training data window")
-    n_customers: int = Field(description="customers the version was trained on", examples=[4338])
-    n_items: int = Field(description="items in the version's catalogue", examples=[3665])
-    segments: dict[str, int] = Field(
-        description="trained customers by RFM segment, most first",
-        examples=[{"champions": 812, "at_risk": 430}],
+    category: str = Field(description="the catalogue category", examples=["candles & lights"])
+    price: float = Field(
+        description="the unit price in the shop's currency (pounds sterling in the UCI "
+        "Online Retail data)",
+        examples=[2.95],
     )
-    journey_stages: dict[str, int] = Field(
-        description="trained customers by journey stage, most first",
-        examples=[{"retention": 1800, "at_risk": 600}],
+    in_stock: bool = Field(description="false: out of stock, never recommended", examples=[True])
+    hidden: bool = Field(description="true: never recommended", examples=[False])
+    recommendable: bool = Field(
+        description="whether the item can be recommended now: a product (not a postage, fee "
+        "or adjustment code), in stock and not hidden",
+        examples=[True],
     )
-
-
-class SampleIds(BaseModel):
-    """Known ids of the active model version, for load tests and smoke checks of a server."""
-
-    model_version: str = Field(description="the version the ids come from", examples=["20240101"])
-    customer_ids: list[str] = Field(
-        description="customers the version was trained on (a uniform random sample)",
-        examples=[["17850", "13047"]],
+    revision: int = Field(
+        description="the catalogue revision this answer reflects: the count of catalogue "
+        "changes stored so far (0: none)",
+        examples=[3],
     )
-    item_ids: list[str] = Field(
-        description="products of the catalogue (a uniform random sample)",
-        examples=[["85123A", "22423"]],
-    )
-    popular_item_ids: list[str] = Field(
-        description="the best-selling and trending products, best first", examples=[["85123A"]]
-    )
-
-
-class Reloaded(BaseModel):
-    previous_version: str | None
-    version: str
-    changed: bool
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
-    model_version: str | None = None
+    """Liveness or readiness (``/healthz``, ``/readyz``)."""
+
+    status: Literal["ok"] = Field(
+        description="always ``ok`` on a 200 (a server that is not ready answers 503)",
+        examples=["ok"],
+    )
+    model_version: str | None = Field(
+        default=None,
+        description=VERSION_DESCRIPTION + "; null while no model is loaded",
+        examples=[VERSION_EXAMPLE],
+    )
+
+
+class EventsAccepted(BaseModel):
+    """What ``POST /v1/events`` did with the events of the request (202)."""
+
+    accepted: int = Field(
+        ge=0, description="events stored and applied to the customers' state", examples=[2]
+    )
+    duplicates: int = Field(
+        ge=0,
+        description="events whose ``event_id`` was seen before: acknowledged, not applied again",
+        examples=[0],
+    )
+    ignored: int = Field(
+        ge=0,
+        description="events of erased customers: acknowledged, nothing of them is stored",
+        examples=[0],
+    )
+
+
+class FieldError(BaseModel):
+    """One problem with one input, as the request validation found it."""
+
+    loc: list[str] = Field(
+        description="where: the part of the request (``query``, ``path``, ``body``) and the "
+        "field's path in it",
+        examples=[["query", "k"]],
+    )
+    msg: str = Field(
+        description="what is wrong, for a person",
+        examples=["Input should be greater than or equal to 1"],
+    )
+    type: str = Field(
+        description="the kind of error, a code (pydantic's error type)",
+        examples=["greater_than_equal"],
+    )
+    input: str | int | float | bool | None = Field(
+        default=None,
+        description="the rejected value, when short enough to echo (absent otherwise)",
+        examples=["0"],
+    )
 
 
 class Problem(BaseModel):
-    """RFC 9457 problem details (``application/problem+json``)."""
+    """RFC 9457 problem details (``application/problem+json``): every error the service sends."""
 
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-    request_id: str | None = None
-    errors: list[dict[str, Any]] | None = None
-
-
-# -- offers and the next best action --------------------------------------------------------
-
-CHANNEL_PATTERN = r"^[a-z_]{1,32}$"
-MAX_OFFERS = 20
-
-
-class OfferEvidence(BaseModel):
-    responses: int
-    sends: int
-
-
-class OfferAsked(BaseModel):
-    offer_id: str
-    chosen: bool
-    reason: str
-
-
-class OfferOut(BaseModel):
-    offer_id: str
-    type: str
-    title: str
-    discount_pct: float | None
-    items: list[str]
-    reason: str
-    score: float
-    expires_at: UtcDateTime | None
-    policy: str = "rules"  # rules, posterior_mean or thompson: what set the propensity
-    propensity: float | None = None
-    evidence: OfferEvidence | None = None
-
-
-class CustomerOffers(BaseModel):
-    customer_id: str
-    known: bool
-    offers: list[OfferOut]
-
-
-class Offers(CustomerOffers):
-    channel: str | None
-    model_version: str
-    asked: OfferAsked | None = None
-
-
-_CustomerIdItem = Annotated[str, Field(json_schema_extra={"pattern": CUSTOMER_ID_PATTERN})]
-
-
-class OffersBatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    customer_ids: list[_CustomerIdItem] = Field(min_length=1, max_length=1000)
-    k: int = Field(default=3, ge=1, le=MAX_OFFERS)
-    channel: str | None = Field(default=None, pattern=CHANNEL_PATTERN)
-    #: Seeds the Thompson draws of the request (reproducible exploration); none: fresh.
-    seed: int | None = Field(default=None, ge=0)
-
-    @model_validator(mode="after")
-    def _ids(self) -> OffersBatchRequest:
-        ids = self.customer_ids
-        bad = next((i for i, c in enumerate(ids) if not schema.is_customer_id(c)), None)
-        if bad is not None:
-            raise ValueError(
-                f"customer_ids[{bad}] {self.customer_ids[bad][:140]!r} is not a customer id "
-                f"({schema.CUSTOMER_ID_RULE})"
-            )
-        return self
-
-
-class OffersBatch(BaseModel):
-    channel: str | None
-    model_version: str
-    results: list[CustomerOffers]
-
-
-class ActionOut(BaseModel):
-    action_id: str
-    type: str
-    title: str
-    reason: str
-    expected_value: float
-    items: list[str] = Field(default_factory=list)
-    policy: str = "rules"
-    propensity: float | None = None  # of an offer's action, with its evidence
-    evidence: OfferEvidence | None = None
-
-
-class NextBestAction(BaseModel):
-    customer_id: str
-    action: ActionOut
-    alternatives: list[ActionOut]
-    journey_stage: str
-    churn_risk: float | None
-    channel: str | None
-    model_version: str
+    type: str = Field(
+        description="the kind of problem, a URI: ``urn:pelanggan:problem:<kind>`` (``validation``, "
+        "``invalid-event``, ``unknown-value``, ``unknown-offer``, ``not-found``, "
+        "``unauthorized``, ``forbidden``, ``unavailable``, ``too-large``, ``internal``, ...) "
+        "or ``about:blank`` when the status says it all",
+        examples=["urn:pelanggan:problem:validation"],
+    )
+    title: str = Field(
+        description="the HTTP status's name (RFC 9110)", examples=["Unprocessable Content"]
+    )
+    status: int = Field(description="the HTTP status code, as sent", examples=[422])
+    detail: str = Field(
+        description="what was wrong, with the value at fault, for a person to read",
+        examples=["k: Input should be greater than or equal to 1 (got '0')"],
+    )
+    instance: str | None = Field(
+        default=None, description="the path of the request", examples=["/v1/popular"]
+    )
+    request_id: str | None = Field(
+        default=None,
+        description="the request's ``X-Request-ID`` (the caller's, or one the service made): "
+        "quote it when reporting a problem",
+        examples=["c4f88e2248a94feab2bb70a761e4fe0f"],
+    )
+    errors: list[FieldError] | None = Field(
+        default=None,
+        description="of a ``validation`` problem: every field error, in order",
+        examples=[
+            [
+                {
+                    "loc": ["query", "k"],
+                    "msg": "Input should be greater than or equal to 1",
+                    "type": "greater_than_equal",
+                    "input": "0",
+                }
+            ]
+        ],
+    )
+    index: int | None = Field(
+        default=None,
+        description="of an ``invalid-event`` problem: the 0-based position of the bad event "
+        "in the request (0 for a single event); nothing of the request was stored",
+        examples=[3],
+    )

@@ -156,6 +156,42 @@ def test_export_events_uses_the_embedded_server_a_running_service_owns(tmp_path:
         assert running.running and running.restarts == 0
 
 
+def test_train_leaves_out_a_customer_erased_in_the_embedded_store(
+    generated: Generated, tmp_path: Path
+) -> None:
+    """The erasure and ``recsys train`` share the key of ``erasure.key`` in the data folder;
+    neither the store nor its files hold the id afterwards."""
+    from feature_store.connection import connect
+    from feature_store.embedded import EmbeddedRedis
+    from feature_store.redis_store import RedisFeatureStore
+    from feature_store.tombstones import embedded_key
+    from recsys.bundle import read_bundle
+
+    artifacts = tmp_path / "artifacts"
+    events = load_interactions(generated.events, catalog_path=generated.catalog).interactions
+    customer = str(events["customer_id"].dropna().iloc[0])
+    with EmbeddedRedis(artifacts / "redis") as running:
+        client = connect(running.url, timeout_ms=5000)
+        store = RedisFeatureStore(
+            client,
+            "pl",
+            rewrite_aof_on_erase=True,
+            erasure_key=embedded_key(client, "pl", running.data_dir),
+        )
+        store.erase_customer(customer)
+        files = [p for p in running.data_dir.rglob("*") if p.is_file()]
+        assert not any(customer.encode() in p.read_bytes() for p in files)
+        run = recsys(
+            "train", "--events", generated.events, "--catalog", generated.catalog, "--out",
+            artifacts, cwd=tmp_path, RECSYS_ARTIFACTS=str(artifacts),
+        )  # fmt: skip
+        store.close()
+    assert run.returncode == 0, run.stderr
+    assert "leaving out 1 erased customers" in run.stdout
+    trained = read_bundle(artifacts / (artifacts / LATEST_FILE).read_text().strip())
+    assert customer not in set(trained.customer_ids) and len(trained.customer_ids) > 100
+
+
 def test_every_store_command_takes_redis_url(
     redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Set
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +26,7 @@ from training.customers import TrainedCustomerModels, train_customer_models
 from training.interactions import (
     build_purchase_matrices,
     buyer_keys,
+    excluded_rows,
     index_of,
     item_table,
     sorted_ids,
@@ -76,7 +77,7 @@ def build_bundle(
     config: TrainingConfig | None = None,
     *,
     ranking: RankingParams | None = None,
-    exclude_customers: Set[str] = frozenset(),
+    exclude_customers: Container[str] = frozenset(),
     source: str = "memory",
     fmt: str = "events",
     load_report: dict[str, Any] | None = None,
@@ -89,8 +90,11 @@ def build_bundle(
     started = time.perf_counter()
     as_of = resolve_as_of(interactions, as_of)
     mask = interactions["timestamp"].lt(as_of)
+    excluded = 0
     if exclude_customers:
-        mask &= ~interactions["customer_id"].isin(list(exclude_customers))
+        dropped = excluded_rows(interactions["customer_id"], exclude_customers)
+        excluded = int(interactions["customer_id"][dropped].nunique())
+        mask &= ~dropped
     events = interactions.loc[mask]
     if events.empty:
         raise InvalidRequestError(f"no events before {as_of:%Y-%m-%d %H:%M:%S} to train on")
@@ -178,7 +182,7 @@ def build_bundle(
             "cf_items": int(
                 np.count_nonzero(np.bincount(purchases.orders.indices, minlength=len(item_ids)))
             ),
-            "excluded_customers": int(len(exclude_customers)),
+            "excluded_customers": excluded,  # erased customers present in the data
             "feature_rows": int(len(features)),
         },
         params={

@@ -9,6 +9,7 @@ from the purchase history alike, so a fully returned item is neither "bought" no
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,13 @@ class PurchaseMatrices:
     @property
     def shape(self) -> tuple[int, int]:
         return (len(self.customer_ids), len(self.item_ids))
+
+
+def excluded_rows(customer_ids: pd.Series, exclude: Container[str]) -> pd.Series:
+    """Which rows belong to a customer in ``exclude``: a set, or the store's erased set (which
+    answers ``id in it`` by a keyed digest and cannot list its ids), asked once per customer."""
+    present = [c for c in customer_ids.unique() if c in exclude]
+    return customer_ids.isin(present)
 
 
 def index_of(ids: np.ndarray, values: pd.Series | np.ndarray) -> np.ndarray:

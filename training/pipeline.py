@@ -9,7 +9,7 @@ and :func:`write_bundle`. A failure anywhere before the write leaves the output 
 from __future__ import annotations
 
 import time
-from collections.abc import Set
+from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from recsys.io.progress import Steps
 from recsys.ranking.scoring import RankingParams
 from training.build import build_bundle, resolve_as_of
 from training.evaluate import evaluate_split
+from training.interactions import excluded_rows
 from training.ranker import with_rankers
 
 #: Days at the end of the window held out to compute the manifest's offline metrics.
@@ -36,7 +37,7 @@ def train_bundle(
     catalog_path: Path | str | None = None,
     as_of: Any = None,
     config: TrainingConfig | None = None,
-    exclude_customers: Set[str] = frozenset(),
+    exclude_customers: Container[str] = frozenset(),
     *,
     ranking: RankingParams | None = None,
     holdout_days: int | None = HOLDOUT_DAYS,
@@ -70,7 +71,7 @@ def train_bundle(
     steps.step("ranker")
     kept = interactions
     if exclude_customers:
-        kept = kept.loc[~kept["customer_id"].isin(list(exclude_customers))]
+        kept = kept.loc[~excluded_rows(kept["customer_id"], exclude_customers)]
     bundle = with_rankers(bundle, kept, loaded.catalog, resolved, config)
     if holdout_days:
         steps.step("holdout metrics")
@@ -98,13 +99,13 @@ def _holdout_metrics(
     config: TrainingConfig,
     bundle: ModelBundle,
     holdout_days: int,
-    exclude_customers: Set[str],
+    exclude_customers: Container[str],
     catalog_is_derived: bool,
 ) -> dict[str, Any]:
     split = as_of - pd.Timedelta(days=holdout_days)
     window = interactions.loc[interactions["timestamp"].lt(as_of)]
     if exclude_customers:
-        window = window.loc[~window["customer_id"].isin(list(exclude_customers))]
+        window = window.loc[~excluded_rows(window["customer_id"], exclude_customers)]
     try:
         return evaluate_split(
             window,

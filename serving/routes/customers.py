@@ -13,8 +13,8 @@ from recsys.errors import NotFoundError
 from recsys.store import CustomerState, ReadPlan
 from serving.auth import Principal, authorize, require
 from serving.model_state import Snapshot
-from serving.models import CustomerFeatures, CustomerProfile
 from serving.offers import customer_features
+from serving.profile_models import CustomerFeatures, CustomerProfile
 from serving.routes.common import (
     CUSTOMER_ID,
     CustomerId,
@@ -86,6 +86,7 @@ async def lean_profile(request: Request) -> Response | None:
 
 @router.get(
     "/v1/customers/{customer_id}",
+    summary="A customer's profile",
     response_model=CustomerProfile,
     responses=problems(401, 403, 404, 422, 503),
 )
@@ -101,6 +102,7 @@ async def get_customer(
 
 @router.get(
     "/v1/customers/{customer_id}/export",
+    summary="Everything held about a customer (data subject access)",
     response_model=dict[str, Any],
     responses=problems(401, 403, 422, 503),
 )
@@ -116,6 +118,7 @@ def export_customer(
 
 @router.delete(
     "/v1/customers/{customer_id}",
+    summary="Erase a customer",
     status_code=204,
     responses=problems(401, 403, 422, 503),
 )

@@ -29,6 +29,7 @@ from recsys.events import Event, utcnow, validate_batch
 from serving.adaptive import check_offer_ids, record_offer_events
 from serving.auth import Principal, require
 from serving.metrics import Metrics
+from serving.models import EventsAccepted
 from serving.routes.common import ServingDep, json_response, problems
 from serving.state import ServingState
 
@@ -45,14 +46,28 @@ _EVENT_EXAMPLE = {
     "event_id": "web-2f6c1a",
 }
 _EVENT_SCHEMA = Event.model_json_schema()
+_EVENTS_SCHEMA = {
+    "type": "array",
+    "items": _EVENT_SCHEMA,
+    "maxItems": 1000,
+    "description": "the events, applied in order: all of them or, when one is invalid, none",
+    "examples": [
+        [
+            {
+                "customer_id": "17850",
+                "event_type": "view",
+                "timestamp": "2011-09-01T09:58:00Z",
+                "item_id": "85123A",
+                "event_id": "web-2f6c19",
+            },
+            _EVENT_EXAMPLE,
+        ]
+    ],
+}
 _BODY_SCHEMA = {
     "oneOf": [
         _EVENT_SCHEMA,
-        {
-            "type": "object",
-            "properties": {"events": {"type": "array", "items": _EVENT_SCHEMA, "maxItems": 1000}},
-            "required": ["events"],
-        },
+        {"type": "object", "properties": {"events": _EVENTS_SCHEMA}, "required": ["events"]},
     ]
 }
 
@@ -101,7 +116,10 @@ async def ingest(app: FastAPI, serving: ServingState, events: list[Event]) -> di
 
 @router.post(
     "/v1/events",
+    summary="Record customer events",
     status_code=202,
+    response_model=EventsAccepted,
+    response_description="Accepted: every event was stored, or counted as a duplicate or ignored",
     responses=problems(400, 401, 403, 422, 503),
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": _BODY_SCHEMA}}}},
 )

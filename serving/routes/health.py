@@ -15,14 +15,14 @@ from serving.routes.common import MetricsDep, ServingDep, problems
 router = APIRouter(tags=["operations"], dependencies=[Depends(loopback_unless_keyed)])
 
 
-@router.get("/healthz", response_model=Health)
+@router.get("/healthz", summary="Liveness", response_model=Health)
 async def healthz(serving: ServingDep) -> Health:
     """The process is alive (says nothing about the model or the store)."""
     snapshot = serving.snapshot
     return Health(status="ok", model_version=snapshot.version if snapshot else None)
 
 
-@router.get("/readyz", response_model=Health, responses=problems(503))
+@router.get("/readyz", summary="Readiness", response_model=Health, responses=problems(503))
 async def readyz(serving: ServingDep) -> Health:
     """Ready to serve: a model is loaded, the store answers and holds its features."""
     ready, reason = await anyio.to_thread.run_sync(serving.ready)
@@ -32,7 +32,7 @@ async def readyz(serving: ServingDep) -> Health:
     return Health(status="ok", model_version=snapshot.version if snapshot else None)
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(metrics: MetricsDep) -> Response:
     """Prometheus text exposition of this process's metrics."""
     return Response(metrics.render(), media_type=CONTENT_TYPE)

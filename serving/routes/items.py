@@ -62,6 +62,7 @@ async def lean_similar(request: Request) -> Response | None:
 
 @router.get(
     "/v1/items/{item_id}/similar",
+    summary="Items bought together with this one",
     response_model=SimilarItems,
     responses=problems(401, 403, 404, 422, 503),
 )
@@ -77,7 +78,12 @@ async def get_similar_items(
     return await answer_similar(serving, metrics, item_id, k)
 
 
-@router.get("/v1/items/{item_id}", response_model=Item, responses=problems(401, 403, 404, 503))
+@router.get(
+    "/v1/items/{item_id}",
+    summary="An item as served now",
+    response_model=Item,
+    responses=problems(401, 403, 404, 503),
+)
 async def get_item(
     item_id: ItemId,
     serving: ServingDep,
@@ -87,7 +93,12 @@ async def get_item(
     return _item(require_snapshot(await serving.current_async()), item_id)
 
 
-@router.put("/v1/items/{item_id}", response_model=Item, responses=problems(401, 403, 404, 422, 503))
+@router.put(
+    "/v1/items/{item_id}",
+    summary="Change an item's catalogue entry",
+    response_model=Item,
+    responses=problems(401, 403, 404, 422, 503),
+)
 def put_item(
     item_id: ItemId,
     update: ItemUpdate,

@@ -11,7 +11,8 @@ from starlette.responses import Response
 
 from serving.adaptive import offer_stats
 from serving.auth import Principal, require
-from serving.models import ModelInfo, Reloaded, SampleIds, TrainingData
+from serving.offer_models import OfferStats
+from serving.profile_models import ModelInfo, Reloaded, SampleIds, TrainingData
 from serving.routes.common import (
     MetricsDep,
     ServingDep,
@@ -23,7 +24,12 @@ from serving.routes.common import (
 router = APIRouter(tags=["model"])
 
 
-@router.get("/v1/model", response_model=ModelInfo, responses=problems(401, 403, 503))
+@router.get(
+    "/v1/model",
+    summary="The served model version",
+    response_model=ModelInfo,
+    responses=problems(401, 403, 503),
+)
 async def get_model(
     serving: ServingDep, _: Annotated[Principal, Depends(require("read"))]
 ) -> ModelInfo:
@@ -45,7 +51,10 @@ async def get_model(
 
 
 @router.get(
-    "/v1/model/sample-ids", response_model=SampleIds, responses=problems(401, 403, 422, 503)
+    "/v1/model/sample-ids",
+    summary="Ids the served version knows, for load tests",
+    response_model=SampleIds,
+    responses=problems(401, 403, 422, 503),
 )
 async def sample_ids(
     serving: ServingDep,
@@ -73,7 +82,12 @@ async def sample_ids(
     )
 
 
-@router.post("/v1/admin/reload", response_model=Reloaded, responses=problems(401, 403, 503))
+@router.post(
+    "/v1/admin/reload",
+    summary="Switch to the newest model version",
+    response_model=Reloaded,
+    responses=problems(401, 403, 503),
+)
 async def reload_model(
     serving: ServingDep,
     metrics: MetricsDep,
@@ -96,7 +110,12 @@ async def reload_model(
     )
 
 
-@router.get("/v1/model/offer-stats", responses=problems(401, 403, 503))
+@router.get(
+    "/v1/model/offer-stats",
+    summary="What the adaptive offers learned",
+    response_model=OfferStats,
+    responses=problems(401, 403, 503),
+)
 async def get_offer_stats(
     request: Request, serving: ServingDep, _: Annotated[Principal, Depends(require("read"))]
 ) -> Response:

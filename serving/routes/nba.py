@@ -16,7 +16,7 @@ from starlette.responses import Response
 from recsys.events import utcnow
 from serving.adaptive import adaptation_for
 from serving.auth import Principal, require
-from serving.models import NextBestAction
+from serving.offer_models import NextBestAction
 from serving.offers import decide
 from serving.routes.common import CustomerId, MetricsDep, ServingDep, json_response, problems
 from serving.routes.offers import Channel, customer_read
@@ -26,6 +26,7 @@ router = APIRouter(tags=["offers"])
 
 @router.get(
     "/v1/customers/{customer_id}/next-best-action",
+    summary="The next best action for a customer",
     response_model=NextBestAction,
     responses=problems(401, 403, 422, 503),
 )

@@ -19,6 +19,7 @@ from typing import Annotated
 import numpy as np
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.openapi.constants import REF_PREFIX
 from starlette.responses import Response, StreamingResponse
 
 from recsys.decisions.explain import explain_offer
@@ -30,9 +31,11 @@ from serving.adaptive import Adaptation, BudgetReservations, adaptation_for, off
 from serving.auth import Principal, require
 from serving.metrics import Metrics
 from serving.model_state import Snapshot
-from serving.models import (
+from serving.offer_models import (
     CHANNEL_PATTERN,
+    CUSTOMER_OFFERS_EXAMPLE,
     MAX_OFFERS,
+    CustomerOffers,
     Offers,
     OffersBatch,
     OffersBatchRequest,
@@ -42,6 +45,37 @@ from serving.routes.common import CustomerId, MetricsDep, ServingDep, json_respo
 from serving.state import CustomerRead, ServingState
 
 router = APIRouter(tags=["offers"])
+
+NDJSON = "application/x-ndjson"
+#: The export's body is NDJSON: the OpenAPI schema of its media type describes one line.
+EXPORT_LINE_SCHEMA = {
+    "$ref": REF_PREFIX + CustomerOffers.__name__,
+    "description": "one JSON object per line (NDJSON, UTF-8, each line ended by a newline): a "
+    "customer with marketing consent and at least one offer on the channel, and those offers",
+}
+_WIN_BACK = {
+    "customer_id": "12350",
+    "known": True,
+    "offers": [
+        {
+            "offer_id": "win-back-15",
+            "type": "win_back",
+            "title": "We miss you - 15% off your next order",
+            "discount_pct": 15.0,
+            "items": ["21915", "22557"],
+            "reason": "churn risk 0.68 after 210 days without an order",
+            "score": 15.5118,
+            "expires_at": None,
+            "policy": "posterior_mean",
+            "propensity": 0.156891,
+            "evidence": {"responses": 0, "sends": 0},
+        }
+    ],
+}
+EXPORT_EXAMPLE = "".join(
+    orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE).decode()
+    for line in (CUSTOMER_OFFERS_EXAMPLE, _WIN_BACK)
+)
 
 OffersK = Annotated[int, Query(ge=1, le=MAX_OFFERS, description="how many offers, best first")]
 Channel = Annotated[
@@ -68,6 +102,7 @@ def customer_read(read: CustomerRead) -> tuple[Snapshot, CustomerState]:
 
 @router.get(
     "/v1/customers/{customer_id}/offers",
+    summary="A customer's best offers",
     response_model=Offers,
     responses=problems(401, 403, 422, 503),
 )
@@ -142,6 +177,7 @@ def _asked(
 
 @router.post(
     "/v1/offers/batch",
+    summary="Offers for a batch of customers",
     response_model=OffersBatch,
     responses=problems(401, 403, 422, 503),
 )
@@ -179,8 +215,13 @@ def post_offers_batch(
 
 @router.get(
     "/v1/offers/export",
+    summary="Every eligible customer's offers, as NDJSON",
+    response_class=StreamingResponse,  # no application/json body: the lines are documented below
     responses={
-        200: {"content": {"application/x-ndjson": {}}, "description": "one JSON line a customer"},
+        200: {
+            "description": "one JSON object per line (NDJSON), one line per customer",
+            "content": {NDJSON: {"schema": EXPORT_LINE_SCHEMA, "example": EXPORT_EXAMPLE}},
+        },
         **problems(401, 403, 422, 503),
     },
 )
@@ -188,7 +229,13 @@ def export_offers(
     request: Request,
     serving: ServingDep,
     _: Annotated[Principal, Depends(require("admin"))],
-    channel: Annotated[str, Query(pattern=CHANNEL_PATTERN)] = "email",
+    channel: Annotated[
+        str,
+        Query(
+            pattern=CHANNEL_PATTERN,
+            description="the channel of the campaign: only its offers, under its contact cap",
+        ),
+    ] = "email",
     k: OffersK = 3,
 ) -> Response:
     """Every customer with marketing consent and at least one offer on ``channel``, exactly
@@ -206,7 +253,7 @@ def export_offers(
         serving, snapshot, channel, k, chunk, state.bulk_reads, state.metrics, request.app
     )
     first = export.first_block()  # a dead store is a 503 here, before the stream starts
-    return StreamingResponse(export.blocks(first), media_type="application/x-ndjson")
+    return StreamingResponse(export.blocks(first), media_type=NDJSON)
 
 
 class OffersExport:

@@ -9,13 +9,18 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from serving.auth import Principal, require
-from serving.models import Overview
+from serving.profile_models import Overview
 from serving.routes.common import ServingDep, problems, require_snapshot
 
 router = APIRouter(tags=["model"])
 
 
-@router.get("/v1/overview", response_model=Overview, responses=problems(401, 403, 503))
+@router.get(
+    "/v1/overview",
+    summary="The customer base at a glance",
+    response_model=Overview,
+    responses=problems(401, 403, 503),
+)
 async def get_overview(
     serving: ServingDep, _: Annotated[Principal, Depends(require("read"))]
 ) -> Overview:

@@ -54,14 +54,25 @@ async def lean_popular(request: Request) -> Response | None:
     return await answer(request.app.state.serving, request.app.state.metrics, k, category)
 
 
-@router.get("/v1/popular", response_model=PopularItems, responses=problems(401, 403, 422))
+@router.get(
+    "/v1/popular",
+    summary="Best sellers and trending items",
+    response_model=PopularItems,
+    responses=problems(401, 403, 422),
+)
 @lean_path(lean_popular)
 async def get_popular(
     serving: ServingDep,
     metrics: MetricsDep,
     _: Annotated[Principal, Depends(require(*READ))],
     k: K,
-    category: Annotated[str | None, Query(pattern=CATEGORY_PATTERN)] = None,
+    category: Annotated[
+        str | None,
+        Query(
+            pattern=CATEGORY_PATTERN,
+            description="only items of this catalogue category (exact match); none: every category",
+        ),
+    ] = None,
 ) -> Response:
     """Best sellers blended with what is trending; an unknown category gives an empty list."""
     return await answer(serving, metrics, k, category)

@@ -58,13 +58,19 @@ class RecommendationParams(BaseModel):
     item_id: str | None = Field(
         default=None, pattern=ITEM_ID_PATTERN, description="the product on a product page"
     )
-    exclude_purchased: bool = True
+    exclude_purchased: bool = Field(
+        default=True, description="leave out what the customer bought (false: buy-again items too)"
+    )
     exclude: list[str] = Field(
         default_factory=list,
         description="item ids never to return: repeat the parameter "
         "(`exclude=A&exclude=B`), separate them with commas (`exclude=A,B`), or both",
     )
-    category: str | None = Field(default=None, pattern=CATEGORY_PATTERN)
+    category: str | None = Field(
+        default=None,
+        pattern=CATEGORY_PATTERN,
+        description="only items of this catalogue category (exact match); none: every category",
+    )
 
     @field_validator("exclude")
     @classmethod
@@ -146,6 +152,7 @@ async def lean_recommendations(request: Request) -> Response | None:
 
 @router.get(
     "/v1/customers/{customer_id}/recommendations",
+    summary="Recommendations for a page view or an email",
     response_model=Recommendations,
     responses=problems(401, 403, 422),
 )

@@ -180,11 +180,44 @@ def test_the_service_loads_serves_ingests_and_erases_on_a_cluster(
     prefix = settings.redis_prefix
     slots = {int(s) for s in client.smembers(keys.stream_shards(prefix))}
     assert slots == {keys.customer_slot(c) for c in [*customers, "kitchen-1"]}  # one shard each
-    assert erased_customer_ids(settings) == {"m7"}
+    erased = erased_customer_ids(settings)
+    assert "m7" in erased and len(erased) == 1 and "m8" not in erased
+    m7_shard = keys.erased_customers(prefix, keys.slot_tag(keys.customer_slot("m7")))
+    (member,) = client.smembers(m7_shard)  # on m7's slot, as a keyed digest of the id
+    assert member.startswith(b"#") and b"m7" not in member
     path = tmp_path / "events.csv"
     assert export_events(settings, path) == len(batch) - 2 + 1  # m7's two gone, m8's late one
     exported = load_interactions(path, fmt="events").interactions
     assert "m7" not in set(exported["customer_id"])
     assert exported["event_id"].tolist()[-1] == "late"  # the shards merged in append order
     assert set(exported["customer_id"]) == (set(customers) - {"m7"}) | {"kitchen-1"}
+    client.close()
+
+
+def test_plain_ids_of_an_older_layout_are_migrated_on_their_own_slot(settings: Settings) -> None:
+    """An older version's erased shards held ids: each becomes its digest, on the same slot."""
+    from feature_store.connection import connect
+    from feature_store.ingest import EventWriter, IngestResult
+    from feature_store.redis_store import RedisFeatureStore
+    from recsys.customers.live_update import OnlineModel, plan_updates
+    from recsys.events import utcnow, validate_batch
+
+    prefix = settings.redis_prefix
+    client = connect(settings.redis_url or "", timeout_ms=5000)
+    old = ["m3", "m11", "m29"]
+    for customer in old:
+        shard = keys.slot_tag(keys.customer_slot(customer))
+        client.sadd(keys.erased_customers(prefix, shard), customer)
+        client.sadd(keys.stream_shards(prefix), str(keys.customer_slot(customer)))
+    online = OnlineModel(version=None, as_of=utcnow())
+    events = validate_batch(
+        [{"customer_id": c, "event_type": "view", "item_id": "G1"} for c in [*old, "m4"]]
+    )
+    writer = EventWriter(client, prefix, stream_maxlen=0)  # resolves the key: migrates
+    result = writer.ingest(events, None, lambda s, f: plan_updates(online, s, f, utcnow()))
+    assert result == IngestResult(accepted=1, duplicates=0, ignored=3)
+    store = RedisFeatureStore(client, prefix)
+    for customer in old:
+        shard = keys.erased_customers(prefix, keys.slot_tag(keys.customer_slot(customer)))
+        assert client.smembers(shard) == {store.tombstones.of(customer).encode()}
     client.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pytest
 from servingkit import ADMIN, API_KEYS, READ, WRITE, TestClient
 
 from feature_store.embedded import EmbeddedRedis
+from feature_store.embedded_dir import bundled_redis_server
+from feature_store.export import erased_customer_ids
 from recsys.config import Settings
 from serving.app import create_app
 
@@ -58,16 +61,33 @@ def aof_commands(data_dir: Path) -> list[list[bytes]]:
     return commands
 
 
-@pytest.fixture
-def disk_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    with EmbeddedRedis(tmp_path / "redis", persist=True) as server:
+def _binaries() -> list[str | None]:
+    """The shipped redis-server (6.x: one ``appendonly.aof``) and, when there is another on
+    PATH (7.x: the multi-part ``appendonlydir/``), that one too."""
+    on_path = shutil.which("redis-server")
+    shipped = bundled_redis_server()
+    return [None, *([on_path] if on_path and shipped and Path(on_path) != shipped else [])]
+
+
+@pytest.fixture(params=_binaries())
+def disk_redis(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis(tmp_path / "redis", persist=True, binary=request.param) as server:
         yield server
 
 
+def occurrences(data_dir: Path, token: bytes) -> dict[str, int]:
+    """Every file under ``data_dir`` (append-only files, manifest, any RDB) -> how many times
+    it holds ``token``."""
+    files = [p for p in data_dir.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("appendonly") for p in files), sorted(map(str, files))
+    return {str(p.relative_to(data_dir)): p.read_bytes().count(token) for p in files}
+
+
 def test_after_an_erasure_the_files_on_disk_no_longer_hold_the_customer(
-    disk_redis: EmbeddedRedis, artifacts: Path
+    disk_redis: EmbeddedRedis, artifacts: Path, tmp_path: Path
 ) -> None:
-    """Only the suppression list (``<p>:erased``, what keeps them out of training) names them."""
+    """Not even the suppression list (``<p>:erased``, what keeps them out of training and
+    ingest) names them: it holds a keyed digest of the id."""
     settings = Settings(
         redis_url=disk_redis.url, artifacts=artifacts, api_keys=API_KEYS, erase_rewrites_aof=True
     )
@@ -79,8 +99,17 @@ def test_after_an_erasure_the_files_on_disk_no_longer_hold_the_customer(
         before = [c for c in aof_commands(disk_redis.data_dir) if any(token in a for a in c)]
         assert len(before) >= 10  # batch record, live record, event ids, stream entries
         assert client.delete(f"/v1/customers/{CUSTOMER}", headers=ADMIN).status_code == 204
-        after = [c for c in aof_commands(disk_redis.data_dir) if any(token in a for a in c)]
-        assert after == [[b"SADD", b"pl:erased", token]]
+        commands = aof_commands(disk_redis.data_dir)
+        assert [c for c in commands if any(token in a for a in c)] == []
+        found = occurrences(disk_redis.data_dir, token)
+        assert sum(found.values()) == 0, found  # not in any file: AOF parts, manifest, RDB
+        tombstone = client.app.state.serving.store.tombstones.of(CUSTOMER).encode()
+        assert [b"SADD", b"pl:erased", tombstone] in commands  # what keeps them out
         assert client.get(f"/v1/customers/{CUSTOMER}/export", headers=ADMIN).json()["erased"]
+        late = client.post("/v1/events", json=_purchase(7), headers=WRITE)
+        assert late.json() == {"accepted": 0, "duplicates": 0, "ignored": 1}
+        assert client.get(f"/v1/customers/{CUSTOMER}", headers=READ).status_code == 404
+        erased = erased_customer_ids(settings)  # what `recsys train` leaves out
+        assert CUSTOMER in erased and "garden-1" not in erased
         garden = client.get("/v1/customers/garden-1/recommendations", headers=READ).json()
         assert garden["strategy"] == "personalized"  # everyone else is still there

@@ -81,6 +81,25 @@ def test_only_events_before_as_of_and_not_excluded_customers_are_used(
     assert b.history_last_days.data.min() >= 0
 
 
+def test_the_stores_erased_set_leaves_its_customers_out_by_digest(
+    clustered: pd.DataFrame, redis_url: str, redis_prefix: str
+) -> None:
+    """What ``recsys train`` passes: a container that digests each id, not a list of ids."""
+    from feature_store.connection import connect
+    from feature_store.redis_store import RedisFeatureStore
+
+    store = RedisFeatureStore(connect(redis_url, timeout_ms=2000), redis_prefix)
+    try:
+        store.erase_customer("loyal")
+        erased = store.erased_customers()
+    finally:
+        store.close()
+    as_of = START + pd.Timedelta(days=30)
+    b = build_bundle(clustered, None, as_of, CONFIG, exclude_customers=erased, options=FAST)
+    assert "loyal" not in set(b.customer_ids) and len(b.customer_ids) > 0
+    assert b.manifest.counts["excluded_customers"] == 1
+
+
 def test_no_purchases_before_as_of_is_an_invalid_request(clustered: pd.DataFrame) -> None:
     with pytest.raises(InvalidRequestError):
         build_bundle(clustered, None, START, CONFIG, options=FAST)
