@@ -234,6 +234,10 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     )
     for line in report.get("verdicts", []):  # "beats" only where the 95% interval excludes 0
         print(line)
+    for task, chosen in report.get("ranker", {}).items():
+        if isinstance(chosen, dict) and "served" in chosen:  # training's validation window
+            figures = chosen.get("validation_ndcg@20", {})
+            print(f"served for {task}: {chosen['served']} (validation ndcg@20 {figures})")
     print(f"report written to {args.out} (open {args.out / 'report.html'})")
     return 0
 

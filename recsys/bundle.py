@@ -25,6 +25,10 @@ history.npz         CSR customer x item purchase history: indptr, indices, count
 features.parquet    the customer feature table (column ``customer_id`` + one per feature)
 churn.onnx          optional: the churn classifier (see ``recsys.customers.churn``)
 extra.json          optional: JSON-able extras (churn calibration, offer catalogue, ...)
+signals.npz         optional: the two-stage ranking's item signals
+                    (``recsys.ranking.signals.ItemSignals``: EASE weights, rhythm, trend...)
+ranker_<task>.onnx  optional: the learned ranker of a task (``discovery``, ``all``) where it
+                    beat the blend on the validation window (``manifest.params["ranker"]``)
 ==================  ========================================================================
 """
 
@@ -105,6 +109,8 @@ class ModelBundle:
     features: pd.DataFrame
     churn_onnx: bytes | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    signals: dict[str, np.ndarray] = field(default_factory=dict)
+    ranker_onnx: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -181,6 +187,10 @@ def write_bundle(bundle: ModelBundle, root: Path) -> Path:
         bundle.features.to_parquet(tmp / "features.parquet", index=False)
         if bundle.churn_onnx is not None:
             (tmp / "churn.onnx").write_bytes(bundle.churn_onnx)
+        if bundle.signals:
+            _save_npz(tmp / "signals.npz", **bundle.signals)
+        for task, onnx in bundle.ranker_onnx.items():
+            (tmp / f"ranker_{task}.onnx").write_bytes(onnx)
         if bundle.extra:
             (tmp / "extra.json").write_text(json.dumps(bundle.extra, indent=2, default=str))
         bundle.manifest.files = {
@@ -228,6 +238,12 @@ def read_bundle(version_dir: Path) -> ModelBundle:
         popularity = _load_npz(version_dir / "popularity.npz")
         hist = _load_npz(version_dir / "history.npz")
         customers = _load_npz(version_dir / "customers.npz")
+        signals_path = version_dir / "signals.npz"
+        signals = _load_npz(signals_path) if signals_path.is_file() else {}
+        rankers = {
+            path.stem.removeprefix("ranker_"): path.read_bytes()
+            for path in sorted(version_dir.glob("ranker_*.onnx"))
+        }
     except (OSError, ValueError, KeyError) as exc:
         message = f"cannot read model bundle {str(version_dir)!r}: {exc}"
         raise ModelUnavailableError(message) from exc
@@ -260,4 +276,6 @@ def read_bundle(version_dir: Path) -> ModelBundle:
         features=pd.read_parquet(version_dir / "features.parquet"),
         churn_onnx=churn_path.read_bytes() if churn_path.is_file() else None,
         extra=json.loads(extra_path.read_text()) if extra_path.is_file() else {},
+        signals=signals,
+        ranker_onnx=rankers,
     )

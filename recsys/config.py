@@ -30,6 +30,10 @@ class TrainingConfig(BaseModel):
     churn_horizon_days: int = 90
     #: customers scored by ``train``'s hold-out metrics (a fixed random sample above it)
     holdout_customers: int = Field(default=5000, ge=1)
+    #: time-shifted training windows of the learned ranker (``training.ranker``); each is one
+    #: more model build at an earlier cutoff, so training costs about (2 + this) builds;
+    #: 0 trains no ranker (the blend is served)
+    ranker_windows: int = Field(default=4, ge=0)
 
 
 class ServingConfig(BaseModel):

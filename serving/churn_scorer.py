@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from recsys.customers.churn import CHURN_FEATURES, Calibration, calibration_from_dict
 from recsys.errors import ModelUnavailableError
+from serving.onnx_session import onnx_session
 
 
 class OnnxChurnScorer:
@@ -27,15 +27,7 @@ class OnnxChurnScorer:
         calibration: Calibration | Mapping[str, Any] | None = None,
         intra_op_num_threads: int = 1,
     ) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_num_threads
-        options.inter_op_num_threads = 1
-        try:
-            self._session = ort.InferenceSession(
-                onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelUnavailableError(f"cannot load the churn model: {exc}") from exc
+        self._session = onnx_session(onnx_bytes, "churn model", intra_op_num_threads)
         inputs = self._session.get_inputs()
         self._input = inputs[0].name
         width = inputs[0].shape[1]

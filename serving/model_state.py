@@ -28,6 +28,7 @@ from recsys.ranking.foldin import FoldIn
 from recsys.ranking.retrieval import ItemIndex
 from recsys.ranking.scoring import RankingModel, popularity_prior
 from serving.customer_models import LoadedCustomerModels
+from serving.ranker_onnx import onnx_rankers
 
 log = logging.getLogger("recsys.serving")
 
@@ -162,7 +163,7 @@ class ModelState:
         best, trend = POPULAR_SHARE * popular, (1.0 - POPULAR_SHARE) * trending
         item_ids = items.item_ids.astype(str).tolist()
         row_of = {item_id: row for row, item_id in enumerate(item_ids)}
-        ranking = RankingModel.from_bundle(bundle)
+        ranking = RankingModel.from_bundle(bundle, rankers=onnx_rankers(bundle.ranker_onnx))
         return cls(
             manifest=bundle.manifest,
             loaded_at=datetime.now(UTC),

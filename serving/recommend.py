@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from recsys.errors import NotFoundError
-from recsys.ranking.scoring import score_items, top_k
+from recsys.ranking.batch import rank_customer
+from recsys.ranking.scoring import top_k
 from recsys.store import CustomerState, LiveRecord
 from serving.model_state import ItemCatalogue, ModelState, Snapshot
 
@@ -140,8 +141,7 @@ def recommend(
     cf = None  # exact, unless the catalogue is large enough to have a retrieval index
     if model.retrieval is not None and profile.user_vector is not None:
         cf = model.retrieval.cf_scores(model.ranking.item_factors, profile.user_vector)
-    scores = score_items(
-        model.ranking,
+    arguments = (
         profile.user_vector,
         profile.history_items,
         profile.history_counts,
@@ -151,11 +151,12 @@ def recommend(
         cf,
     )
     blocked = blocked_mask(snapshot, query, profile, live, context_rows)
-    rows, values = top_k(scores.total, query.k, blocked)
+    task = "discovery" if query.exclude_purchased else "all"
+    top = rank_customer(model.ranking, arguments, query.k, blocked, task)
     strategy = (
         "fallback" if customer is None else "personalized" if profile.personal else "cold_start"
     )
-    return strategy, Ranked(rows, values, scores.reasons(rows))
+    return strategy, Ranked(top.rows, top.scores, top.reasons)
 
 
 def similar(snapshot: Snapshot, item_id: str, k: int) -> Ranked:

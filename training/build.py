@@ -33,6 +33,7 @@ from training.interactions import (
 )
 from training.neighbours import cooccurrence_neighbours
 from training.popularity import compute_popularity
+from training.signals import item_signals
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class BuildOptions:
     popular_window_days: float | None = POPULAR_WINDOW_DAYS
     with_features: bool = True
     with_churn: bool = True
+    with_signals: bool = True  # the two-stage ranking's item signals (EASE, rhythm, ...)
 
 
 def resolve_as_of(interactions: pd.DataFrame, as_of: Any) -> pd.Timestamp:
@@ -131,6 +133,22 @@ def build_bundle(
         window_days=options.popular_window_days,
     )
 
+    signals: dict[str, np.ndarray] = {}
+    if options.with_signals:
+        t = time.perf_counter()
+        with threadpool_limits(1, "blas"):
+            fitted = item_signals(
+                events,
+                customer_ids,
+                item_ids,
+                items.is_product,
+                items.prices,
+                purchases.orders,
+                popularity,
+            )
+        signals = fitted.to_arrays()
+        timings["signals_seconds"] = time.perf_counter() - t
+
     features = pd.DataFrame({"customer_id": pd.Series(customer_ids, dtype=object)})
     churn_onnx: bytes | None = None
     extra: dict[str, Any] = {}
@@ -207,6 +225,7 @@ def build_bundle(
         features=features,
         churn_onnx=churn_onnx,
         extra=extra,
+        signals=signals,
     )
 
 

@@ -9,8 +9,10 @@ are counted in ``counts["unknown_item_purchases"]``). Two tasks:
 * ``discovery``: only items the customer never bought before the split; every method's ranking
   excludes the customer's bought items (the served ranking with ``exclude_purchased=true``).
 
-Methods: ``served`` (``recsys.ranking.scoring``, exactly what the API serves), ``als`` (user x item
-factor scores alone), ``item_knn`` (sum of the stored neighbour similarities of bought items),
+Methods: ``served`` (``recsys.ranking.batch.rank_customer``, exactly what the API serves: the
+learned ranker of ``training.ranker`` where it won its validation window, else the blend),
+``als`` (user x item factor scores alone), ``item_knn`` (sum of the stored neighbour
+similarities of bought items),
 ``popularity`` (the best-seller prior) and ``buy_again`` (the customer's own items by number
 of orders, most recent first on ties; ``all`` only), and the strong baselines of
 ``training.baselines``, tuned on a validation split carved from the training window: ``ease``
@@ -42,13 +44,16 @@ from recsys.bundle import ModelBundle
 from recsys.config import TrainingConfig
 from recsys.errors import InvalidRequestError
 from recsys.io.progress import Steps
-from recsys.ranking.scoring import RankingModel, RankingParams, score_items, top_k
+from recsys.ranking.batch import rank_customer
+from recsys.ranking.scoring import RankingModel, RankingParams
 from recsys.ranking.topk_metrics import hit_matrix, ndcg_at_k, recall_at_k, summarize
 from training.baselines import TunedBaselines, top_k_rows, tune_baselines
 from training.bootstrap import ranking_intervals, verdicts
 from training.build import BuildOptions, build_bundle
 from training.exposure import popularity_bias
 from training.interactions import index_of
+from training.ranker import blocked_for, customer_arguments, with_rankers
+from training.ranker_onnx import onnx_rankers
 
 METHODS: tuple[str, ...] = (
     "served",
@@ -201,25 +206,13 @@ def _rank_served(
     exclude_history: bool,
     not_product: np.ndarray,
 ) -> np.ndarray:
-    history = bundle.history.tocsr()
-    ages = bundle.history_last_days.tocsr()
+    """One request per customer, as serving ranks it (:func:`rank_customer`: the learned
+    ranker of the task where the bundle has one, else the blend)."""
+    task = "discovery" if exclude_history else "all"
     out = np.full((len(users), k), -1, dtype=np.int32)
-    for n, u in enumerate(users.tolist()):  # one request per customer, as serving does
-        lo, hi = history.indptr[u], history.indptr[u + 1]
-        items = history.indices[lo:hi]
-        vector = bundle.user_factors[u]
-        scores = score_items(
-            model,
-            vector if np.any(vector) else None,
-            items,
-            history.data[lo:hi],
-            ages.data[lo:hi],
-        )
-        blocked = not_product
-        if exclude_history:
-            blocked = not_product.copy()
-            blocked[items] = True
-        rows, _ = top_k(scores.total, k, blocked)
+    for n, u in enumerate(users.tolist()):
+        blocked = blocked_for(bundle, u, task, not_product)
+        rows = rank_customer(model, customer_arguments(bundle, u), k, blocked, task).rows
         out[n, : len(rows)] = rows
     return out
 
@@ -238,7 +231,7 @@ def evaluate_bundle(
     Methods of ``BASELINES`` are skipped when ``baselines`` is None.
     """
     eval_set = eval_set or ground_truth(bundle, test)
-    model = RankingModel.from_bundle(bundle)
+    model = RankingModel.from_bundle(bundle, rankers=onnx_rankers(bundle.ranker_onnx))
     if ranking is not None:
         model = replace(model, params=ranking)
     n_candidates = int(bundle.items.is_product.sum())
@@ -313,13 +306,15 @@ def evaluate_split(
     catalog_is_derived: bool = True,
     with_churn: bool = True,
     max_customers: int | None = None,
+    with_ranker: bool = True,
 ) -> dict[str, Any]:
     """Train on events before ``split`` and score purchases in ``[split, end)``.
 
     ``with_churn``: also train the churn model before ``split`` and score it (and logistic
     regression on RFM) on the customers known at ``split`` (``report["churn"]``).
-    ``max_customers``: score a fixed random sample of at most this many customers (see
-    :func:`ground_truth`); None scores them all.
+    ``with_ranker``: train the learned rankers (``training.ranker``) as ``recsys train`` does;
+    False evaluates the blend alone. ``max_customers``: score a fixed random sample of at
+    most this many customers (see :func:`ground_truth`); None scores them all.
 
     ``catalog_is_derived``: the catalogue was derived from the whole events file (no catalogue
     file), so it lists items first sold after the split; they are dropped to keep the future
@@ -336,6 +331,8 @@ def evaluate_split(
     t = time.perf_counter()
     options = BuildOptions(with_features=False, with_churn=False)
     bundle = build_bundle(interactions, catalog, split, config, ranking=ranking, options=options)
+    if with_ranker:
+        bundle = with_rankers(bundle, interactions, catalog, split, config)
     train_seconds = time.perf_counter() - t
     test = interactions.loc[interactions["timestamp"].ge(split)]
     if end is not None:
@@ -366,6 +363,7 @@ def evaluate_split(
     result["timing"]["train_seconds"] = round(train_seconds, 3)
     result["timing"]["baseline_tuning_seconds"] = round(tune_seconds, 3)
     result["baseline_tuning"] = baselines.tuning if baselines is not None else {}
+    result["ranker"] = bundle.manifest.params.get("ranker", {})
     result["summary_k"] = max(k_values)
     result["summary"] = summary(result["tasks"], max(k_values))
     result["verdicts"] = verdicts(result["intervals"], k=max(k_values))

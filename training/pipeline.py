@@ -24,6 +24,7 @@ from recsys.ranking.scoring import RankingParams
 from training.build import build_bundle, resolve_as_of
 from training.evaluate import evaluate_split
 from training.interactions import excluded_rows
+from training.ranker import with_rankers
 
 #: Days at the end of the window held out to compute the manifest's offline metrics.
 HOLDOUT_DAYS = 28
@@ -49,9 +50,8 @@ def train_bundle(
     """
     started = time.perf_counter()
     config = config or TrainingConfig()
-    steps = Steps(
-        "train", ["load", "build", *(["holdout metrics"] if holdout_days else []), "write"]
-    )
+    holdout = ["holdout metrics"] if holdout_days else []
+    steps = Steps("train", ["load", "build", "ranker", *holdout, "write"])
     steps.step("load")
     loaded = load_interactions(Path(events_path), fmt=fmt, catalog_path=catalog_path)
     interactions = loaded.interactions
@@ -68,6 +68,11 @@ def train_bundle(
         fmt=loaded.format,
         load_report=loaded.report.to_dict(),
     )
+    steps.step("ranker")
+    kept = interactions
+    if exclude_customers:
+        kept = kept.loc[~excluded_rows(kept["customer_id"], exclude_customers)]
+    bundle = with_rankers(bundle, kept, loaded.catalog, resolved, config)
     if holdout_days:
         steps.step("holdout metrics")
         bundle.manifest.metrics["offline"] = _holdout_metrics(

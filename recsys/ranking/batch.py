@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from recsys.ranking.candidates import TopItems, rank_candidates
 from recsys.ranking.customer_batch import CustomerBatch
 from recsys.ranking.scoring import (
     REASON_CODES,
@@ -191,15 +192,6 @@ def _score_block(model: RankingModel, batch: CustomerBatch, workspace: Workspace
     return BatchScores(total, cf, knn, buy_keys, buy_values, context, pop_weight, active)
 
 
-@dataclass(frozen=True)
-class TopItems:
-    """One customer's ranked items: what :func:`top_k` and :meth:`Scores.reasons` give."""
-
-    rows: np.ndarray  # i4, best first
-    scores: np.ndarray  # f4
-    reasons: list[str]
-
-
 def rank_one(
     model: RankingModel, customer: tuple[Any, ...], k: int, blocked: np.ndarray | None
 ) -> TopItems:
@@ -210,21 +202,51 @@ def rank_one(
     return TopItems(rows, values, scores.reasons(rows))
 
 
+def rank_customer(
+    model: RankingModel,
+    customer: tuple[Any, ...],
+    k: int,
+    blocked: np.ndarray | None,
+    task: str = "all",
+) -> TopItems:
+    """THE served ranking of one customer for ``task`` (``discovery``: bought items blocked;
+    ``all``): the learned ranker's (:mod:`recsys.ranking.candidates`) where the model has
+    one for the task, else the blend's (:func:`rank_one`). The page view, the batch and the
+    offline evaluation all rank through here. A customer with neither a vector nor a history
+    (cold start: popularity and the page's context) is always ranked by the blend."""
+    ranker = model.ranker_for(task)
+    vector = customer[0]
+    known = len(customer[1]) > 0 or (vector is not None and bool(np.any(vector)))
+    if ranker is None or model.signals is None or not known:
+        return rank_one(model, customer, k, blocked)
+    return rank_candidates(model, model.signals, ranker, customer, k, blocked)
+
+
 def rank_items_batch(
     model: RankingModel,
     batch: CustomerBatch,
     k: int,
     blocked: np.ndarray | None = None,
     blocked_rows: Sequence[np.ndarray] | None = None,
+    task: str = "all",
 ) -> list[TopItems]:
     """Every customer's best ``k`` items, exactly as :func:`rank_one` ranks them.
 
     ``blocked``: items never returned (bool per item, for everyone); ``blocked_rows``: per
     customer, more item rows never returned. The rows and reasons are the single path's; the
     scores equal its within float rounding (``cf`` comes from a matrix product). Customers are
-    scored a block at a time (:data:`BLOCK_VALUES`).
+    scored a block at a time (:data:`BLOCK_VALUES`). Where a learned ranker serves ``task``,
+    each customer is ranked by :func:`rank_customer`, the page view's very function.
     """
     n, n_items = len(batch), model.n_items
+    if model.ranker_for(task) is not None:
+        mask = None if blocked is None else np.asarray(blocked, dtype=bool)
+        return [
+            rank_customer(
+                model, batch.customer(i), k, _mask_of(n_items, mask, blocked_rows, i), task
+            )  # fmt: skip
+            for i in range(n)
+        ]
     size = max(MIN_BLOCK_ROWS, BLOCK_VALUES // max(n_items, 1))
     mask = None if blocked is None else np.asarray(blocked, dtype=bool)
     out: list[TopItems] = []

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from recsys.ranking.signals import ItemSignals, Ranker, positive_order
 
 if TYPE_CHECKING:
     from recsys.bundle import ModelBundle
@@ -77,6 +79,11 @@ class RankingModel:
     neighbour_scores: np.ndarray  # f4 (n_items, K)
     popularity: np.ndarray  # f4 (n_items,) prior in [0, 1]
     params: RankingParams
+    #: the two-stage ranking's item signals (None: a bundle without them, the blend only)
+    signals: ItemSignals | None = None
+    #: task (``discovery``, ``all``) -> the learned ranker serving it; a task without one is
+    #: served by the blend (``recsys.ranking.candidates``; the manifest's ``params["ranker"]``)
+    rankers: Mapping[str, Ranker] = field(default_factory=dict)
 
     @property
     def n_items(self) -> int:
@@ -91,6 +98,11 @@ class RankingModel:
         return float(np.sqrt(np.max(np.einsum("ij,ij->i", factors, factors))))
 
     @cached_property
+    def popular_order(self) -> np.ndarray:
+        """i8: the items with a popularity prior, most popular first, ties by row."""
+        return positive_order(self.popularity)
+
+    @cached_property
     def neighbour_bins(self) -> np.ndarray:
         """i8 (n_items, K): each neighbour's row + 1, 0 for a pad (the batch's bin layout)."""
         idx = self.neighbour_indices.astype(np.int64)
@@ -101,8 +113,16 @@ class RankingModel:
         """No stored similarity is negative (then ``knn`` lies within ``[0, knn_weight]``)."""
         return not bool(np.any(self.neighbour_scores < 0))
 
+    def ranker_for(self, task: str) -> Ranker | None:
+        """The learned ranker serving ``task``, None where the blend serves it."""
+        return self.rankers.get(task) if self.signals is not None else None
+
     @classmethod
-    def from_bundle(cls, bundle: ModelBundle) -> RankingModel:
+    def from_bundle(
+        cls, bundle: ModelBundle, rankers: Mapping[str, Ranker] | None = None
+    ) -> RankingModel:
+        """``rankers``: the sessions of ``bundle.ranker_onnx`` (made by the caller: serving
+        and training run ONNX, ``recsys`` does not)."""
         n_items = len(bundle.items)
         return cls(
             item_factors=np.ascontiguousarray(bundle.item_factors, dtype=np.float32),
@@ -110,6 +130,8 @@ class RankingModel:
             neighbour_scores=np.ascontiguousarray(bundle.neighbour_scores, dtype=np.float32),
             popularity=popularity_prior(bundle.popular, bundle.popular_scores, n_items),
             params=RankingParams.from_dict(bundle.manifest.params.get("ranking")),
+            signals=ItemSignals.from_arrays(bundle.signals) if bundle.signals else None,
+            rankers=dict(rankers or {}),
         )
 
 

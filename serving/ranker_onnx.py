@@ -1,0 +1,32 @@
+"""The learned rankers at serving time: one onnxruntime session per task, one thread each.
+
+:class:`OnnxRanker` implements :class:`recsys.ranking.signals.Ranker` over the bundle's
+``ranker_<task>.onnx`` (a LightGBM lambdarank booster exported by ``training/ranker.py``;
+input: the f4 feature matrix of :data:`recsys.ranking.candidates.FEATURES`, output: one raw
+score per row). Training evaluates through the same ONNX bytes (``training.ranker_onnx``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from serving.onnx_session import onnx_session
+
+
+class OnnxRanker:
+    """``predict(features) -> scores``; the session is created once, here."""
+
+    def __init__(self, onnx_bytes: bytes) -> None:
+        self._session = onnx_session(onnx_bytes, "ranker")
+        self._input = self._session.get_inputs()[0].name
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        out = self._session.run(None, {self._input: np.asarray(features, dtype=np.float32)})
+        return np.asarray(out[0], dtype=np.float32).reshape(-1)
+
+
+def onnx_rankers(models: Mapping[str, bytes]) -> dict[str, OnnxRanker]:
+    """A session per task of the bundle's ``ranker_onnx``."""
+    return {task: OnnxRanker(onnx) for task, onnx in models.items()}

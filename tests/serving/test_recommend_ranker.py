@@ -1,0 +1,137 @@
+"""The two-stage ranking as served: a bundle trained on the real sample with its learned
+rankers, the page view (``recommend``), the offers batch and the offline evaluation ranking
+every customer alike, the page's context still shaping the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recsys.bundle import ModelBundle, read_bundle, write_bundle
+from recsys.io.loaders import load_interactions
+from recsys.ranking.batch import rank_customer, rank_items_batch, rank_one
+from recsys.ranking.scoring import REASON_CODES
+from recsys.store import BatchRecord, CustomerState, LiveRecord
+from serving.model_state import ItemCatalogue, ModelState, Snapshot
+from serving.offers import scoring_inputs
+from serving.recommend import RecommendationQuery, recommend
+from training.build import build_bundle
+from training.evaluate import _rank_served
+from training.ranker import train_rankers
+
+AS_OF = "2011-09-01"
+
+
+@pytest.fixture(scope="module")
+def trained(retail_sample_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """The sample's bundle with both tasks' rankers (served whether or not they won, so the
+    ranker path is what these tests exercise), written and read back."""
+    loaded = load_interactions(retail_sample_path)
+    events = loaded.interactions
+    bundle = build_bundle(events, loaded.catalog, AS_OF)
+    rankers = train_rankers(events, loaded.catalog, bundle.manifest.data.as_of, None)
+    bundle.ranker_onnx = dict(rankers.onnx)
+    bundle.manifest.params["ranker"] = rankers.report
+    root = tmp_path_factory.mktemp("ranker-artifacts")
+    read = read_bundle(write_bundle(bundle, root))
+    model = ModelState.from_bundle(read)
+    return read, Snapshot(model, ItemCatalogue.build(model, {}, revision=-1))
+
+
+def state_of(bundle: ModelBundle, u: int, live: LiveRecord | None = None) -> CustomerState:
+    lo, hi = bundle.history.indptr[u], bundle.history.indptr[u + 1]
+    record = BatchRecord(
+        features={},
+        user_vector=bundle.user_factors[u],
+        history_items=bundle.history.indices[lo:hi].astype(np.int32),
+        history_counts=bundle.history.data[lo:hi],
+        history_last_days=bundle.history_last_days.data[lo:hi],
+    )
+    return CustomerState(str(bundle.customer_ids[u]), record, live or LiveRecord())
+
+
+def known_customers(bundle: ModelBundle, n: int) -> list[int]:
+    has = np.flatnonzero(np.diff(bundle.history.indptr) > 0)
+    return has[:: max(1, len(has) // n)][:n].tolist()
+
+
+def test_the_bundle_carries_signals_rankers_and_their_validation(trained: tuple) -> None:
+    bundle, snapshot = trained
+    assert set(bundle.ranker_onnx) == {"discovery", "all"}
+    assert bundle.signals["ease_weights"].shape[0] == bundle.signals["ease_columns"].shape[0] > 0
+    report = bundle.manifest.params["ranker"]
+    for task in ("discovery", "all"):
+        figures = report[task]["validation_ndcg@20"]
+        assert set(figures) == {"ranker", "blend", "ease"}
+        assert report[task]["served"] in ("ranker", "blend")
+        assert snapshot.model.ranking.ranker_for(task) is not None
+
+
+def test_the_ranker_ranks_differently_from_the_blend(trained: tuple) -> None:
+    bundle, snapshot = trained
+    ranking = snapshot.model.ranking
+    blocked = snapshot.catalog.blocked
+    differ = 0
+    for u in known_customers(bundle, 40):
+        customer = state_of(bundle, u).batch
+        assert customer is not None
+        args = (customer.user_vector, customer.history_items.astype(np.int64),
+                customer.history_counts, customer.history_last_days)  # fmt: skip
+        learned = rank_customer(ranking, args, 10, blocked, "all")
+        blend = rank_one(ranking, args, 10, blocked)
+        assert len(learned.rows) == 10 and not blocked[learned.rows].any()
+        assert set(learned.reasons) <= set(REASON_CODES)
+        differ += not np.array_equal(learned.rows, blend.rows)
+    assert differ > 0
+
+
+def test_the_offers_batch_ranks_every_customer_exactly_as_the_page_view(trained: tuple) -> None:
+    bundle, snapshot = trained
+    views = tuple(str(i) for i in bundle.items.item_ids[:3])
+    customers = [
+        state_of(bundle, u, LiveRecord(recent_views=views) if n % 3 == 0 else None)
+        for n, u in enumerate(known_customers(bundle, 30))
+    ]
+    customers.append(CustomerState("nobody", None, LiveRecord()))
+    query = RecommendationQuery(k=12, context="home", exclude_purchased=False)
+    batch, extra = scoring_inputs(snapshot, customers, query)
+    many = rank_items_batch(
+        snapshot.model.ranking, batch, 12, snapshot.catalog.blocked, extra, task="all"
+    )
+    for customer, top in zip(customers, many, strict=True):
+        _, single = recommend(snapshot, customer, query)
+        np.testing.assert_array_equal(top.rows, single.rows)
+        assert top.reasons == single.reasons
+        np.testing.assert_array_equal(top.scores, single.scores)
+
+
+def test_the_offline_evaluation_ranks_as_the_page_view(trained: tuple) -> None:
+    bundle, snapshot = trained
+    users = np.asarray(known_customers(bundle, 25))
+    not_product = ~bundle.items.is_product.astype(bool)
+    for exclude in (True, False):
+        evaluated = _rank_served(bundle, snapshot.model.ranking, users, 20, exclude, not_product)
+        query = RecommendationQuery(k=20, context="email", exclude_purchased=exclude)
+        for row, u in zip(evaluated, users.tolist(), strict=True):
+            _, served = recommend(snapshot, state_of(bundle, u), query)
+            np.testing.assert_array_equal(row[: len(served.rows)], served.rows)
+            if exclude:
+                assert not np.isin(served.rows, state_of(bundle, u).batch.history_items).any()
+
+
+def test_a_product_page_still_drives_similar_items(trained: tuple) -> None:
+    bundle, snapshot = trained
+    ranking = snapshot.model.ranking
+    u = known_customers(bundle, 10)[3]
+    item = int(np.flatnonzero((ranking.neighbour_indices >= 0).sum(axis=1) >= 10)[0])
+    item_id = str(bundle.items.item_ids[item])
+    home = RecommendationQuery(k=10, context="email")
+    page = RecommendationQuery(k=10, context="product", item_id=item_id)
+    _, plain = recommend(snapshot, state_of(bundle, u), home)
+    _, shaped = recommend(snapshot, state_of(bundle, u), page)
+    neighbours = set(ranking.neighbour_indices[item][:10].tolist())
+    assert item not in shaped.rows.tolist()
+    assert len(neighbours & set(shaped.rows.tolist())) > len(neighbours & set(plain.rows.tolist()))
+    assert "similar_to_viewed" in shaped.reasons
