@@ -102,10 +102,16 @@ def true_rates(scenario: str) -> np.ndarray:
 
 
 def make_root(customers: list[str], groups: list[str], root: Path) -> Path:
+    import pandas as pd
     from servingkit import make_offers_bundle  # the tests' known-answer model
 
     bundle = make_offers_bundle()
     template = bundle.features.iloc[0].to_dict()
+    # the template's as-of time, so that each group's last purchase agrees with its recency
+    # (an event recomputes recency_days from last_purchase_at)
+    as_of = pd.Timestamp(template["last_purchase_at"]) + pd.Timedelta(
+        days=float(template["recency_days"])
+    )
     rows = []
     for customer, group in zip(customers, groups, strict=True):
         row = dict(template)
@@ -115,10 +121,10 @@ def make_root(customers: list[str], groups: list[str], root: Path) -> Path:
             GROUPS[group],
             customer_id=customer,
             days_since_last_event=GROUPS[group]["recency_days"],
+            last_purchase_at=as_of - pd.Timedelta(days=GROUPS[group]["recency_days"]),
             avg_repeat_order_value=GROUPS[group]["avg_order_value"],
         )
         rows.append(row)
-    import pandas as pd
     import scipy.sparse as sp
 
     n = len(customers)

@@ -256,3 +256,72 @@ class SampleIds(BaseModel):
     popular_item_ids: list[str] = Field(
         description="the best-selling and trending products, best first", examples=[["85123A"]]
     )
+
+
+_BATCH_EXAMPLE = {
+    "features": {"recency_days": 64.5, "frequency": 3, "monetary": 2836.6},
+    "user_vector": [0.0123, -0.0456],
+    "history_items": [12, 407],
+    "history_counts": [2.0, 1.0],
+    "history_last_days": [64.5, 120.0],
+}
+_LIVE_EXAMPLE = {
+    "recent_views": ["85123A"],
+    "cart": ["22423"],
+    "purchased": {"84879": 1.0},
+    "disliked": [],
+    "features": {},
+    "user_vector": None,
+    "user_vector_version": None,
+    "other_fields": {},
+}
+_EVENT_EXAMPLE = {
+    "customer_id": CUSTOMER_ID_EXAMPLE,
+    "event_type": "view",
+    "item_id": "85123A",
+    "timestamp": "2011-08-01T10:15:00+00:00",
+}
+
+
+class CustomerDataExport(BaseModel):
+    """Everything the online store holds about one customer (a data subject access request):
+    the records of every loaded model version, the live record, contacts, applied event ids and
+    the customer's events in the durable stream. An unknown customer gets the same shape, empty."""
+
+    model_config = ConfigDict(extra="allow")
+
+    customer_id: str = Field(
+        description="the customer the export is about", examples=[CUSTOMER_ID_EXAMPLE]
+    )
+    erased: bool = Field(
+        description="whether the customer was erased (their later events are ignored)",
+        examples=[False],
+    )
+    batch: dict[str, dict[str, Any]] = Field(
+        description="per model version, the training-time record: features, factor vector, "
+        "purchase history (item rows of that version, order counts, days since the last order)",
+        examples=[{VERSION_EXAMPLE: _BATCH_EXAMPLE}],
+    )
+    live: dict[str, Any] | None = Field(
+        description="the record kept from events: recent views, cart, purchases since training, "
+        "dislikes, online features, folded-in vector, and the online state under "
+        "``other_fields``; null: no event was ever recorded",
+        examples=[_LIVE_EXAMPLE],
+    )
+    contacts: dict[str, float] = Field(
+        description="offers sent to the customer: offer id -> Unix time of the last send",
+        examples=[{"winback-10": 1312185600.0}],
+    )
+    event_ids: list[str] = Field(
+        description="ids of the customer's applied events (the idempotency window)",
+        examples=[["evt-0001"]],
+    )
+    other: dict[str, Any] = Field(
+        description="any further key of the customer, by its name (empty in this version)",
+        examples=[{}],
+    )
+    events: list[dict[str, Any]] = Field(
+        description="the customer's events in the durable stream, oldest first, in the events "
+        "file's columns (text values)",
+        examples=[[_EVENT_EXAMPLE]],
+    )

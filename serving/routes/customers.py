@@ -15,7 +15,7 @@ from recsys.store import CustomerState, ReadPlan
 from serving.auth import Principal, authorize, require
 from serving.model_state import Snapshot
 from serving.offers import customer_features
-from serving.profile_models import CustomerFeatures, CustomerProfile
+from serving.profile_models import CustomerDataExport, CustomerFeatures, CustomerProfile
 from serving.routes.common import (
     CUSTOMER_ID,
     CustomerId,
@@ -104,7 +104,7 @@ async def get_customer(
 @router.get(
     "/v1/customers/{customer_id}/export",
     summary="Everything held about a customer (data subject access)",
-    response_model=dict[str, Any],
+    response_model=CustomerDataExport,
     responses=problems(401, 403, 422, 503),
 )
 def export_customer(

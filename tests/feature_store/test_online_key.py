@@ -88,6 +88,7 @@ def test_the_routes_reads_never_fetch_the_online_state(
     states = store.read(ReadPlan.of("v1", ["c1", "c2"], meta=False)).states
     after = redis_client.info("commandstats")
     assert states[0].live.purchased == {"A": 1.0} and states[1].live.cart == ("Z",)
+
     def calls(stats: dict, command: str) -> int:
         return stats.get(command, {}).get("calls", 0)
 
