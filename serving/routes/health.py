@@ -32,7 +32,24 @@ async def readyz(serving: ServingDep) -> Health:
     return Health(status="ok", model_version=snapshot.version if snapshot else None)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+_METRICS_EXAMPLE = (
+    "# HELP recsys_fallbacks_total Answers degraded to a fallback, by reason\n"
+    "# TYPE recsys_fallbacks_total counter\n"
+    'recsys_fallbacks_total{reason="store_unavailable"} 0.0\n'
+)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the Prometheus text exposition format (version 1.0.0)",
+            "content": {"text/plain": {"schema": {"type": "string"}, "example": _METRICS_EXAMPLE}},
+        }
+    },
+)
 async def metrics(metrics: MetricsDep) -> Response:
     """Prometheus text exposition of this process's metrics."""
     return Response(metrics.render(), media_type=CONTENT_TYPE)
