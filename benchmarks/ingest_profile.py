@@ -29,50 +29,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from benchmarks.events_bench import DATA_FILE
-from benchmarks.page_view_profile import lifespan
+from benchmarks.page_view_profile import call, lifespan
 from feature_store.embedded import EmbeddedRedis
 from recsys.bundle import latest_version_dir, read_bundle
 from recsys.config import Settings
 from serving.app import create_app
-
-
-async def post(app: Any, path: str, body: Any) -> tuple[int, bytes]:
-    """One JSON POST through the ASGI app; (status, body)."""
-    raw = orjson.dumps(body)
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [
-            (b"host", b"127.0.0.1"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(raw)).encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "root_path": "",
-    }
-    sent: dict[str, Any] = {"status": 0, "body": b""}
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": raw, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            sent["status"] = message["status"]
-        elif message["type"] == "http.response.body":
-            sent["body"] += message.get("body", b"")
-
-    await app(scope, receive, send)
-    return sent["status"], sent["body"]
 
 
 def event_bodies(data: Path, limit: int) -> list[dict[str, Any]]:
@@ -138,17 +100,17 @@ async def run(artifacts: Path, data: Path, redis_url: str, n: int, profile: bool
         return events[start : start + count]
 
     async def batch(_: int) -> None:
-        status, body = await post(app, "/v1/events", {"events": take(100)})
+        status, body = await call(app, "/v1/events", body={"events": take(100)})
         assert status == 202, (status, body)
 
     async def single(_: int) -> None:
-        status, body = await post(app, "/v1/events", take(1)[0])
+        status, body = await call(app, "/v1/events", body=take(1)[0])
         assert status == 202, (status, body)
 
     async def offers(i: int) -> None:
         start = (i * 1000) % max(len(customers) - 1000, 1)
         body = {"customer_ids": customers[start : start + 1000], "channel": "email"}
-        status, reply = await post(app, "/v1/offers/batch", body)
+        status, reply = await call(app, "/v1/offers/batch", body=body)
         assert status == 200, (status, reply[:300])
 
     try:

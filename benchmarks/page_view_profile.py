@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import uvloop
 
 from feature_store.embedded import EmbeddedRedis
@@ -33,18 +34,22 @@ from serving.routes.common import json_response
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
-async def call(app: Any, path: str, query: str = "") -> tuple[int, bytes]:
-    """One GET through the ASGI app; (status, body)."""
+async def call(app: Any, path: str, query: str = "", *, body: Any = None) -> tuple[int, bytes]:
+    """One request through the ASGI app: a GET, or with ``body`` a JSON POST; (status, body)."""
+    raw = b"" if body is None else orjson.dumps(body)
+    headers = [(b"host", b"127.0.0.1")]
+    if body is not None:
+        headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(raw))]
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "GET",
+        "method": "GET" if body is None else "POST",
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
         "query_string": query.encode(),
-        "headers": [(b"host", b"127.0.0.1")],
+        "headers": headers,
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
         "root_path": "",
@@ -52,7 +57,7 @@ async def call(app: Any, path: str, query: str = "") -> tuple[int, bytes]:
     sent: dict[str, Any] = {"status": 0, "body": b""}
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": raw, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
