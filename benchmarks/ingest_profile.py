@@ -18,7 +18,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as `recsys serve` runs: be
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
 import io
 import pstats
@@ -30,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.events_bench import DATA_FILE
-from benchmarks.page_view_profile import call, lifespan
-from feature_store.embedded import EmbeddedRedis
+from benchmarks.page_view_profile import app_started, call, profile_redis
 from recsys.bundle import latest_version_dir, read_bundle
 from recsys.config import Settings
 from serving.app import create_app
@@ -91,7 +89,6 @@ async def run(artifacts: Path, data: Path, redis_url: str, n: int, profile: bool
     prefix = f"prof{uuid.uuid4().hex[:6]}"
     settings = Settings(artifacts=artifacts, redis_url=redis_url, redis_prefix=prefix)
     app = create_app(settings)
-    inbox, task = await lifespan(app)
     cursor = {"n": 0}
 
     def take(count: int) -> list[dict[str, Any]]:
@@ -113,7 +110,7 @@ async def run(artifacts: Path, data: Path, redis_url: str, n: int, profile: bool
         status, reply = await call(app, "/v1/offers/batch", body=body)
         assert status == 200, (status, reply[:300])
 
-    try:
+    async with app_started(app):
         for _ in range(5):  # warm-up
             await batch(0)
             await single(0)
@@ -132,9 +129,6 @@ async def run(artifacts: Path, data: Path, redis_url: str, n: int, profile: bool
         print(f"events in batches of 100: {per_batched:8.1f} µs CPU per event ({n} requests)")
         print(f"events one at a time:     {per_single:8.1f} µs CPU per event ({n} requests)")
         print(f"offers batch of 1,000:    {per_offer:8.1f} µs CPU per customer")
-    finally:
-        await inbox.put({"type": "lifespan.shutdown"})
-        await task
 
 
 def main() -> None:
@@ -145,13 +139,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
     parser.add_argument("--redis-url", default=None, help="a Redis to use (default: embedded)")
     args = parser.parse_args()
-    embedded = (
-        contextlib.nullcontext(None)
-        if args.redis_url
-        else EmbeddedRedis(args.artifacts / "redis-profile", persist=False)
-    )
-    with embedded as server:
-        url = server.url if server is not None else args.redis_url
+    with profile_redis(args.artifacts, args.redis_url, persist=False) as url:
         asyncio.run(run(args.artifacts, args.events, url, args.requests, args.profile))
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,9 @@ async def call(app: Any, path: str, query: str = "", *, body: Any = None) -> tup
     return sent["status"], sent["body"]
 
 
-async def lifespan(app: Any) -> tuple[asyncio.Queue[dict[str, Any]], asyncio.Task[None]]:
+@contextlib.asynccontextmanager
+async def app_started(app: Any) -> AsyncIterator[None]:
+    """The ASGI app with its lifespan run: started on entry, shut down on exit."""
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     await inbox.put({"type": "lifespan.startup"})
@@ -77,7 +80,21 @@ async def lifespan(app: Any) -> tuple[asyncio.Queue[dict[str, Any]], asyncio.Tas
     message = await outbox.get()
     if message["type"] != "lifespan.startup.complete":
         raise RuntimeError(f"startup failed: {message}")
-    return inbox, task
+    try:
+        yield
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await task
+
+
+@contextlib.contextmanager
+def profile_redis(artifacts: Path, redis_url: str | None, *, persist: bool = True) -> Iterator[str]:
+    """``redis_url``, or an embedded server's under ``artifacts/redis-profile`` while open."""
+    if redis_url:
+        yield redis_url
+        return
+    with EmbeddedRedis(artifacts / "redis-profile", persist=persist) as server:
+        yield server.url
 
 
 async def measure(app: Any, customers: list[str], n: int) -> float:
@@ -119,8 +136,7 @@ async def run(artifacts: Path, redis_url: str, n: int, profile: bool) -> None:
     random.Random(7).shuffle(customers)
     settings = Settings(artifacts=artifacts, redis_url=redis_url)
     app = create_app(settings)
-    inbox, task = await lifespan(app)
-    try:
+    async with app_started(app):
         whole = await measure(app, customers, n)
         parts = await measure_parts(app, customers, n)
         print(f"page view, whole app in process: {whole:8.0f} µs CPU per request ({n} requests)")
@@ -133,9 +149,6 @@ async def run(artifacts: Path, redis_url: str, n: int, profile: bool) -> None:
             with profiler:
                 await measure(app, customers, n)
             print(profiler.output_text(unicode=True, color=False, show_all=False))
-    finally:
-        await inbox.put({"type": "lifespan.shutdown"})
-        await task
 
 
 def main() -> None:
@@ -145,11 +158,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile")
     parser.add_argument("--redis-url", default=None, help="a Redis to use (default: embedded)")
     args = parser.parse_args()
-    if args.redis_url:
-        uvloop.run(run(args.artifacts, args.redis_url, args.requests, args.profile))
-        return
-    with EmbeddedRedis(args.artifacts / "redis-profile") as server:
-        uvloop.run(run(args.artifacts, server.url, args.requests, args.profile))
+    with profile_redis(args.artifacts, args.redis_url) as url:
+        uvloop.run(run(args.artifacts, url, args.requests, args.profile))
 
 
 if __name__ == "__main__":
