@@ -31,6 +31,7 @@ from recsys.io.tabular import (
     repeated,
     text_column,
     timestamp_column,
+    unchanged_or,
 )
 from recsys.schema import (
     EVENT_COLUMNS,
@@ -61,11 +62,15 @@ def _json_or_invalid(text: str) -> Any:
 
 
 def _parse_properties(raw: RawTable, properties: pd.Series) -> pd.Series:
-    """Parse the non-empty properties (one orjson call each); each must be a JSON object."""
+    """Parse the non-empty properties (one orjson call per distinct text: rows repeating a
+    text share its parsed object); each must be a JSON object."""
     present = properties.dropna()
-    parsed = pd.Series([_json_or_invalid(v) for v in present], index=present.index, dtype=object)
-    is_object = parsed.map(lambda value: isinstance(value, dict)).astype(bool)
-    position = first_true(~is_object.to_numpy())
+    codes, texts = pd.factorize(present)
+    values = np.empty(len(texts), dtype=object)
+    values[:] = [_json_or_invalid(v) for v in texts]
+    parsed = pd.Series(values[codes], index=present.index, dtype=object)
+    is_object = np.fromiter((isinstance(v, dict) for v in values), bool, len(values))[codes]
+    position = first_true(~is_object)
     if position is not None:
         where = int(present.index[position])
         value = present.iloc[position]
@@ -116,7 +121,8 @@ def _check_surveys(raw: RawTable, event_type: pd.Series, parsed: pd.Series) -> N
 
 
 def _event_types(raw: RawTable, column: str) -> pd.Series:
-    event_type = text_column(raw.frame, column).str.lower()
+    text = text_column(raw.frame, column)
+    event_type = unchanged_or(text, text.str.lower())
     unknown = first_true((~event_type.isin(EVENT_TYPES)).to_numpy() | event_type.isna().to_numpy())
     if unknown is not None:
         found = event_type.iloc[unknown]
@@ -170,7 +176,8 @@ def normalize(raw: RawTable) -> Normalized:
             "properties": properties,
             "is_product": item_id.notna().to_numpy(),
             "event_id": event_id,
-        }
+        },
+        copy=False,  # the file's own columns where they needed no change: not a second copy
     )
     keep = ~(bad_quantity | bad_price | duplicate)
     dropped = {

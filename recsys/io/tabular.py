@@ -180,8 +180,18 @@ def text_column(frame: pd.DataFrame, name: str | None) -> pd.Series:
     """Stripped nullable strings; an empty value or an absent column (``name=None``) is NA."""
     if name is None:
         return pd.Series(pd.NA, index=frame.index, dtype=STRING)
-    text = frame[name].astype(STRING).str.strip()
-    return text.mask(text == "")
+    column = frame[name].astype(STRING)
+    text = unchanged_or(column, column.str.strip())
+    empty = text == ""
+    return text.mask(empty) if empty.any() else text
+
+
+def unchanged_or(column: pd.Series, transformed: pd.Series) -> pd.Series:
+    """``column`` itself where ``transformed`` (of the same index) holds the same strings, else
+    ``transformed``: a clean column then shares the file's buffers instead of holding a second
+    copy (46M ids at a million customers are gigabytes)."""
+    same = pa.array(column.array).equals(pa.array(transformed.array))
+    return column if same else transformed
 
 
 def repeated(values: pd.Series) -> np.ndarray:
