@@ -25,6 +25,17 @@ log = logging.getLogger("recsys.progress")
 T = TypeVar("T")
 
 
+def peak_resident_gb() -> float:
+    """This process's peak resident memory so far (``ru_maxrss``: KiB on Linux, bytes on
+    macOS; 0 where there is no ``resource`` module)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024**3 if sys.platform == "darwin" else 1024**2)
+
+
 def mode() -> str:
     """``bar``, ``lines`` or ``off`` (see the module docstring)."""
     wanted = os.environ.get("RECSYS_PROGRESS", "auto").strip().lower()
@@ -40,6 +51,7 @@ class Steps:
         self.label, self.names, self.mode = label, list(names), mode()
         self.current: str | None = None
         self.started = self.step_started = time.perf_counter()
+        self.step_cpu = time.process_time()
         self.done = 0
         self.bar: tqdm | None = None
         if self.mode == "bar":
@@ -49,6 +61,7 @@ class Steps:
         """Finish the running step (if any) and start ``name``."""
         self._finish()
         self.current, self.step_started = name, time.perf_counter()
+        self.step_cpu = time.process_time()
         if self.bar is not None:
             self.bar.set_postfix_str(name)
 
@@ -61,7 +74,11 @@ class Steps:
             self.bar.update(1)
         elif self.mode == "lines":
             total = max(len(self.names), self.done)
-            log.info("%s [%d/%d] %s: %.1f s", self.label, self.done, total, self.current, seconds)
+            cpu = time.process_time() - self.step_cpu
+            log.info(
+                "%s [%d/%d] %s: %.1f s (%.1f CPU s, peak resident %.2f GB)",
+                self.label, self.done, total, self.current, seconds, cpu, peak_resident_gb(),
+            )  # fmt: skip
         self.current = None
 
     def close(self) -> None:
