@@ -30,6 +30,18 @@ class TrainingConfig(BaseModel):
     churn_horizon_days: int = 90
     #: customers scored by ``train``'s hold-out metrics (a fixed random sample above it)
     holdout_customers: int = Field(default=5000, ge=1)
+    #: customers whose events the hold-out metrics train on (their second, earlier training,
+    #: its ranker, baselines and customer reports): a fixed random sample above it, recorded in
+    #: ``metrics["offline"]["customer_sample"]`` (``training.sampling``); the served model
+    #: always trains on every customer
+    holdout_training_customers: int = Field(default=50_000, ge=1)
+    #: customers whose events the learned ranker's time-shifted windows are built from (each
+    #: window samples its labelled customers from them): a fixed random sample above it,
+    #: recorded in ``params["ranker"]["customer_sample"]``
+    ranker_training_customers: int = Field(default=100_000, ge=1)
+    #: customers of the bundle's CLV backtest (``metrics["clv"]["backtest"]``): a fixed random
+    #: sample above it, recorded there as ``customer_sample``
+    backtest_customers: int = Field(default=200_000, ge=1)
     #: time-shifted training windows of the learned ranker (``training.ranker``); each is one
     #: more model build at an earlier cutoff, so training costs about (2 + this) builds;
     #: 0 trains no ranker (the blend is served)

@@ -29,6 +29,7 @@ from training.interactions import (
     excluded_rows,
     index_of,
     item_table,
+    rows_before,
     sorted_ids,
 )
 from training.neighbours import cooccurrence_neighbours
@@ -89,13 +90,12 @@ def build_bundle(
     options = options or BuildOptions()
     started = time.perf_counter()
     as_of = resolve_as_of(interactions, as_of)
-    mask = interactions["timestamp"].lt(as_of)
+    events = rows_before(interactions, as_of)
     excluded = 0
     if exclude_customers:
         dropped = excluded_rows(interactions["customer_id"], exclude_customers)
         excluded = int(interactions["customer_id"][dropped].nunique())
-        mask &= ~dropped
-    events = interactions.loc[mask]
+        events = events.loc[~excluded_rows(events["customer_id"], exclude_customers)]
     if events.empty:
         raise InvalidRequestError(f"no events before {as_of:%Y-%m-%d %H:%M:%S} to train on")
 
@@ -253,4 +253,6 @@ def _customer_models(
         catalog,
         horizon_days=config.churn_horizon_days,
         with_churn=with_churn and enough,
+        backtest_customers=config.backtest_customers,
+        seed=config.random_state,
     )

@@ -25,6 +25,8 @@ from recsys.customers.segments import JourneyRules, RFMScorer, SegmentRules, des
 from recsys.decisions.offer_set import DEFAULT_OFFERS, load_offer_set
 from training.churn import ChurnArtifacts, raw_probabilities, train_churn
 from training.clv_backtest import SERVED, clv_backtest
+from training.interactions import rows_before
+from training.sampling import sample_customers
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +49,14 @@ def train_customer_models(
     with_churn: bool = True,
     segment_rules: SegmentRules | None = None,
     journey_rules: JourneyRules | None = None,
+    backtest_customers: int | None = None,
+    seed: int = 0,
 ) -> TrainedCustomerModels:
-    """Everything about customers a bundle holds (module docstring)."""
+    """Everything about customers a bundle holds (module docstring). ``backtest_customers``:
+    the CLV backtest runs on a fixed random sample (``seed``) of at most this many customers
+    (``training.sampling``; the features and models cover everyone)."""
     as_of = pd.Timestamp(as_of)
-    events = interactions.loc[interactions["timestamp"].lt(as_of)]
+    events = rows_before(interactions, as_of)
     features = compute_customer_features(events, as_of, catalog)
     extra: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
@@ -79,7 +85,11 @@ def train_customer_models(
         clv_model = CLVModel(horizon_days=365).fit(features, events["timestamp"].min())
         clv = clv_model.predict(features).set_index(features.index)
         extra["clv"] = clv_model.to_dict()
-        metrics["clv"] = {"fit": clv_model.fit_report_, **clv_served(events, as_of, catalog)}
+        sample = sample_customers(events, backtest_customers, seed)
+        served = clv_served(sample.interactions, as_of, catalog)
+        if sample.sampled and isinstance(served.get("backtest"), dict):
+            served["backtest"]["customer_sample"] = sample.to_dict()
+        metrics["clv"] = {"fit": clv_model.fit_report_, **served}
     except ValueError as exc:
         log.warning("no CLV model: %s", exc)
         metrics["clv"] = {"skipped": str(exc)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Container
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,20 @@ class PurchaseMatrices:
     @property
     def shape(self) -> tuple[int, int]:
         return (len(self.customer_ids), len(self.item_ids))
+
+
+def rows_before(frame: pd.DataFrame, cutoff: Any) -> pd.DataFrame:
+    """The rows of ``frame`` with a timestamp before ``cutoff``, without copying where it can:
+    the frame itself when that is every row, a view of its first rows when they are the ones
+    (the loaders sort the table by time), a copy only otherwise. At a million customers the
+    table is gigabytes, and each training step used to copy it whole."""
+    keep = frame["timestamp"].lt(cutoff).to_numpy(dtype=bool)
+    n = int(np.count_nonzero(keep))
+    if n == len(keep):
+        return frame
+    if keep[:n].all():
+        return frame.iloc[:n]
+    return frame.loc[keep]
 
 
 def excluded_rows(customer_ids: pd.Series, exclude: Container[str]) -> pd.Series:

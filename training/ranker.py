@@ -9,7 +9,10 @@ before it is skipped). At each cutoff ``t`` a bundle is built
 from the events before ``t`` alone (:func:`training.build.build_bundle`: ALS, neighbours,
 popularity, item signals), each sampled customer's candidates and features are computed by the
 serving code (:func:`recsys.ranking.candidates.candidates_for`) and labelled by the purchases
-of ``[t, t + H)``: training mimics serving, and nothing at or after ``as_of`` is read.
+of ``[t, t + H)``: training mimics serving, and nothing at or after ``as_of`` is read. Above
+``TrainingConfig.ranker_training_customers`` customers the windows are built from the events of
+a fixed random sample of that many (``training.sampling``; the report says so): a window only
+labels :data:`CUSTOMERS_PER_WINDOW` of them, and its models need not see a million.
 
 Per task (``discovery``: bought items blocked, new purchases relevant; ``all``): a LightGBM
 lambdarank booster fitted on the training windows with early stopping on the validation one,
@@ -39,7 +42,9 @@ from recsys.ranking.signals import TASKS
 from recsys.ranking.topk_metrics import hit_matrix, ndcg_at_k
 from training.baselines import order_weights
 from training.build import BuildOptions, build_bundle
+from training.interactions import rows_before
 from training.ranker_onnx import booster_to_onnx, onnx_rankers
+from training.sampling import sample_customers
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +112,7 @@ def _window(
     bundle = build_bundle(interactions, catalog, cutoff, config, options=options)
     model = RankingModel.from_bundle(bundle)
     end = cutoff + pd.Timedelta(days=HORIZON_DAYS)
-    window = interactions.loc[interactions["timestamp"].lt(end)]
+    window = rows_before(interactions, end)
     bought = order_weights(window, bundle.customer_ids, bundle.items.item_ids, end, start=cutoff)
     bought.data[:] = 1.0
     bought = (bought @ sp.diags(bundle.items.is_product.astype(np.float64))).tocsr()
@@ -248,7 +253,9 @@ def train_rankers(
     as_of = pd.Timestamp(as_of)
     if as_of.tzinfo is not None:
         as_of = as_of.tz_convert("UTC").tz_localize(None)
-    events = interactions.loc[interactions["timestamp"].lt(as_of)]
+    events = rows_before(interactions, as_of)
+    sample = sample_customers(events, config.ranker_training_customers, config.random_state)
+    events = sample.interactions
     first = pd.Timestamp(events["timestamp"].min())
     horizon = pd.Timedelta(days=HORIZON_DAYS)
     step = pd.Timedelta(days=WINDOW_STEP_DAYS)
@@ -256,6 +263,8 @@ def train_rankers(
     cutoffs = [as_of - horizon] + [as_of - 2 * horizon - j * step for j in range(n_windows)]
     cutoffs = [c for c in cutoffs if c - first >= pd.Timedelta(days=MIN_HISTORY_DAYS)]
     report: dict[str, Any] = {"horizon_days": HORIZON_DAYS, "features": list(FEATURES)}
+    if sample.sampled:
+        report["customer_sample"] = sample.to_dict()
     if len(cutoffs) < 2:
         report["skipped"] = (
             f"no training window with {MIN_HISTORY_DAYS} days of history before it"
