@@ -66,6 +66,8 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from recsys.customers.lookup import map_strings
+
 DAY: Final = pd.Timedelta(days=1)
 
 FEATURES_DOC: Final[dict[str, tuple[str, str]]] = {
@@ -146,7 +148,10 @@ def compute_customer_features(
     as_of = pd.Timestamp(as_of)
     ts = interactions["timestamp"]
     mask = ts.lt(as_of).to_numpy() & interactions["customer_id"].notna().to_numpy()
-    ev = interactions.loc[mask].copy()
+    columns = [c for c in interactions.columns if c != "event_id"]  # not a feature
+    # every row (the usual case): no copy of the table (gigabytes at a million customers);
+    # the columns set below are ev's own either way
+    ev = interactions[columns] if mask.all() else interactions.loc[mask, columns]
     ev["customer_id"] = ev["customer_id"].astype(str)
     ev["event_type"] = ev["event_type"].astype(str)
     ev["age_days"] = (as_of - ev["timestamp"]) / DAY
@@ -171,7 +176,7 @@ def _line_values(ev: pd.DataFrame, catalog: pd.DataFrame | None) -> pd.Series:
     price = ev["price"].astype(float)
     if catalog is not None and "price" in catalog.columns and price.isna().any():
         cat_price = catalog.drop_duplicates("item_id").set_index("item_id")["price"]
-        price = price.fillna(ev["item_id"].map(cat_price).astype(float))
+        price = price.fillna(map_strings(ev["item_id"], cat_price).astype(float))
     value = ev["quantity"].astype(float).abs() * price.fillna(0.0)
     return value.where(ev["is_product"].astype(bool), 0.0)
 
@@ -274,9 +279,9 @@ def _open_cart(ev: pd.DataFrame) -> pd.Series:
 def _categories(ev: pd.DataFrame, catalog: pd.DataFrame | None) -> pd.DataFrame:
     if catalog is None or "category" not in catalog.columns:
         return pd.DataFrame(columns=["top_category", "top_category_share"])
-    weight = ev["event_type"].map(_CATEGORY_WEIGHTS)
+    weight = map_strings(ev["event_type"], _CATEGORY_WEIGHTS)
     categories = catalog.drop_duplicates("item_id").set_index("item_id")["category"]
-    cat = ev["item_id"].map(categories)
+    cat = map_strings(ev["item_id"], categories)
     keep = weight.notna() & cat.notna()
     w = pd.DataFrame(
         {"customer_id": ev["customer_id"][keep], "category": cat[keep], "w": weight[keep]}
