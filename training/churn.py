@@ -6,7 +6,10 @@ Windows. For a training date ``T`` (``as_of``) and a horizon ``H`` days, a windo
 window, ``c0 = T - H``, ends exactly at ``T``. Nothing after ``T`` is read.
 
 * The **served model** stacks the newest window and ``n_windows`` older ones
-  (``c0 - k * step_days``, k >= 0; every label ends by ``T``) to train the LightGBM classifier.
+  (``c0 - k * step_days``, k >= 0; every label ends by ``T``) to train the LightGBM classifier
+  and the logistic regression on RFM, and averages the two in logit space
+  (``training.churn_blend``: the trees alone ranked no better than the regression, and cannot
+  extrapolate to customers quieter than any in the windows).
   The newest window is the one whose customers look most like those scored after ``T`` (the
   longest histories); measured on the development data at three cutoffs, training on it too
   lowered the Brier score at each (0.2183 -> 0.2152, 0.2079 -> 0.2076, 0.2069 -> 0.2023).
@@ -26,13 +29,13 @@ Every window's ``p_alive`` comes from a BG/NBD model fitted on that window's own
 (``recsys.customers.churn``); the served model's, fitted at ``T``, is stored with it
 (``ChurnArtifacts.alive``).
 
-Export. The ``LGBMClassifier`` alone is converted with ``onnxmltools.convert_lightgbm``
-(``zipmap=False``: outputs ``label`` and ``probabilities (n, 2)``), with its split thresholds
-moved down to float32 values first so that ONNX's float32 trees split as LightGBM's float64 ones
-do on the float32 model input (``training.churn_onnx``), and the blend's logistic half appended
-to the graph (``training.churn_blend``); the calibration is stored as
-JSON and applied by ``recsys.customers.churn`` after the ONNX run (see the conventions: a calibrated
-classifier does not convert faithfully).
+Export (``training.churn_onnx``). The booster is converted with
+``onnxmltools.convert_lightgbm`` (``zipmap=False``: outputs ``label`` and ``probabilities
+(n, 2)``), with its split thresholds moved down to float32 values first so that ONNX's float32
+trees split as LightGBM's float64 ones do on the float32 model input, and the blend's logistic
+half is appended to the graph (``training.churn_blend``), so the ONNX ``probabilities`` are the
+blend's; the calibration is stored as JSON and applied by ``recsys.customers.churn`` after the
+ONNX run (see the conventions: a calibrated classifier does not convert faithfully).
 
 Baselines, fitted on the same training rows: "recency alone" (a logistic regression on
 ``recency_days``, monotone in recency) and a logistic regression on RFM (log recency,
