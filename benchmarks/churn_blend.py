@@ -8,7 +8,12 @@ Each is compared with logistic regression on RFM fitted on the same training row
 PR-AUC and Brier with 95% bootstrap intervals, the paired differences, and the mean predicted
 risk against the actual rate at the split.
 
+With ``--trained-at DATE`` every model is trained once, on the events before ``DATE``, and
+scored at each later split (a model served for months without retraining: the customers scored
+then have been quiet longer than any in its training windows).
+
     python -m benchmarks.churn_blend --events PATH [--splits 2011-04-01 2011-05-01 2011-06-01]
+                                     [--trained-at 2011-04-01]
 """
 
 from __future__ import annotations
@@ -34,14 +39,16 @@ def split_rows(
     split: pd.Timestamp,
     horizon: int,
     weights: Sequence[float],
+    trained_at: pd.Timestamp | None = None,
 ) -> list[str]:
     test = build_window(events, split, horizon, catalog)
-    past = events.loc[events["timestamp"].lt(split)]
-    lines = [f"split {split:%Y-%m-%d}: {len(test.labels)} customers, churn rate "]
-    lines[0] += f"{np.mean(test.labels):.3f}"
+    trained_at = split if trained_at is None else trained_at
+    past = events.loc[events["timestamp"].lt(trained_at)]
+    lines = [f"split {split:%Y-%m-%d} (trained at {trained_at:%Y-%m-%d}): {len(test.labels)}"]
+    lines[0] += f" customers, churn rate {np.mean(test.labels):.3f}"
     for weight in weights:
         start = time.process_time()
-        artifacts = train_churn(past, split, horizon, catalog, blend_weight=weight)
+        artifacts = train_churn(past, trained_at, horizon, catalog, blend_weight=weight)
         seconds = time.process_time() - start
         scores = {"model": artifacts.predict(test.features)}
         scores["rfm_logistic"] = baseline_scores(artifacts.baselines, test.features)["rfm_logistic"]
@@ -75,15 +82,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--splits", nargs="+", default=["2011-04-01", "2011-05-01", "2011-06-01"])
     parser.add_argument("--horizon-days", type=int, default=90)
     parser.add_argument("--weights", nargs="+", type=float, default=[1.0, BLEND_WEIGHT])
+    parser.add_argument("--trained-at", default=None, help="train once, before this date")
     args = parser.parse_args(argv)
     loaded = load_interactions(args.events)
+    trained_at = pd.Timestamp(args.trained_at) if args.trained_at else None
     for split in args.splits:
+        if trained_at is not None and pd.Timestamp(split) < trained_at:
+            continue
         rows = split_rows(
             loaded.interactions,
             loaded.catalog,
             pd.Timestamp(split),
             args.horizon_days,
             args.weights,
+            trained_at,
         )
         print("\n".join(rows), flush=True)
     return 0
