@@ -19,10 +19,11 @@ floored at 0, and ``margin_lgbm`` the booster's raw score. ``tree_weight`` is
 two halves weigh alike whatever their scales. The raw probability is ``sigmoid(z)``; the stored
 Platt calibration applies to it as before.
 
-Export (:func:`blend_onnx`): the booster's ONNX graph (``training.churn.export_onnx``) with a
-few standard ops appended (logit of the trees' probability, the RFM columns gathered from the
-same input, a MatMul, a sigmoid), so the ONNX ``probabilities (n, 2)`` output is the blend's:
-serving (``serving.churn_scorer``) runs one session and applies the calibration, unchanged.
+Export (:func:`blend_onnx`): the booster's ONNX graph (``training.churn_onnx.export_onnx``) with
+a few standard ops appended (logit of the trees' probability, the RFM columns gathered from the
+same input, a MatMul, a sigmoid), so the ONNX outputs (``label``, ``probabilities (n, 2)``) are
+the blend's: serving (``serving.churn_scorer``) runs one session and applies the calibration,
+unchanged.
 """
 
 from __future__ import annotations
@@ -119,8 +120,9 @@ def blend_onnx(trees_onnx: bytes, blend: BlendedChurnModel) -> bytes:
 
     model = onnx.load_from_string(trees_onnx)
     graph = model.graph
-    for node in graph.node:  # the trees' output becomes an intermediate
-        node.output[:] = ["tree_probabilities" if o == "probabilities" else o for o in node.output]
+    renamed = {"probabilities": "tree_probabilities", "label": "tree_label"}
+    for node in graph.node:  # the trees' outputs become intermediates
+        node.output[:] = [renamed.get(o, o) for o in node.output]
 
     def const(name: str, value: Any, dtype: Any = np.float32) -> str:
         graph.initializer.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
@@ -159,6 +161,7 @@ def blend_onnx(trees_onnx: bytes, blend: BlendedChurnModel) -> bytes:
         helper.make_node("Sigmoid", ["z"], ["p_churn"]),
         helper.make_node("Sub", [one, "p_churn"], ["p_stay"]),
         helper.make_node("Concat", ["p_stay", "p_churn"], ["probabilities"], axis=1),
+        helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
     ]
     graph.node.extend(nodes)
     del graph.output[:]

@@ -90,6 +90,7 @@ def test_onnx_outputs_the_blend_probabilities(blend, table) -> None:
         export_onnx(blend, len(CHURN_FEATURES)), providers=["CPUExecutionProvider"]
     )
     assert [o.name for o in session.get_outputs()] == ["label", "probabilities"]
-    (probs,) = session.run(["probabilities"], {"input": rows})
+    label, probs = session.run(["label", "probabilities"], {"input": rows})
     assert probs.shape == (len(rows), 2)
     np.testing.assert_allclose(probs, blend.predict_proba(rows), rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(label, np.argmax(probs, axis=1))
