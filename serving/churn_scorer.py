@@ -1,9 +1,10 @@
 """The churn model at serving time: one onnxruntime session, calibration applied after it.
 
 :class:`OnnxChurnScorer` implements :class:`recsys.customers.churn.ChurnScorer`. The ONNX model is
-the LightGBM booster alone (exported by ``training/churn.py`` with ``zipmap=False``: outputs
-``label`` and ``probabilities (n, 2)``); the stored calibration (``extra["churn"] ["calibration"]``)
-turns its raw probability of class 1 into the calibrated churn risk.
+the LightGBM booster averaged with logistic regression on RFM (``training/churn_blend.py``;
+outputs ``label`` and ``probabilities (n, 2)``, no ZipMap); the stored calibration
+(``extra["churn"]["calibration"]``) turns its raw probability of class 1 into the calibrated
+churn risk.
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@ Windows. For a training date ``T`` (``as_of``) and a horizon ``H`` days, a windo
 window, ``c0 = T - H``, ends exactly at ``T``. Nothing after ``T`` is read.
 
 * The **served model** stacks the newest window and ``n_windows`` older ones
-  (``c0 - k * step_days``, k >= 0; every label ends by ``T``) to train the LightGBM classifier.
+  (``c0 - k * step_days``, k >= 0; every label ends by ``T``) to train the LightGBM classifier
+  and the logistic regression on RFM, and averages the two in logit space
+  (``training.churn_blend``: the trees alone ranked no better than the regression, and cannot
+  extrapolate to customers quieter than any in the windows).
   The newest window is the one whose customers look most like those scored after ``T`` (the
   longest histories); measured on the development data at three cutoffs, training on it too
   lowered the Brier score at each (0.2183 -> 0.2152, 0.2079 -> 0.2076, 0.2069 -> 0.2023).
@@ -26,12 +29,13 @@ Every window's ``p_alive`` comes from a BG/NBD model fitted on that window's own
 (``recsys.customers.churn``); the served model's, fitted at ``T``, is stored with it
 (``ChurnArtifacts.alive``).
 
-Export. The ``LGBMClassifier`` alone is converted with ``onnxmltools.convert_lightgbm``
-(``zipmap=False``: outputs ``label`` and ``probabilities (n, 2)``), with its split thresholds
-moved down to float32 values first so that ONNX's float32 trees split as LightGBM's float64 ones
-do on the float32 model input (:func:`float32_booster`); the calibration is stored as
-JSON and applied by ``recsys.customers.churn`` after the ONNX run (see the conventions: a calibrated
-classifier does not convert faithfully).
+Export (``training.churn_onnx``). The booster is converted with
+``onnxmltools.convert_lightgbm`` (``zipmap=False``: outputs ``label`` and ``probabilities
+(n, 2)``), with its split thresholds moved down to float32 values first so that ONNX's float32
+trees split as LightGBM's float64 ones do on the float32 model input, and the blend's logistic
+half is appended to the graph (``training.churn_blend``), so the ONNX ``probabilities`` are the
+blend's; the calibration is stored as JSON and applied by ``recsys.customers.churn`` after the
+ONNX run (see the conventions: a calibrated classifier does not convert faithfully).
 
 Baselines, fitted on the same training rows: "recency alone" (a logistic regression on
 ``recency_days``, monotone in recency) and a logistic regression on RFM (log recency,
@@ -45,7 +49,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from lightgbm import Booster, LGBMClassifier
+from lightgbm import LGBMClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -58,7 +62,9 @@ from recsys.customers.churn import (
 )
 from recsys.customers.clv import BetaGeoModel, clv_inputs
 from recsys.customers.features import compute_customer_features
+from training.churn_blend import BLEND_WEIGHT, BlendedChurnModel
 from training.churn_context import cutoff_context, fit_calibration, shop_orders
+from training.churn_onnx import export_onnx
 
 #: Shallow trees with large leaves: the windows are short and the behaviour drifts between
 #: them, so simpler trees generalize to the period after ``as_of`` (measured on the shared data:
@@ -85,7 +91,7 @@ class ChurnArtifacts:
     calibration: dict[str, Any]
     metrics: dict[str, Any]
     feature_names: list[str]
-    model: LGBMClassifier = field(repr=False)
+    model: BlendedChurnModel = field(repr=False)
     baselines: dict[str, Pipeline] = field(repr=False, default_factory=dict)
     alive: dict[str, float] | None = None  # BG/NBD params fitted at as_of, for ``p_alive``
 
@@ -101,8 +107,8 @@ class ChurnArtifacts:
         return calibration_from_dict(self.calibration).apply(raw)
 
 
-def raw_probabilities(model: LGBMClassifier, matrix: np.ndarray) -> np.ndarray:
-    """The booster's probability of churn (class 1), what the ONNX model computes."""
+def raw_probabilities(model: BlendedChurnModel | LGBMClassifier, matrix: np.ndarray) -> np.ndarray:
+    """The model's uncalibrated probability of churn (class 1), what the ONNX model computes."""
     return np.asarray(model.predict_proba(matrix), dtype=np.float64)[:, 1]
 
 
@@ -227,65 +233,7 @@ def baseline_scores(baselines: dict[str, Pipeline], features: pd.DataFrame) -> d
     }
 
 
-def _float32_threshold(threshold: float) -> float:
-    """The largest float32 not above ``threshold``: for a float32 ``x``, ``x <= t`` exactly when
-    ``x <= _float32_threshold(t)``, and that value survives ONNX's cast to float32."""
-    value = np.float32(threshold)
-    if float(value) > threshold:
-        value = np.nextafter(value, np.float32(-np.inf))
-    return float(value)
-
-
-def float32_booster(model: LGBMClassifier) -> Booster:
-    """The fitted booster with every split threshold moved down to a float32 (see above).
-
-    LightGBM splits at float64 midpoints; the ONNX tree ensemble stores float32 thresholds,
-    rounded to nearest, so a feature value equal to the rounded threshold went left in ONNX and
-    right in LightGBM (a real customer's ``monetary`` of 227.72 did). On float32 input, which
-    is what :func:`recsys.customers.churn.churn_matrix` gives both, the moved booster predicts
-    exactly as the fitted one.
-    """
-    booster = model.booster_
-    if any(node.get("decision_type") == "==" for node in _split_nodes(booster.dump_model())):
-        raise ValueError("categorical splits cannot be moved to float32 thresholds")
-    lines = []
-    for line in booster.model_to_string().splitlines():
-        if line.startswith("tree_sizes="):
-            continue  # byte offsets of the trees, which the new numbers change; optional
-        if line.startswith("threshold="):
-            values = (float(v) for v in line.removeprefix("threshold=").split())
-            line = "threshold=" + " ".join(repr(_float32_threshold(v)) for v in values)
-        lines.append(line)
-    return Booster(model_str="\n".join(lines) + "\n")
-
-
-def _split_nodes(dump: dict[str, Any]) -> list[dict[str, Any]]:
-    nodes: list[dict[str, Any]] = []
-    stack = [tree["tree_structure"] for tree in dump["tree_info"]]
-    while stack:
-        node = stack.pop()
-        if "split_index" in node:
-            nodes.append(node)
-            stack.extend((node["left_child"], node["right_child"]))
-    return nodes
-
-
-def export_onnx(model: LGBMClassifier, n_features: int) -> bytes:
-    """The booster alone, as ONNX: input ``input`` float32 (n, n_features), no ZipMap; its
-    thresholds are float32 values (:func:`float32_booster`), so it agrees with ``model``."""
-    from onnxmltools import convert_lightgbm
-    from onnxmltools.convert.common.data_types import FloatTensorType
-
-    onnx_model = convert_lightgbm(
-        float32_booster(model),
-        name="pelanggan_churn",
-        initial_types=[("input", FloatTensorType([None, n_features]))],
-        zipmap=False,
-    )
-    return onnx_model.SerializeToString()
-
-
-def _fit(windows: list[ChurnWindow], params: dict[str, Any], seed: int) -> Any:
+def _fit(windows: list[ChurnWindow], params: dict[str, Any], seed: int, blend_weight: float) -> Any:
     """LightGBM and the baselines on the stacked windows (None: too few rows or one class)."""
     train = [w for w in windows if len(w.labels)]
     if not train:
@@ -294,10 +242,12 @@ def _fit(windows: list[ChurnWindow], params: dict[str, Any], seed: int) -> Any:
     if np.unique(y).size < 2:
         return None
     x = np.vstack([w.matrix() for w in train])
-    model = LGBMClassifier(**{**DEFAULT_PARAMS, **params, "random_state": seed})
-    model.fit(x, y)
+    trees = LGBMClassifier(**{**DEFAULT_PARAMS, **params, "random_state": seed})
+    trees.fit(x, y)
     feats = pd.concat([w.features for w in train], ignore_index=True)
-    return model, fit_baselines(feats, y), int(y.size)
+    baselines = fit_baselines(feats, y)
+    model = BlendedChurnModel.fit(trees, baselines["rfm_logistic"], x, blend_weight)
+    return model, baselines, int(y.size)
 
 
 def held_out_metrics(
@@ -311,6 +261,7 @@ def held_out_metrics(
     params: dict[str, Any],
     random_state: int,
     min_history_days: int = 0,
+    blend_weight: float = BLEND_WEIGHT,
 ) -> dict[str, Any]:
     """The recipe's figures on ``held`` from windows whose labels end by its cutoff."""
     cutoffs = window_cutoffs(as_of, horizon_days, n_windows, step_days, shift=horizon_days)
@@ -325,7 +276,8 @@ def held_out_metrics(
         build_window(past, c, horizon_days, catalog)
         for c in with_history(cutoffs[1:], past, min_history_days, keep_first=False)
     ]
-    fitted = _fit(old, params, random_state) if len(held.labels) >= 4 and old else None
+    enough = len(held.labels) >= 4 and bool(old)
+    fitted = _fit(old, params, random_state, blend_weight) if enough else None
     if fitted is None:
         metrics["skipped"] = "not enough history for training windows that end by the held-out one"
         return metrics
@@ -341,7 +293,7 @@ def held_out_metrics(
 
 
 def calibrate(
-    model: LGBMClassifier, windows: list[ChurnWindow], events: pd.DataFrame, at: pd.Timestamp
+    model: BlendedChurnModel, windows: list[ChurnWindow], events: pd.DataFrame, at: pd.Timestamp
 ) -> dict[str, Any]:
     """The stored calibration of ``model`` from its training ``windows`` (newest first), with
     the cutoff context at ``at`` (``training.churn_context``: what moves the base rate)."""
@@ -356,7 +308,7 @@ def calibrate(
 
 
 def window_table(
-    model: LGBMClassifier, windows: list[ChurnWindow], calibration: dict[str, Any]
+    model: BlendedChurnModel, windows: list[ChurnWindow], calibration: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Per training window: its cutoff, customers, churn rate and the calibrated model's mean
     risk there (how the base rate moves between cutoffs, and whether the model follows it)."""
@@ -384,6 +336,7 @@ def train_churn(
     params: dict[str, Any] | None = None,
     random_state: int = 42,
     min_history_days: int = 21,
+    blend_weight: float = BLEND_WEIGHT,
 ) -> ChurnArtifacts:
     """Fit, calibrate and export the churn model on data before ``as_of`` (module docstring)."""
     as_of = pd.Timestamp(as_of)
@@ -397,7 +350,7 @@ def train_churn(
     )
     windows = [build_window(past, c, horizon_days, catalog) for c in cutoffs]
     held = windows[0]
-    fitted = _fit(windows, params, random_state)
+    fitted = _fit(windows, params, random_state, blend_weight)
     if fitted is None or len(held.labels) < 4:
         raise ValueError(
             f"not enough history before {as_of:%Y-%m-%d} for churn windows of {horizon_days} days"
@@ -416,6 +369,7 @@ def train_churn(
         params,
         random_state,
         min_history_days,
+        blend_weight,
     )
     metrics.update(
         {
@@ -425,6 +379,7 @@ def train_churn(
             "calibration_base_rate": float(np.mean(held.labels)),
             "calibration_context": calibration.get("context"),
             "windows": window_table(model, windows, calibration),
+            "blend": model.to_dict(),
         }
     )
     alive = fit_alive(compute_customer_features(past, as_of, catalog))

@@ -1,8 +1,9 @@
 """Churn: the scorer contract, the model input, and calibration as a separate step.
 
 *Churn* is "buys nothing in the next ``horizon`` days" (``TrainingConfig.churn_horizon_days``).
-Training (``training/churn.py``) fits a LightGBM classifier on time-shifted windows and exports
-the **booster alone** to ONNX; the calibration (a Platt pair on the raw margin, or an isotonic
+Training (``training/churn.py``) fits a LightGBM classifier and a logistic regression on RFM on
+time-shifted windows and exports **their blend** (``training/churn_blend.py``, one ONNX graph
+over this input) to ONNX; the calibration (a Platt pair on the raw margin, or an isotonic
 table) is stored beside it as JSON and applied here, because a calibrated classifier does not
 convert to ONNX faithfully (see the conventions, "Calibrated LightGBM to ONNX").
 
