@@ -243,11 +243,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-connections", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--events", type=Path, default=DATA_FILE, help="the shared data file")
     args = parser.parse_args()
 
     from recsys.io.loaders import load_interactions
 
-    interactions = load_interactions(DATA_FILE).interactions
+    interactions = load_interactions(args.events).interactions
     with tempfile.TemporaryDirectory(prefix="events-bench-") as tmp:
         work = Path(tmp)
         artifacts = args.artifacts
@@ -255,7 +256,7 @@ def main() -> int:
             from training.pipeline import train_bundle
 
             artifacts = work / "artifacts"
-            train_bundle(DATA_FILE, artifacts, as_of=SPLIT, holdout_days=None)
+            train_bundle(args.events, artifacts, as_of=SPLIT, holdout_days=None)
         bundle = read_bundle(latest_version_dir(artifacts))
         report: dict[str, Any] = {"model_version": bundle.version, "split": SPLIT}
         if not args.skip_quality:

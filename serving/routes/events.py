@@ -26,7 +26,7 @@ from recsys.config import Settings
 from recsys.customers.live_update import CustomerSnapshot, LiveUpdate, OnlineModel, plan_updates
 from recsys.errors import InvalidEventError
 from recsys.events import Event, utcnow, validate_batch
-from serving.adaptive import check_offer_ids, record_offer_events
+from serving.adaptive import check_offer_ids, offer_counting
 from serving.auth import Principal, require
 from serving.metrics import Metrics
 from serving.models import EventsAccepted
@@ -91,6 +91,7 @@ def online_model(serving: ServingState) -> OnlineModel:
 
 async def ingest(app: FastAPI, serving: ServingState, events: list[Event]) -> dict[str, int]:
     model = online_model(serving)
+    offers = offer_counting(app, serving, utcnow())
 
     def plan(
         snapshots: Mapping[str, CustomerSnapshot], fresh: Sequence[Event]
@@ -102,10 +103,14 @@ async def ingest(app: FastAPI, serving: ServingState, events: list[Event]) -> di
     horizon = snapshot.model.customer_models.contact_horizon_s if snapshot is not None else None
     result: IngestResult
     if isinstance(writer, AsyncEventWriter):
-        result = await writer.ingest(events, model.version, plan, contact_horizon_s=horizon)
+        result = await writer.ingest(
+            events, model.version, plan, contact_horizon_s=horizon, offers=offers
+        )
     else:
         result = await anyio.to_thread.run_sync(
-            lambda: writer.ingest(events, model.version, plan, contact_horizon_s=horizon)
+            lambda: writer.ingest(
+                events, model.version, plan, contact_horizon_s=horizon, offers=offers
+            )
         )
     return {
         "accepted": result.accepted,
@@ -142,11 +147,7 @@ async def post_events(
     except InvalidEventError:
         metrics.count_events({"rejected": max(len(raw), 1)})  # all or nothing: all rejected
         raise
-    counts = await ingest(request.app, serving, events)
-    # -- adaptive offers hook: the counts per offer and cell, after the events are stored and
-    # before the 202, so the next decision reads them (feature_store.offer_stats; to be folded
-    # into the ingest write script)
-    record_offer_events(request.app, serving, events, utcnow())
+    counts = await ingest(request.app, serving, events)  # offer counts included
     metrics.count_events(
         {
             "accepted": counts["accepted"],

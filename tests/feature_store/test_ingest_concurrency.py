@@ -151,9 +151,10 @@ class Recording:
         self.script, self.fields = script, []
 
     def __call__(self, keys: list[str], args: list[Any]) -> Any:
-        # ARGV: maxlen, n, cutoff, horizon, now, id ttl, id cap, customer, rev, ids..., fields
-        # (count, name, value...)
-        pos = 9
+        # ARGV: maxlen, n, cutoff, horizon, now, id ttl, id cap, the attribution's window, ttls,
+        # apply, offers (count, ids...), customer, rev, ids..., fields (count, name, value...)
+        pos = 12 + int(args[11])  # after the offer ids
+        pos += 2  # the customer's digest and revision
         pos += int(args[pos]) + 1
         count = int(args[pos])
         names = args[pos + 1 : pos + 1 + count : 2]
