@@ -11,7 +11,8 @@
    fallback a cold-start customer gets.
 2. **Ingestion throughput**: ``recsys serve`` with ``--workers`` processes (default 2) on
    127.0.0.1 (embedded Redis unless ``RECSYS_REDIS_URL`` is set), ``POST /v1/events`` with real
-   June-August purchase lines: in batches of 100 consecutive lines (``--batch-connections``
+   June-August purchase lines, each sent with an event id never sent before (so every event is
+   applied: none is a duplicate): in batches of 100 consecutive lines (``--batch-connections``
    clients, default 2); one event at a time at 8 connections (p50/p99); and **8 concurrent
    writers** of batches of 100 lines drawn at random (so ~100 customers each, overlapping
    between writers): every answer must be a 2xx. Each run is bounded by ``--seconds`` and
@@ -164,16 +165,26 @@ def _embedded_redis_cpu() -> float:
     return sum(tree_cpu_seconds(int(tid))[1] for tid in threads)
 
 
+def fresh_chunk(
+    events: list[dict[str, Any]], position: int, batch: int, tag: str
+) -> list[dict[str, Any]]:
+    """The ``batch`` events from ``position`` on (wrapping around ``events``), each with an
+    event id no other run, phase (``tag``) or lap has sent: every event is applied, never a
+    duplicate (a run that re-sent ids would measure the duplicate path)."""
+    lap, start = divmod(position, max(len(events) - batch, 1))
+    return [{**e, "event_id": f"{e['event_id']}-{tag}{lap}"} for e in events[start : start + batch]]
+
+
 def throughput(
     base: str, events: list[dict[str, Any]], batch: int, concurrency: int, args: Any, pid: int
 ) -> dict[str, Any]:
     """Events per second at the client, latency, and the CPU the server's processes and Redis
     spent per event (``/proc``: the figure other load on a shared machine moves least)."""
     offset = {"n": 0}
+    tag = uuid.uuid4().hex[:6]  # this phase's ids: never one an earlier phase sent
 
     def request(i: int) -> tuple[str, str, object]:
-        start = (offset["n"] + i * batch) % max(len(events) - batch, 1)
-        chunk = events[start : start + batch]
+        chunk = fresh_chunk(events, offset["n"] + i * batch, batch, tag)
         return "POST", "/v1/events", chunk[0] if batch == 1 else {"events": chunk}
 
     warm = run_load(base, request, concurrency=concurrency, total=20)
