@@ -244,6 +244,14 @@ def create_app(
         handler=recommendations.lean_recommendations,
         routes=recommendations.router.routes,
     )
+    app.add_middleware(
+        FastPath,
+        pattern=r"/v1/events",
+        template="/v1/events",
+        handler=events.lean_events,
+        routes=events.router.routes,
+        method="POST",
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.serving.max_body_bytes)
     app.add_middleware(
         RequestContextMiddleware,

@@ -9,7 +9,9 @@ event of an erased customer counts as ignored and nothing of it is stored.
 
 The route is ``async``: validation and planning run on the event loop and Redis is awaited
 (``feature_store.ingest.AsyncEventWriter``); with a store passed in to ``create_app`` (tests),
-the sync writer runs in a worker thread instead.
+the sync writer runs in a worker thread instead. A plain JSON request takes the lean path
+(:func:`lean_events`, before the router: ``serving.fast_path``), without FastAPI's routing,
+dependency solving and body parsing (measured in-process: about 0.2 ms of CPU a request).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 import anyio.to_thread
+import orjson
 from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from starlette.responses import Response
 
@@ -27,13 +30,14 @@ from recsys.customers.live_update import CustomerSnapshot, LiveUpdate, OnlineMod
 from recsys.errors import InvalidEventError
 from recsys.events import Event, utcnow, validate_batch
 from serving.adaptive import check_offer_ids, offer_counting
-from serving.auth import Principal, require
+from serving.auth import Principal, authorize, require
 from serving.metrics import Metrics
 from serving.models import EventsAccepted
-from serving.routes.common import ServingDep, json_response, problems
+from serving.routes.common import LeanRoute, ServingDep, json_response, lean_path, problems
 from serving.state import ServingState
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=LeanRoute)
+WRITE = ("write",)
 
 _EVENT_EXAMPLE = {
     "customer_id": "17850",
@@ -119,24 +123,9 @@ async def ingest(app: FastAPI, serving: ServingState, events: list[Event]) -> di
     }
 
 
-@router.post(
-    "/v1/events",
-    summary="Record customer events",
-    status_code=202,
-    response_model=EventsAccepted,
-    response_description="Accepted: every event was stored, or counted as a duplicate or ignored",
-    responses=problems(400, 401, 403, 422, 503),
-    openapi_extra={"requestBody": {"content": {"application/json": {"schema": _BODY_SCHEMA}}}},
-)
-async def post_events(
-    request: Request,
-    serving: ServingDep,
-    _: Annotated[Principal, Depends(require("write"))],
-    payload: Annotated[Any, Body(examples=[_EVENT_EXAMPLE])],
-) -> Response:
-    """Record events (views, carts, purchases, returns, surveys, ...): 202 with the counts of
-    accepted, duplicate and ignored (erased customer) events; the customers' next answers
-    already reflect them."""
+async def accept(request: Request, serving: ServingState, payload: Any) -> Response:
+    """Validate, store and count the events of ``payload`` (one event or ``{"events": [...]}``):
+    the 202 of the route, or :class:`InvalidEventError` (422) with nothing stored."""
     settings: Settings = request.app.state.settings
     metrics: Metrics = request.app.state.metrics
     raw: Sequence[Any] = [payload]
@@ -156,3 +145,41 @@ async def post_events(
         }
     )
     return json_response(counts, status_code=202)
+
+
+async def lean_events(request: Request) -> Response | None:
+    """The lean path (``serving.routes.common.LeanRoute``, and ``serving.fast_path`` before the
+    router): the key checked directly, a JSON body parsed by orjson; a body that is not plainly
+    JSON (another content type, invalid or non-standard JSON such as ``NaN``, which orjson
+    refuses) takes the declared path, so its answer is FastAPI's own."""
+    authorize(request, WRITE)
+    kind = request.headers.get("content-type", "")
+    if kind.partition(";")[0].strip().lower() != "application/json":
+        return None
+    try:
+        payload = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        return None
+    return await accept(request, request.app.state.serving, payload)
+
+
+@router.post(
+    "/v1/events",
+    summary="Record customer events",
+    status_code=202,
+    response_model=EventsAccepted,
+    response_description="Accepted: every event was stored, or counted as a duplicate or ignored",
+    responses=problems(400, 401, 403, 422, 503),
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": _BODY_SCHEMA}}}},
+)
+@lean_path(lean_events)
+async def post_events(
+    request: Request,
+    serving: ServingDep,
+    _: Annotated[Principal, Depends(require(*WRITE))],
+    payload: Annotated[Any, Body(examples=[_EVENT_EXAMPLE])],
+) -> Response:
+    """Record events (views, carts, purchases, returns, surveys, ...): 202 with the counts of
+    accepted, duplicate and ignored (erased customer) events; the customers' next answers
+    already reflect them."""
+    return await accept(request, serving, payload)
