@@ -232,6 +232,28 @@ class AsyncEventWriter(_Writer):
     ) -> None:
         super().__init__(client, prefix, stream_maxlen, **options)
         self.multiplexed = None if self.cluster else multiplexed
+        #: customer -> done when the request writing them now finishes (see :meth:`_claim`)
+        self._busy: dict[str, asyncio.Future[None]] = {}
+
+    async def _claim(self, customers: Sequence[str]) -> asyncio.Future[None]:
+        """Wait until no other request of this writer is writing any of ``customers``, then
+        hold them all (all at once: no request holds some while waiting for others, so none
+        waits on another forever). Released by :meth:`_release`."""
+        while True:
+            busy = {id(f): f for c in customers if (f := self._busy.get(c)) is not None}
+            if not busy:
+                break
+            await asyncio.wait(busy.values())
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for customer in customers:
+            self._busy[customer] = mine
+        return mine
+
+    def _release(self, customers: Sequence[str], mine: asyncio.Future[None]) -> None:
+        for customer in customers:
+            if self._busy.get(customer) is mine:
+                del self._busy[customer]
+        mine.set_result(None)
 
     async def _execute(self, commands: Sequence[packed.Command]) -> list[Any]:
         if self.multiplexed is not None:
@@ -257,9 +279,21 @@ class AsyncEventWriter(_Writer):
         contact_horizon_s: float | None = None,
         offers: OfferCounting | None = None,
     ) -> IngestResult:
-        """:meth:`EventWriter.ingest`, awaited."""
+        """:meth:`EventWriter.ingest`, awaited. Requests of this writer (one per process) that
+        share a customer run one after the other (:meth:`_claim`): the later one reads what the
+        earlier wrote instead of planning from a stale read and conflicting in the script (a
+        hot customer's events at 8 connections were re-read and re-planned several times each).
+        Writers of other processes still serialize in Redis, as above."""
         await self.tombstones.get_async()
         request = self._request(events, version, plan, contact_horizon_s, offers)
+        customers = list(request.events)
+        mine = await self._claim(customers)
+        try:
+            return await self._rounds(request)
+        finally:
+            self._release(customers, mine)
+
+    async def _rounds(self, request: Request) -> IngestResult:
         round_ = 1
         while request.pending:
             unregistered = self._unregistered(request)
