@@ -225,16 +225,26 @@ def open_cart(state: OnlineState, as_of: float | None = None) -> list[str]:
 def purchased_units(state: OnlineState) -> dict[str, float]:
     """Item -> units bought since training, net of returns (items with none left dropped)."""
     units: dict[str, float] = {}
-    for _, kind, item, qty, *_ in state.lines:
-        units[item] = units.get(item, 0.0) + (qty if kind == "p" else -abs(qty))
+    get = units.get
+    for line in state.lines:
+        item, qty = line[2], line[3]
+        units[item] = get(item, 0.0) + (qty if line[1] == "p" else -abs(qty))
     return {item: n for item, n in units.items() if n > 0}
 
 
-def purchase_weights(state: OnlineState) -> dict[str, float]:
-    """Item -> distinct orders since training (the ALS weight), for items not fully returned."""
+def purchase_weights(
+    state: OnlineState, units: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """Item -> distinct orders since training (the ALS weight), for items not fully returned;
+    ``units``: :func:`purchased_units` of the state, when the caller has it already."""
     orders: dict[str, set[str]] = {}
-    for _, kind, item, _, _, order, *_ in state.lines:
-        if kind == "p":
-            orders.setdefault(item, set()).add(order)
-    kept = purchased_units(state)
+    for line in state.lines:
+        if line[1] == "p":
+            item = line[2]
+            found = orders.get(item)
+            if found is None:
+                orders[item] = {line[5]}
+            else:
+                found.add(line[5])
+    kept = purchased_units(state) if units is None else units
     return {item: float(len(keys)) for item, keys in orders.items() if item in kept}
