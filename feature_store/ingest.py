@@ -74,6 +74,7 @@ from feature_store.event_stream import export_stream, stream_rows
 from feature_store.ingest_request import IngestResult, OfferCounting, Plan, Request
 from feature_store.ingest_script import WRITE
 from feature_store.multiplexed import MultiplexedConnection
+from feature_store.online_cache import OnlineCache
 from feature_store.tombstones import Resolver
 from recsys.decisions.offer_set import ContactPolicy
 from recsys.events import Event
@@ -128,6 +129,8 @@ class _Writer:
         # a batch's script has thousands of arguments); on a cluster redis-py's script object
         self._script: Any = script if self.cluster else self._packed_script
         self._registered: set[shards.Shard] = {None}
+        #: the online states this writer read or wrote last, parsed (``feature_store.online_cache``)
+        self.online_cache = OnlineCache()
 
     def _packed_script(self, *, keys: Sequence[str], args: Sequence[Any]) -> Any:
         raise NotImplementedError  # the sync and the asyncio writer's own
@@ -155,6 +158,7 @@ class _Writer:
             max_event_ids=self.max_event_ids,
             erased=self.tombstones.resolved(),
             offers=offers,
+            online_cache=self.online_cache,
         )
 
     def _unregistered(self, request: Request) -> set[shards.Shard]:

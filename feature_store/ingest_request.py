@@ -29,6 +29,7 @@ from feature_store.ingest_script import (
     statuses,
 )
 from feature_store.offer_attribution import Attribution, SendCells, count_commands
+from feature_store.online_cache import OnlineCache
 from feature_store.tombstones import Tombstones, queue_check, take_check
 from recsys.customers.live_update import CustomerSnapshot, LiveUpdate
 from recsys.customers.online_state import to_seconds
@@ -142,9 +143,13 @@ class Request:
         max_event_ids: int,
         erased: Tombstones,
         offers: OfferCounting | None = None,
+        online_cache: OnlineCache | None = None,
     ) -> None:
         self.version, self.plan, self.prefix, self.cluster = version, plan, prefix, cluster
         self.offers = offers
+        self.online_cache = online_cache
+        #: customer -> the online state a round's script writes: (bytes, parsed)
+        self.online_written: dict[str, tuple[bytes, Any]] = {}
         self.bumps: Counter[str] = Counter()  # counts the scripts returned (Redis Cluster)
         self.erased = erased
         self.maxlen, self.horizon_s = maxlen, horizon_s
@@ -252,8 +257,13 @@ class Request:
             customer_id=customer,
             batch=batch,
             live=record,
-            online=orjson.loads(raw_online) if raw_online else None,
+            online=self._parse_online(customer, raw_online) if raw_online else None,
         )
+
+    def _parse_online(self, customer: str, raw: bytes) -> Any:
+        if self.online_cache is None:
+            return orjson.loads(raw)
+        return self.online_cache.parse(customer, raw)
 
     def _calls(
         self,
@@ -277,6 +287,7 @@ class Request:
                 fields = _changed(encode_update(update, self.version), live)
                 ids = [e.event_id for e in mine if e.event_id is not None]
                 online = codec.dumps(update.online)
+                self.online_written[customer] = (online, update.online)
                 ops = attribution.ops(mine, cells) if attribution is not None else []
                 writes.append(
                     CustomerWrite(customer, revision, ids, fields, _contacts(mine), online, ops)
@@ -313,6 +324,8 @@ class Request:
             for customer, status in statuses(call, reply).items():
                 if status == APPLIED:
                     self.accepted += len(self.fresh[customer])
+                    if self.online_cache is not None:  # what Redis holds now: read next time
+                        self.online_cache.put(customer, *self.online_written[customer])
                 elif status == ERASED:
                     self.ignored += self.per_customer[customer]
                 else:

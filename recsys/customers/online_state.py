@@ -147,6 +147,15 @@ def apply_events(
     training.
     """
     s = OnlineState.from_json(state.to_json())
+    # ``state`` is left as it was (its lists may be a cached read's): every list and the cart
+    # this function changes in place is a copy
+    s.views, s.carts, s.opens, s.clicks = (
+        list(s.views),
+        list(s.carts),
+        list(s.opens),
+        list(s.clicks),
+    )
+    s.answers, s.cart = list(s.answers), dict(s.cart)
     lines = list(s.lines)
     recent, disliked = list(s.recent), list(s.disliked)
     for event in sorted(events, key=lambda e: e.timestamp):

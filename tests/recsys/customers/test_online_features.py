@@ -11,6 +11,7 @@ import math
 from datetime import datetime, timedelta
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
@@ -227,6 +228,19 @@ def test_rebase_drops_what_a_newer_batch_row_already_counts() -> None:
 def test_state_round_trips_through_json() -> None:
     state = apply_events(OnlineState(), [ev("view", "a"), ev("purchase", "b", price=2.0)])
     assert OnlineState.from_json(state.to_json()) == state
+
+
+def test_applying_events_leaves_the_state_it_started_from_unchanged() -> None:
+    """The event path may reuse a parsed state (``feature_store.online_cache``): applying events
+    to it must not change it."""
+    state = apply_events(
+        OnlineState(),
+        [ev("view", "a"), ev("add_to_cart", "a"), ev("purchase", "b", price=2.0, order_id="o1")],
+    )
+    before = orjson.loads(orjson.dumps(state.to_json()))
+    later = [ev("view", "c", 3), ev("add_to_cart", "c", 3), ev("email_open", None, 3)]
+    apply_events(state, [*later, ev("remove_from_cart", "a", 4), ev("purchase", "d", 5)])
+    assert orjson.loads(orjson.dumps(state.to_json())) == before
 
 
 def test_changed_compares_numbers_with_missing_values_as_equal() -> None:
