@@ -13,7 +13,8 @@
    127.0.0.1 (embedded Redis unless ``RECSYS_REDIS_URL`` is set), ``POST /v1/events`` with real
    June-August purchase lines, each sent with an event id never sent before (so every event is
    applied: none is a duplicate): in batches of 100 consecutive lines (``--batch-connections``
-   clients, default 2); one event at a time at 8 connections (p50/p99); and **8 concurrent
+   clients, default 2); one event at a time at 8 connections (p50/p99), in file order (lines of
+   one order: the same customer from all 8 at once) and drawn at random; and **8 concurrent
    writers** of batches of 100 lines drawn at random (so ~100 customers each, overlapping
    between writers): every answer must be a 2xx. Each run is bounded by ``--seconds`` and
    ``--max-requests``. The load generator shares the machine with the server.
@@ -298,6 +299,10 @@ def main() -> int:
                 print(json.dumps(report["throughput_batch_100"]), flush=True)
                 report["throughput_single"] = throughput(base, events, 1, 8, args, server.pid)
                 print(json.dumps(report["throughput_single"]), flush=True)
+                report["throughput_single_random"] = throughput(
+                    base, shuffled, 1, 8, args, server.pid
+                )
+                print(json.dumps(report["throughput_single_random"]), flush=True)
                 report["concurrent_writers_random_100"] = throughput(
                     base, shuffled, 100, 8, args, server.pid
                 )
