@@ -156,7 +156,7 @@ def apply_events(
         list(s.clicks),
     )
     s.answers, s.cart = list(s.answers), dict(s.cart)
-    lines = list(s.lines)
+    lines: list[list[Any]] = []  # the new ones
     recent, disliked = list(s.recent), list(s.disliked)
     for event in sorted(events, key=lambda e: e.timestamp):
         t = to_seconds(event.timestamp)
@@ -191,7 +191,7 @@ def apply_events(
         if isinstance(flag, bool) and (s.consent is None or s.consent[0] <= t):
             s.consent = [t, flag]
     newest = s.last or 0.0
-    s.lines = sorted(lines, key=lambda line: line[0])[-MAX_LINES:]
+    s.lines = _merged(s.lines, lines)[-MAX_LINES:]
     s.views = _prune(s.views, newest, 30, MAX_TIMES)
     s.carts = _prune(s.carts, newest, 30, MAX_TIMES)
     s.opens = _prune(s.opens, newest, 90, MAX_TIMES)
@@ -202,6 +202,19 @@ def apply_events(
     s.recent = recent[:RECENT_VIEWS]
     s.disliked = disliked[-MAX_DISLIKED:]
     return s
+
+
+def _line_time(line: list[Any]) -> float:
+    return float(line[0])
+
+
+def _merged(old: list[list[Any]], new: list[list[Any]]) -> list[list[Any]]:
+    """``old`` (sorted by time) and ``new`` lines, sorted by time, stably (``old`` first on a
+    tie): no sort of the old ones when every new line is at least as late (the usual case)."""
+    new.sort(key=_line_time)
+    if not old or not new or new[0][0] >= old[-1][0]:
+        return [*old, *new]
+    return sorted([*old, *new], key=_line_time)
 
 
 def rebase(state: OnlineState, base_as_of: float | None) -> OnlineState:
@@ -241,19 +254,26 @@ def purchased_units(state: OnlineState) -> dict[str, float]:
     return {item: n for item, n in units.items() if n > 0}
 
 
-def purchase_weights(
-    state: OnlineState, units: Mapping[str, float] | None = None
-) -> dict[str, float]:
-    """Item -> distinct orders since training (the ALS weight), for items not fully returned;
-    ``units``: :func:`purchased_units` of the state, when the caller has it already."""
+def purchase_weights(state: OnlineState) -> dict[str, float]:
+    """Item -> distinct orders since training (the ALS weight), for items not fully returned."""
+    return units_and_weights(state)[1]
+
+
+def units_and_weights(state: OnlineState) -> tuple[dict[str, float], dict[str, float]]:
+    """:func:`purchased_units` and :func:`purchase_weights` in one pass over the lines."""
+    units: dict[str, float] = {}
     orders: dict[str, set[str]] = {}
+    get = units.get
     for line in state.lines:
+        item, qty = line[2], line[3]
         if line[1] == "p":
-            item = line[2]
+            units[item] = get(item, 0.0) + qty
             found = orders.get(item)
             if found is None:
                 orders[item] = {line[5]}
             else:
                 found.add(line[5])
-    kept = purchased_units(state) if units is None else units
-    return {item: float(len(keys)) for item, keys in orders.items() if item in kept}
+        else:
+            units[item] = get(item, 0.0) - abs(qty)
+    kept = {item: n for item, n in units.items() if n > 0}
+    return kept, {item: float(len(keys)) for item, keys in orders.items() if item in kept}
