@@ -11,8 +11,10 @@
    fallback a cold-start customer gets.
 2. **Ingestion throughput**: ``recsys serve`` with ``--workers`` processes (default 2) on
    127.0.0.1 (embedded Redis unless ``RECSYS_REDIS_URL`` is set), ``POST /v1/events`` with real
-   June-August purchase lines: in batches of 100 consecutive lines (``--batch-connections``
-   clients, default 2); one event at a time at 8 connections (p50/p99); and **8 concurrent
+   June-August purchase lines, each sent with an event id never sent before (so every event is
+   applied: none is a duplicate): in batches of 100 consecutive lines (``--batch-connections``
+   clients, default 2); one event at a time at 8 connections (p50/p99), in file order (lines of
+   one order: the same customer from all 8 at once) and drawn at random; and **8 concurrent
    writers** of batches of 100 lines drawn at random (so ~100 customers each, overlapping
    between writers): every answer must be a 2xx. Each run is bounded by ``--seconds`` and
    ``--max-requests``. The load generator shares the machine with the server.
@@ -164,16 +166,26 @@ def _embedded_redis_cpu() -> float:
     return sum(tree_cpu_seconds(int(tid))[1] for tid in threads)
 
 
+def fresh_chunk(
+    events: list[dict[str, Any]], position: int, batch: int, tag: str
+) -> list[dict[str, Any]]:
+    """The ``batch`` events from ``position`` on (wrapping around ``events``), each with an
+    event id no other run, phase (``tag``) or lap has sent: every event is applied, never a
+    duplicate (a run that re-sent ids would measure the duplicate path)."""
+    lap, start = divmod(position, max(len(events) - batch, 1))
+    return [{**e, "event_id": f"{e['event_id']}-{tag}{lap}"} for e in events[start : start + batch]]
+
+
 def throughput(
     base: str, events: list[dict[str, Any]], batch: int, concurrency: int, args: Any, pid: int
 ) -> dict[str, Any]:
     """Events per second at the client, latency, and the CPU the server's processes and Redis
     spent per event (``/proc``: the figure other load on a shared machine moves least)."""
     offset = {"n": 0}
+    tag = uuid.uuid4().hex[:6]  # this phase's ids: never one an earlier phase sent
 
     def request(i: int) -> tuple[str, str, object]:
-        start = (offset["n"] + i * batch) % max(len(events) - batch, 1)
-        chunk = events[start : start + batch]
+        chunk = fresh_chunk(events, offset["n"] + i * batch, batch, tag)
         return "POST", "/v1/events", chunk[0] if batch == 1 else {"events": chunk}
 
     warm = run_load(base, request, concurrency=concurrency, total=20)
@@ -243,11 +255,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-connections", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--events", type=Path, default=DATA_FILE, help="the shared data file")
     args = parser.parse_args()
 
     from recsys.io.loaders import load_interactions
 
-    interactions = load_interactions(DATA_FILE).interactions
+    interactions = load_interactions(args.events).interactions
     with tempfile.TemporaryDirectory(prefix="events-bench-") as tmp:
         work = Path(tmp)
         artifacts = args.artifacts
@@ -255,7 +268,7 @@ def main() -> int:
             from training.pipeline import train_bundle
 
             artifacts = work / "artifacts"
-            train_bundle(DATA_FILE, artifacts, as_of=SPLIT, holdout_days=None)
+            train_bundle(args.events, artifacts, as_of=SPLIT, holdout_days=None)
         bundle = read_bundle(latest_version_dir(artifacts))
         report: dict[str, Any] = {"model_version": bundle.version, "split": SPLIT}
         if not args.skip_quality:
@@ -286,6 +299,10 @@ def main() -> int:
                 print(json.dumps(report["throughput_batch_100"]), flush=True)
                 report["throughput_single"] = throughput(base, events, 1, 8, args, server.pid)
                 print(json.dumps(report["throughput_single"]), flush=True)
+                report["throughput_single_random"] = throughput(
+                    base, shuffled, 1, 8, args, server.pid
+                )
+                print(json.dumps(report["throughput_single_random"]), flush=True)
                 report["concurrent_writers_random_100"] = throughput(
                     base, shuffled, 100, 8, args, server.pid
                 )

@@ -5,9 +5,11 @@
 Builds the app over a trained root (embedded Redis unless ``--redis-url``), drives the ASGI app
 directly (``benchmarks.page_view_profile``'s minimal ASGI call, here with a JSON body) and
 prints the CPU time of this process per event -- for batches of 100 real June-August purchase
-lines of the shared data and for one event at a time -- and per customer of 1,000-id offers
-batches. Redis's own CPU is not in these figures (it is another process). ``--profile`` runs
-each loop again under ``cProfile`` and prints the functions with the most own time.
+lines of the shared data (consecutive lines: a few customers), for one event at a time, and for
+batches of 100 lines drawn at random (about 90 customers each) -- and per customer of
+1,000-id offers batches. Redis's own CPU is not in these figures (it is another process).
+``--profile`` runs each loop again under ``cProfile`` and prints the functions with the most
+own time.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ async def run(artifacts: Path, data: Path, redis_url: str, n: int, profile: bool
     bundle = read_bundle(latest_version_dir(artifacts))
     customers = [str(c) for c in bundle.customer_ids]
     random.Random(7).shuffle(customers)
-    events = event_bodies(data, n * 100 * 2 + n * 2 + 2_000)
+    events = event_bodies(data, n * 100 * 2 + n * 2 + 2_000 + (n // 4 + 6) * 100)
     prefix = f"prof{uuid.uuid4().hex[:6]}"
     settings = Settings(artifacts=artifacts, redis_url=redis_url, redis_prefix=prefix)
     app = create_app(settings)
@@ -98,6 +100,16 @@ async def run(artifacts: Path, data: Path, redis_url: str, n: int, profile: bool
 
     async def batch(_: int) -> None:
         status, body = await call(app, "/v1/events", body={"events": take(100)})
+        assert status == 202, (status, body)
+
+    shuffled = list(events[n * 100 * 2 + n * 2 + 2_000 :])
+    random.Random(3).shuffle(shuffled)
+    drawn = {"n": 0}
+
+    async def random_batch(_: int) -> None:  # 100 lines drawn at random: ~90 customers
+        start = drawn["n"]
+        drawn["n"] += 100
+        status, body = await call(app, "/v1/events", body={"events": shuffled[start : start + 100]})
         assert status == 202, (status, body)
 
     async def single(_: int) -> None:
@@ -115,7 +127,8 @@ async def run(artifacts: Path, data: Path, redis_url: str, n: int, profile: bool
             await batch(0)
             await single(0)
         await offers(0)
-        for name, step in (("batch of 100", batch), ("one event", single), ("offers", offers)):
+        steps = (("batch of 100", batch), ("one event", single), ("offers", offers))
+        for name, step in steps:
             before = command_counts(redis_url)
             for i in range(5):
                 await step(i)
@@ -125,9 +138,11 @@ async def run(artifacts: Path, data: Path, redis_url: str, n: int, profile: bool
             p = profile and r == 1
             per_batched = await cpu_per(batch, n, 100, p)
             per_single = await cpu_per(single, n, 1, p)
+            per_random = await cpu_per(random_batch, max(n // 4, 3), 100, p)
             per_offer = await cpu_per(offers, max(n // 10, 3), 1000, p)
         print(f"events in batches of 100: {per_batched:8.1f} µs CPU per event ({n} requests)")
         print(f"events one at a time:     {per_single:8.1f} µs CPU per event ({n} requests)")
+        print(f"random batches of 100:    {per_random:8.1f} µs CPU per event (~90 customers each)")
         print(f"offers batch of 1,000:    {per_offer:8.1f} µs CPU per customer")
 
 

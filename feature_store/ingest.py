@@ -19,7 +19,9 @@ holds them; only the I/O differs):
    script for the whole request; on Redis Cluster one per hash slot the batch touches, since a
    script's keys must share a slot. Only the live-record fields whose bytes changed are sent;
    the online state goes to its own key (the script deletes a legacy ``agg`` field then:
-   migrated on first write).
+   migrated on first write). The same script counts the applied customers' offer events and
+   attributes their purchases (``feature_store.offer_attribution``; on Redis Cluster it returns
+   the counts, written after the round's scripts): a request is one read and one write.
 
 **Concurrent writers of one customer.** The new live record is computed in Python (online features,
 fold-in, the ONNX churn model: none of it can run in Lua) from the record as read, so it is only
@@ -69,14 +71,22 @@ from redis.exceptions import NoScriptError
 from feature_store import packed, shards
 from feature_store.connection import store_errors
 from feature_store.event_stream import export_stream, stream_rows
-from feature_store.ingest_request import IngestResult, Plan, Request
+from feature_store.ingest_request import IngestResult, OfferCounting, Plan, Request
 from feature_store.ingest_script import WRITE
 from feature_store.multiplexed import MultiplexedConnection
+from feature_store.online_cache import OnlineCache
 from feature_store.tombstones import Resolver
 from recsys.decisions.offer_set import ContactPolicy
 from recsys.events import Event
 
-__all__ = ["EventWriter", "AsyncEventWriter", "IngestResult", "export_stream", "stream_rows"]
+__all__ = [
+    "EventWriter",
+    "AsyncEventWriter",
+    "IngestResult",
+    "OfferCounting",
+    "export_stream",
+    "stream_rows",
+]
 
 #: How long, and how many, applied event ids are remembered per customer (the defaults of
 #: ``serving.event_id_ttl_days`` and ``serving.max_event_ids``): see *Idempotency window*.
@@ -119,6 +129,8 @@ class _Writer:
         # a batch's script has thousands of arguments); on a cluster redis-py's script object
         self._script: Any = script if self.cluster else self._packed_script
         self._registered: set[shards.Shard] = {None}
+        #: the online states this writer read or wrote last, parsed (``feature_store.online_cache``)
+        self.online_cache = OnlineCache()
 
     def _packed_script(self, *, keys: Sequence[str], args: Sequence[Any]) -> Any:
         raise NotImplementedError  # the sync and the asyncio writer's own
@@ -127,7 +139,12 @@ class _Writer:
         return ("EVALSHA", self._sha, len(keys_), *keys_, *args)
 
     def _request(
-        self, events: Sequence[Event], version: str | None, plan: Plan, horizon_s: float | None
+        self,
+        events: Sequence[Event],
+        version: str | None,
+        plan: Plan,
+        horizon_s: float | None,
+        offers: OfferCounting | None,
     ) -> Request:
         return Request(
             events,
@@ -140,6 +157,8 @@ class _Writer:
             event_id_ttl_s=self.event_id_ttl_s,
             max_event_ids=self.max_event_ids,
             erased=self.tombstones.resolved(),
+            offers=offers,
+            online_cache=self.online_cache,
         )
 
     def _unregistered(self, request: Request) -> set[shards.Shard]:
@@ -166,13 +185,15 @@ class EventWriter(_Writer):
         plan: Plan,
         *,
         contact_horizon_s: float | None = None,
+        offers: OfferCounting | None = None,
     ) -> IngestResult:
         """Apply and store ``events`` (validated); ``version`` is the serving model's.
 
         ``contact_horizon_s``: how long sent offers are kept (the serving catalogue's longest
-        contact-policy window; default the writer's)."""
+        contact-policy window; default the writer's); ``offers``: count the offer events and
+        attribute the purchases (``feature_store.offer_attribution``; None: not counted)."""
         self.tombstones.get()
-        request = self._request(events, version, plan, contact_horizon_s)
+        request = self._request(events, version, plan, contact_horizon_s, offers)
         round_ = 1
         while request.pending:
             unregistered = self._unregistered(request)
@@ -186,6 +207,10 @@ class EventWriter(_Writer):
             if request.pending:
                 round_ += 1
                 time.sleep(_pause(round_))
+        counts = request.count_commands()
+        if counts:
+            with store_errors("offer counts write"):
+                packed.execute(self.client, counts)
         return request.result()
 
 
@@ -211,6 +236,28 @@ class AsyncEventWriter(_Writer):
     ) -> None:
         super().__init__(client, prefix, stream_maxlen, **options)
         self.multiplexed = None if self.cluster else multiplexed
+        #: customer -> done when the request writing them now finishes (see :meth:`_claim`)
+        self._busy: dict[str, asyncio.Future[None]] = {}
+
+    async def _claim(self, customers: Sequence[str]) -> asyncio.Future[None]:
+        """Wait until no other request of this writer is writing any of ``customers``, then
+        hold them all (all at once: no request holds some while waiting for others, so none
+        waits on another forever). Released by :meth:`_release`."""
+        while True:
+            busy = {id(f): f for c in customers if (f := self._busy.get(c)) is not None}
+            if not busy:
+                break
+            await asyncio.wait(busy.values())
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for customer in customers:
+            self._busy[customer] = mine
+        return mine
+
+    def _release(self, customers: Sequence[str], mine: asyncio.Future[None]) -> None:
+        for customer in customers:
+            if self._busy.get(customer) is mine:
+                del self._busy[customer]
+        mine.set_result(None)
 
     async def _execute(self, commands: Sequence[packed.Command]) -> list[Any]:
         if self.multiplexed is not None:
@@ -234,10 +281,23 @@ class AsyncEventWriter(_Writer):
         plan: Plan,
         *,
         contact_horizon_s: float | None = None,
+        offers: OfferCounting | None = None,
     ) -> IngestResult:
-        """:meth:`EventWriter.ingest`, awaited."""
+        """:meth:`EventWriter.ingest`, awaited. Requests of this writer (one per process) that
+        share a customer run one after the other (:meth:`_claim`): the later one reads what the
+        earlier wrote instead of planning from a stale read and conflicting in the script (a
+        hot customer's events at 8 connections were re-read and re-planned several times each).
+        Writers of other processes still serialize in Redis, as above."""
         await self.tombstones.get_async()
-        request = self._request(events, version, plan, contact_horizon_s)
+        request = self._request(events, version, plan, contact_horizon_s, offers)
+        customers = list(request.events)
+        mine = await self._claim(customers)
+        try:
+            return await self._rounds(request)
+        finally:
+            self._release(customers, mine)
+
+    async def _rounds(self, request: Request) -> IngestResult:
         round_ = 1
         while request.pending:
             unregistered = self._unregistered(request)
@@ -257,6 +317,10 @@ class AsyncEventWriter(_Writer):
             if request.pending:
                 round_ += 1
                 await asyncio.sleep(_pause(round_))
+        counts = request.count_commands()
+        if counts:
+            with store_errors("offer counts write"):
+                await self._execute(counts)
         return request.result()
 
     async def aclose(self) -> None:

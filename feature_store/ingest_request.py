@@ -24,9 +24,12 @@ from feature_store.ingest_script import (
     ERASED,
     CustomerWrite,
     ScriptCall,
+    returned_counts,
     script_call,
     statuses,
 )
+from feature_store.offer_attribution import Attribution, SendCells, count_commands
+from feature_store.online_cache import OnlineCache
 from feature_store.tombstones import Tombstones, queue_check, take_check
 from recsys.customers.live_update import CustomerSnapshot, LiveUpdate
 from recsys.customers.online_state import to_seconds
@@ -34,6 +37,19 @@ from recsys.events import Event
 from recsys.store import LiveRecord
 
 Plan = Callable[[Mapping[str, CustomerSnapshot], Sequence[Event]], Mapping[str, LiveUpdate]]
+#: The cells of the ``offer_sent`` events given (the customers' planned records: a send's cell is
+#: the customer's profile once the request's events are applied).
+Cells = Callable[
+    [Mapping[str, CustomerSnapshot], Mapping[str, LiveUpdate], Sequence[Event]], SendCells
+]
+
+
+@dataclass(frozen=True)
+class OfferCounting:
+    """What a request needs to count its offer events in the write (``offer_attribution``)."""
+
+    attribution: Attribution
+    cells: Cells
 
 
 @dataclass(frozen=True)
@@ -126,8 +142,15 @@ class Request:
         event_id_ttl_s: float,
         max_event_ids: int,
         erased: Tombstones,
+        offers: OfferCounting | None = None,
+        online_cache: OnlineCache | None = None,
     ) -> None:
         self.version, self.plan, self.prefix, self.cluster = version, plan, prefix, cluster
+        self.offers = offers
+        self.online_cache = online_cache
+        #: customer -> the online state a round's script writes: (bytes, parsed)
+        self.online_written: dict[str, tuple[bytes, Any]] = {}
+        self.bumps: Counter[str] = Counter()  # counts the scripts returned (Redis Cluster)
         self.erased = erased
         self.maxlen, self.horizon_s = maxlen, horizon_s
         self.event_id_ttl_s, self.max_event_ids = event_id_ttl_s, max_event_ids
@@ -213,7 +236,12 @@ class Request:
             return []
         everything = [e for mine in fresh.values() for e in mine]
         updates = self.plan(snapshots, everything)
-        return self._calls(fresh, updates, stored)
+        cells: SendCells = {}
+        if self.offers is not None:
+            sends = self.offers.attribution.sends(everything)
+            if sends:
+                cells = self.offers.cells(snapshots, updates, sends)
+        return self._calls(fresh, updates, stored, cells)
 
     def _snapshot(
         self, customer: str, live: Mapping[bytes, bytes], raw_online: bytes | None, batch: Any
@@ -229,16 +257,23 @@ class Request:
             customer_id=customer,
             batch=batch,
             live=record,
-            online=orjson.loads(raw_online) if raw_online else None,
+            online=self._parse_online(customer, raw_online) if raw_online else None,
         )
+
+    def _parse_online(self, customer: str, raw: bytes) -> Any:
+        if self.online_cache is None:
+            return orjson.loads(raw)
+        return self.online_cache.parse(customer, raw)
 
     def _calls(
         self,
         fresh: Mapping[str, list[Event]],
         updates: Mapping[str, LiveUpdate],
         stored: Mapping[str, tuple[Mapping[bytes, bytes], bytes]],
+        cells: SendCells,
     ) -> list[ScriptCall]:
         now = time.time()
+        attribution = self.offers.attribution if self.offers is not None else None
         cutoff = now - self.horizon_s
         maxlen = shards.shard_maxlen(self.cluster, self.maxlen)
         calls = []
@@ -252,8 +287,10 @@ class Request:
                 fields = _changed(encode_update(update, self.version), live)
                 ids = [e.event_id for e in mine if e.event_id is not None]
                 online = codec.dumps(update.online)
+                self.online_written[customer] = (online, update.online)
+                ops = attribution.ops(mine, cells) if attribution is not None else []
                 writes.append(
-                    CustomerWrite(customer, revision, ids, fields, _contacts(mine), online)
+                    CustomerWrite(customer, revision, ids, fields, _contacts(mine), online, ops)
                 )
                 rows += [(self.order[id(e)], index, e.to_row()) for e in mine]
             rows.sort(key=lambda r: r[0])  # the request's order
@@ -271,6 +308,8 @@ class Request:
                     event_id_ttl_s=self.event_id_ttl_s,
                     max_event_ids=self.max_event_ids,
                     tombstones=self.erased,
+                    attribution=attribution,
+                    apply_counts=not self.cluster,
                 )
             )
         return calls
@@ -281,11 +320,21 @@ class Request:
         """Count what the scripts applied; the conflicting customers stay pending."""
         pending = []
         for call, reply in zip(calls, replies, strict=True):
+            self.bumps.update(returned_counts(reply))
             for customer, status in statuses(call, reply).items():
                 if status == APPLIED:
                     self.accepted += len(self.fresh[customer])
+                    if self.online_cache is not None:  # what Redis holds now: read next time
+                        self.online_cache.put(customer, *self.online_written[customer])
                 elif status == ERASED:
                     self.ignored += self.per_customer[customer]
                 else:
                     pending.append(customer)
         self.pending = pending
+
+    def count_commands(self) -> list[tuple[Any, ...]]:
+        """Once no customer is pending: the commands writing the offer counts the scripts
+        returned (Redis Cluster; none on one server, where the scripts wrote them)."""
+        if self.offers is None or not self.bumps:
+            return []
+        return count_commands(self.prefix, self.offers.attribution, self.bumps)

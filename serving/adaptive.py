@@ -8,23 +8,25 @@
   the offers whose budget is used up.
 * :class:`BudgetReservations` reserves the sends of budgeted offers a batch hands out.
 * :func:`check_offer_ids` (422 for an offer id the serving offer set does not hold) and
-  :func:`record_offer_events` (the counts of a request's offer events, after they are stored)
-  are the events route's hook.
+  :func:`offer_counting` (how the event write counts a request's offer events, atomically with
+  them) are the events route's hook.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from fastapi import FastAPI
 
-from feature_store.offer_stats import OfferCounts, OfferStats
+from feature_store.ingest import OfferCounting
+from feature_store.offer_attribution import Attribution
+from feature_store.offer_stats import OfferCounts, OfferStats, day_of
 from recsys.config import OffersConfig, Settings
+from recsys.customers.live_update import CustomerSnapshot, LiveUpdate
 from recsys.customers.segments import Features, n_rows
 from recsys.decisions.adaptive import (
     Learned,
@@ -40,11 +42,12 @@ from recsys.decisions.offer_set import OfferSet
 from recsys.decisions.offers import RankedOffer
 from recsys.errors import InvalidEventError
 from recsys.events import Event
-from recsys.store import FeatureStore
+from recsys.store import CustomerState
 from serving.customer_models import (
+    LoadedCustomerModels,
     changed_by_events,
     default_offer_set,
-    describe_table,
+    describe_row,
     merged_features,
 )
 from serving.state import ServingState
@@ -201,46 +204,66 @@ def check_offer_ids(serving: ServingState, events: Sequence[Event]) -> None:
             )
 
 
-def record_offer_events(
-    app: FastAPI, serving: ServingState, events: Sequence[Event], now: datetime
-) -> int:
-    """Count the sends and responses of ``events`` (stored already) per offer and cell; the
-    cell of a send is the customer's segment and journey stage now, and the send's channel."""
-    relevant = [e for e in events if e.offer is not None or e.event_type == "purchase"]
-    if not relevant:
-        return 0
+def offer_counting(app: FastAPI, serving: ServingState, now: datetime) -> OfferCounting:
+    """How the event write counts a request's offer events and attributes its purchases
+    (``feature_store.offer_attribution``: in the write script, only the events it applies): the
+    serving offer set, the attribution window, the budget day of ``now``; the cell of a send is
+    the customer's segment and journey stage once the request's events are applied, and the
+    send's channel."""
     offer_set = serving_offer_set(serving)
-    known = {o.offer_id for o in offer_set.offers}
-    relevant = [e for e in relevant if e.offer is None or e.offer[0] in known]
-    sends = [e for e in relevant if e.event_type == "offer_sent"]
-    relevant = [e for e in relevant if e.event_type != "offer_sent" or e in sends]
-    cells = send_cells(serving, sends, app.state.bulk_reads)
     settings: Settings = app.state.settings
-    window_s = settings.offers.attribution_window_days * 86_400.0
-    return offer_stats(app).record(relevant, offer_set, cells, window_s=window_s, now=now)
+    attribution = Attribution(
+        offers=tuple(o.offer_id for o in offer_set.offers),
+        window_s=settings.offers.attribution_window_days * 86_400.0,
+        day=day_of(now),
+    )
+    snapshot = serving.snapshot
+    customer_models = snapshot.model.customer_models if snapshot is not None else None
+
+    def cells(
+        snapshots: Mapping[str, CustomerSnapshot],
+        updates: Mapping[str, LiveUpdate],
+        sends: Sequence[Event],
+    ) -> dict[tuple[str, str], str]:
+        return send_cells(customer_models, snapshots, updates, sends)
+
+    return OfferCounting(attribution, cells)
 
 
 def send_cells(
-    serving: ServingState, sends: Sequence[Event], store: FeatureStore | None = None
+    customer_models: LoadedCustomerModels | None,
+    snapshots: Mapping[str, CustomerSnapshot],
+    updates: Mapping[str, LiveUpdate],
+    sends: Sequence[Event],
 ) -> dict[tuple[str, str], str]:
-    """``(customer_id, channel)`` -> cell of each send (``-`` parts without a model); ``store``:
-    the bulk reads' (up to a batch of customers, under the offers batch's longer timeout)."""
-    customers = list(dict.fromkeys(e.customer_id for e in sends))
-    if not customers:
-        return {}
-    profile: Mapping[str, tuple[Any, Any]] = dict.fromkeys(customers, (None, None))
-    snapshot = serving.snapshot
-    if snapshot is not None:
-        _, states = serving.read_customers(customers, snapshot, store)
-        table = pd.DataFrame.from_records([merged_features(s) for s in states])
-        changed = np.fromiter((changed_by_events(s) for s in states), bool, len(states))
-        table = describe_table(snapshot.model.customer_models, table, changed)
-        segments = table["segment"].tolist() if "segment" in table.columns else [None] * len(states)
-        stages = table["journey_stage"].tolist()
-        profile = dict(zip(customers, zip(segments, stages, strict=True), strict=True))
+    """``(customer_id, channel)`` -> cell of each send: the customer's profile from their
+    planned record (``-`` parts without a model)."""
+    profile: dict[str, tuple[Any, Any]] = {}
     out: dict[tuple[str, str], str] = {}
     for event in sends:
+        customer = event.customer_id
+        if customer not in profile:
+            profile[customer] = _profile(customer_models, snapshots[customer], updates[customer])
         _, channel = event.offer or ("", "")
-        segment, stage = profile[event.customer_id]
-        out[(event.customer_id, channel)] = cell_of(segment, stage, channel or None)
+        segment, stage = profile[customer]
+        out[(customer, channel)] = cell_of(segment, stage, channel or None)
     return out
+
+
+def _profile(
+    customer_models: LoadedCustomerModels | None, snap: CustomerSnapshot, update: LiveUpdate
+) -> tuple[Any, Any]:
+    """(segment, journey stage) of a customer whose record becomes ``update``."""
+    if customer_models is None:
+        return None, None
+    live = replace(
+        snap.live,
+        recent_views=tuple(update.recent_views),
+        cart=tuple(update.cart),
+        purchased=update.purchased,
+        disliked=frozenset(update.disliked),
+        features=update.features,
+    )
+    state = CustomerState(snap.customer_id, snap.batch, live)
+    row = describe_row(customer_models, merged_features(state), changed_by_events(state), clv=False)
+    return row.get("segment"), row.get("journey_stage")

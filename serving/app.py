@@ -196,13 +196,9 @@ def _lifespan(
         app.state.bulk_reads = _open_bulk_reads(settings, store)
         writer = _open_event_writer(settings, the_store, store is not None)
         app.state.event_writer = writer
-        # the counts of adaptive offers (serving.adaptive), on the bulk reads' client: a request
-        # of up to 1,000 events is counted in one script, too long for the page view's timeout
-        app.state.offer_stats = OfferStats(
-            app.state.bulk_reads.client,
-            settings.redis_prefix,
-            tombstones=writer.tombstones,  # the erased set's digests, as the events' writer
-        )
+        # the counts of adaptive offers (serving.adaptive; the event write counts the events'),
+        # on the bulk reads' client: an offers batch reserves budgets for up to 1,000 customers
+        app.state.offer_stats = OfferStats(app.state.bulk_reads.client, settings.redis_prefix)
         try:
             await anyio.to_thread.run_sync(serving.load_latest)
         except (ModelUnavailableError, StoreUnavailableError) as exc:
@@ -247,6 +243,14 @@ def create_app(
         template="/v1/customers/{customer_id}/recommendations",
         handler=recommendations.lean_recommendations,
         routes=recommendations.router.routes,
+    )
+    app.add_middleware(
+        FastPath,
+        pattern=r"/v1/events",
+        template="/v1/events",
+        handler=events.lean_events,
+        routes=events.router.routes,
+        method="POST",
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.serving.max_body_bytes)
     app.add_middleware(

@@ -154,10 +154,15 @@ def changed_by_events(customer: CustomerState) -> bool:
 
 
 def describe_row(
-    customer_models: LoadedCustomerModels, features: dict[str, Any], changed: bool
+    customer_models: LoadedCustomerModels,
+    features: dict[str, Any],
+    changed: bool,
+    *,
+    clv: bool = True,
 ) -> dict[str, Any]:
     """``features`` with the profile columns recomputed when ``changed`` (and the journey stage
-    filled in when the record has none). Updates and returns ``features``."""
+    filled in when the record has none; the CLV columns too unless ``clv`` is false). Updates and
+    returns ``features``."""
     if changed and customer_models.rfm is not None:
         features.update(
             describe_one(
@@ -171,7 +176,7 @@ def describe_row(
         features["journey_stage"] = str(
             journey_stages(features, None, customer_models.journey_rules)[0]
         )
-    if changed and customer_models.clv is not None:
+    if clv and changed and customer_models.clv is not None:
         predicted = _predict_clv(customer_models.clv, features)
         if predicted is not None:
             features.update({name: float(v[0]) for name, v in predicted.items()})

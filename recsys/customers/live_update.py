@@ -35,10 +35,10 @@ from recsys.customers.online_state import (
     no_price,
     open_cart,
     purchase_weights,
-    purchased_units,
     rebase,
     to_iso,
     to_seconds,
+    units_and_weights,
 )
 from recsys.events import Event
 from recsys.ranking.foldin import FoldIn
@@ -93,11 +93,15 @@ def _batch_items(model: OnlineModel, batch: BatchRecord | None) -> list[str]:
 
 
 def fold_inputs(
-    model: OnlineModel, batch: BatchRecord | None, state: OnlineState
+    model: OnlineModel,
+    batch: BatchRecord | None,
+    state: OnlineState,
+    weights: Mapping[str, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The item rows and weights a customer is folded in with: batch history weights plus
-    live order counts (:func:`fold_vector` solves them)."""
-    weights = purchase_weights(state)
+    live order counts (:func:`fold_vector` solves them); ``weights``: the state's
+    ``purchase_weights``, when the caller has them."""
+    weights = purchase_weights(state) if weights is None else weights
     known = [(model.row_of[i], w) for i, w in weights.items() if i in model.row_of]
     live_rows = np.array([r for r, _ in known], dtype=np.int64)
     live_w = np.array([w for _, w in known], dtype=np.float64)
@@ -154,14 +158,15 @@ def plan_updates(
         if model.churn is not None and changed(previous, features, BASE_FEATURES):
             rescore.append(customer_id)
         bought = any(e.event_type in ("purchase", "return") for e in mine)
+        units, weights = units_and_weights(state)
         if model.fold is not None and (
             bought or (new_version and snap.live.user_vector is not None)
         ):
-            refold[customer_id] = fold_inputs(model, batch, state)
+            refold[customer_id] = fold_inputs(model, batch, state, weights)
         plans[customer_id] = LiveUpdate(
             recent_views=list(state.recent),
             cart=open_cart(state, as_of_s),
-            purchased=purchased_units(state),
+            purchased=units,
             disliked=list(state.disliked),
             features=features,
             online=state.to_json(),

@@ -6,6 +6,7 @@ The online state (:mod:`recsys.customers.online_state`) says why this equals the
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,9 @@ from recsys.customers.online_state import (
     to_iso,
     to_seconds,
 )
+
+#: The state's lists of event times (each sorted).
+_TIMES = ("views", "carts", "opens", "clicks")
 
 
 @dataclass(frozen=True)
@@ -89,15 +93,49 @@ def _max(*values: float | None) -> float | None:
     return max(present) if present else None
 
 
-def _orders(lines: Sequence[list[Any]]) -> list[tuple[float, float]]:
-    """(time, value) of each live order, by time."""
+def _live_lines(
+    lines: Sequence[list[Any]],
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]], set[str]]:
+    """One pass over the live lines: (time, value) of each order, by time (an order's time is
+    its first line's), (time, value) of each return, and the products bought."""
     orders: dict[str, list[float]] = {}
-    for t, kind, _, _, value, key, *_ in lines:
-        if kind == "p":
-            entry = orders.setdefault(key, [t, 0.0])
-            entry[0] = min(entry[0], t)
-            entry[1] += value
-    return sorted((at, value) for at, value in orders.values())
+    returns: list[tuple[float, float]] = []
+    bought: set[str] = set()
+    for line in lines:
+        t = line[0]
+        if line[1] == "p":
+            entry = orders.get(line[5])
+            if entry is None:
+                orders[line[5]] = [t, line[4]]
+            else:
+                if t < entry[0]:
+                    entry[0] = t
+                entry[1] += line[4]
+            if line[6]:
+                bought.add(line[2])
+        elif line[1] == "r":
+            returns.append((t, line[4]))
+    return sorted((at, value) for at, value in orders.values()), returns, bought
+
+
+def _first(line: Sequence[Any]) -> float:
+    return float(line[0])
+
+
+def _between(times: Sequence[Any], start: float, now: float, key: Any = None) -> tuple[int, int]:
+    """The index range of the entries of ``times`` (sorted by time) with ``start <= t < now``."""
+    return bisect_left(times, start, key=key), bisect_left(times, now, key=key)
+
+
+def _recent(times: Sequence[float], lo: int, hi: int, now: float, days: int) -> int:
+    """How many of the live ``times[lo:hi]`` (sorted) are within ``days`` before ``now``: the
+    newest ones, counted back from the newest while inside."""
+    width, n = days * DAY_S, 0
+    for i in range(hi - 1, lo - 1, -1):
+        if now - times[i] >= width:
+            break
+        n += 1
+    return n
 
 
 def _days(now: float, then: float | None) -> float | None:
@@ -126,9 +164,11 @@ def online_features(
     def live(t: float) -> bool:
         return start <= t < now
 
-    lines = [line for line in state.lines if live(line[0])]
-    orders = _orders(lines)
-    returns = [(line[0], line[4]) for line in lines if line[1] == "r"]
+    # every list of the state is sorted by time (apply_events keeps them so): the live part of
+    # each is a slice, found by bisection
+    lo, hi = _between(state.lines, start, now, key=_first)
+    lines = state.lines[lo:hi]
+    orders, returns, bought = _live_lines(lines)
     n = base.n + len(orders)
     gross = base.gross + sum(v for _, v in orders)
     returned = base.returned + sum(v for _, v in returns)
@@ -144,12 +184,16 @@ def online_features(
     gap_mean = gap_sum / gap_n if gap_n else None
     gap_std = math.sqrt(max(gap_sq / gap_n - gap_mean**2, 0.0)) if gap_mean is not None else None
 
-    times = [t for t in (*(line[0] for line in lines), *state.views, *state.carts) if live(t)]
-    times += [t for t in (*state.opens, *state.clicks, *(a[0] for a in state.answers)) if live(t)]
+    ranges = {name: _between(getattr(state, name), start, now) for name in _TIMES}
+    ends = [lines[0][0], lines[-1][0]] if lines else []
+    for name, (a, b) in ranges.items():
+        if a < b:
+            ends += [getattr(state, name)[a], getattr(state, name)[b - 1]]
+    ends += [a[0] for a in state.answers if live(a[0])]
     live_first = state.first if state.first is not None and live(state.first) else None
     live_last = state.last if state.last is not None and live(state.last) else None
-    first_seen = _min(base.first_seen, live_first, min(times, default=None))
-    last_event = _max(base.last_event, live_last, max(times, default=None))
+    first_seen = _min(base.first_seen, live_first, min(ends, default=None))
+    last_event = _max(base.last_event, live_last, max(ends, default=None))
 
     def recent_orders(days: int) -> tuple[int, float]:
         cut = now - days * DAY_S
@@ -157,14 +201,13 @@ def online_features(
         value = sum(picked) - sum(v for t, v in returns if t > cut)
         return len(picked), value
 
-    def count(times_: Sequence[float], days: int) -> int:
-        return sum(1 for t in times_ if live(t) and now - t < days * DAY_S)
+    def count(name: str, days: int) -> int:
+        return _recent(getattr(state, name), *ranges[name], now, days)
 
     o30, s30 = recent_orders(30)
     o90, s90 = recent_orders(90)
     last_batch = base.last_event
     row = base.row
-    bought = {line[2] for line in lines if line[1] == "p" and line[6]}
     new_items = bought - set(batch_items)
     cart_items = [i for i, v in state.cart.items() if live(v[0])]
     open_items = sum(
@@ -192,16 +235,16 @@ def online_features(
         "spend_30d": base.window("spend_30d", 30, now, last_batch) + s30,
         "spend_90d": base.window("spend_90d", 90, now, last_batch) + s90,
         "return_rate": min(max(returned / gross, 0.0), 1.0) if gross > 0 else 0.0,
-        "views_30d": int(base.window("views_30d", 30, now, last_batch)) + count(state.views, 30),
-        "carts_30d": int(base.window("carts_30d", 30, now, last_batch)) + count(state.carts, 30),
+        "views_30d": int(base.window("views_30d", 30, now, last_batch)) + count("views", 30),
+        "carts_30d": int(base.window("carts_30d", 30, now, last_batch)) + count("carts", 30),
         "cart_open_items": int(base.window("cart_open_items", 30, now, last_batch)) + open_items,
         "n_items_distinct": int(_num(row.get("n_items_distinct")) or 0) + len(new_items),
         "top_category": row.get("top_category"),
         "top_category_share": _num(row.get("top_category_share")),
         "email_opens_90d": int(base.window("email_opens_90d", 90, now, last_batch))
-        + count(state.opens, 90),
+        + count("opens", 90),
         "email_clicks_90d": int(base.window("email_clicks_90d", 90, now, last_batch))
-        + count(state.clicks, 90),
+        + count("clicks", 90),
     }
     features.update(_survey_features(state, row, live))
     consent = row.get("marketing_consent")

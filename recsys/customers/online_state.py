@@ -147,7 +147,16 @@ def apply_events(
     training.
     """
     s = OnlineState.from_json(state.to_json())
-    lines = list(s.lines)
+    # ``state`` is left as it was (its lists may be a cached read's): every list and the cart
+    # this function changes in place is a copy
+    s.views, s.carts, s.opens, s.clicks = (
+        list(s.views),
+        list(s.carts),
+        list(s.opens),
+        list(s.clicks),
+    )
+    s.answers, s.cart = list(s.answers), dict(s.cart)
+    lines: list[list[Any]] = []  # the new ones
     recent, disliked = list(s.recent), list(s.disliked)
     for event in sorted(events, key=lambda e: e.timestamp):
         t = to_seconds(event.timestamp)
@@ -182,7 +191,7 @@ def apply_events(
         if isinstance(flag, bool) and (s.consent is None or s.consent[0] <= t):
             s.consent = [t, flag]
     newest = s.last or 0.0
-    s.lines = sorted(lines, key=lambda line: line[0])[-MAX_LINES:]
+    s.lines = _merged(s.lines, lines)[-MAX_LINES:]
     s.views = _prune(s.views, newest, 30, MAX_TIMES)
     s.carts = _prune(s.carts, newest, 30, MAX_TIMES)
     s.opens = _prune(s.opens, newest, 90, MAX_TIMES)
@@ -193,6 +202,19 @@ def apply_events(
     s.recent = recent[:RECENT_VIEWS]
     s.disliked = disliked[-MAX_DISLIKED:]
     return s
+
+
+def _line_time(line: list[Any]) -> float:
+    return float(line[0])
+
+
+def _merged(old: list[list[Any]], new: list[list[Any]]) -> list[list[Any]]:
+    """``old`` (sorted by time) and ``new`` lines, sorted by time, stably (``old`` first on a
+    tie): no sort of the old ones when every new line is at least as late (the usual case)."""
+    new.sort(key=_line_time)
+    if not old or not new or new[0][0] >= old[-1][0]:
+        return [*old, *new]
+    return sorted([*old, *new], key=_line_time)
 
 
 def rebase(state: OnlineState, base_as_of: float | None) -> OnlineState:
@@ -225,16 +247,33 @@ def open_cart(state: OnlineState, as_of: float | None = None) -> list[str]:
 def purchased_units(state: OnlineState) -> dict[str, float]:
     """Item -> units bought since training, net of returns (items with none left dropped)."""
     units: dict[str, float] = {}
-    for _, kind, item, qty, *_ in state.lines:
-        units[item] = units.get(item, 0.0) + (qty if kind == "p" else -abs(qty))
+    get = units.get
+    for line in state.lines:
+        item, qty = line[2], line[3]
+        units[item] = get(item, 0.0) + (qty if line[1] == "p" else -abs(qty))
     return {item: n for item, n in units.items() if n > 0}
 
 
 def purchase_weights(state: OnlineState) -> dict[str, float]:
     """Item -> distinct orders since training (the ALS weight), for items not fully returned."""
+    return units_and_weights(state)[1]
+
+
+def units_and_weights(state: OnlineState) -> tuple[dict[str, float], dict[str, float]]:
+    """:func:`purchased_units` and :func:`purchase_weights` in one pass over the lines."""
+    units: dict[str, float] = {}
     orders: dict[str, set[str]] = {}
-    for _, kind, item, _, _, order, *_ in state.lines:
-        if kind == "p":
-            orders.setdefault(item, set()).add(order)
-    kept = purchased_units(state)
-    return {item: float(len(keys)) for item, keys in orders.items() if item in kept}
+    get = units.get
+    for line in state.lines:
+        item, qty = line[2], line[3]
+        if line[1] == "p":
+            units[item] = get(item, 0.0) + qty
+            found = orders.get(item)
+            if found is None:
+                orders[item] = {line[5]}
+            else:
+                found.add(line[5])
+        else:
+            units[item] = get(item, 0.0) - abs(qty)
+    kept = {item: n for item, n in units.items() if n > 0}
+    return kept, {item: float(len(keys)) for item, keys in orders.items() if item in kept}

@@ -8,8 +8,13 @@ w_i``, preference 1; unobserved items have confidence 1, preference 0)::
     u = (YᵀY + λI + Σ_i (c_i − 1) y_i y_iᵀ)⁻¹ Σ_i c_i y_i
 
 ``YᵀY + λI`` is the same for every customer and is computed once (:meth:`FoldIn.from_factors`);
-each fold-in then costs one ``n x f`` update and one ``f x f`` solve, and the customers of one
-request of events are solved together (:meth:`FoldIn.user_vectors`).
+each fold-in then costs one ``n x f`` update and one ``f x f`` solve (:meth:`FoldIn.user_vectors`,
+each customer of a request in turn: a batched LAPACK call saved nothing once each system is a
+half-work ``ssyrk`` update and a Cholesky solve). A customer with few items
+(``n <= f / 2``: most of them) is solved through ``(YᵀY + λI)⁻¹``, kept once per model, and the
+Woodbury identity instead: an ``n x n`` system, no ``f x f`` one (measured at f = 128, one
+customer: 155-190 µs -> 40-75 µs with up to 32 items, 150 µs at 64; the same vector within
+float64 rounding, relative 1e-7).
 The weights must be those training used (the pipeline's interaction weights).
 """
 
@@ -17,8 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
+from scipy import linalg
+from scipy.linalg import blas
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,29 @@ class FoldIn:
     def factors(self) -> int:
         return int(self.gram.shape[0])
 
+    @cached_property
+    def inverse(self) -> np.ndarray:
+        """``(YᵀY + λI)⁻¹`` (f8, symmetric), made on first use and kept."""
+        inverse = np.linalg.inv(self.gram)
+        return (inverse + inverse.T) / 2
+
+    @property
+    def woodbury_max_items(self) -> int:
+        """The most items a customer may have to be solved through :attr:`inverse`."""
+        return self.factors // 2
+
+    def _woodbury(self, y: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+        """The vector of a customer with item factors ``y`` (n x f, f8) and ``confidence``:
+        ``A = G + Yᵀ D Y`` (``D = diag(c - 1)``) solved as ``A⁻¹ = G⁻¹ - G⁻¹ Yᵀ (I + D Y G⁻¹
+        Yᵀ)⁻¹ D Y G⁻¹`` (Woodbury, with no inverse of ``D``: ``c = 1`` is allowed)."""
+        d = confidence - 1.0
+        z = y @ self.inverse  # Y G⁻¹ (n x f)
+        x0 = (confidence @ y) @ self.inverse  # G⁻¹ Yᵀ c
+        system = d[:, None] * (z @ y.T)
+        system[np.diag_indices_from(system)] += 1.0
+        s = np.linalg.solve(system, d * (y @ x0))
+        return np.asarray(x0 - s @ z)
+
     def user_vector(self, item_rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """The f4 vector of a customer with ``weights`` on the items at ``item_rows``.
 
@@ -50,14 +81,11 @@ class FoldIn:
         return self.user_vectors([(item_rows, weights)])[0]
 
     def user_vectors(self, customers: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-        """:meth:`user_vector` of each ``(item_rows, weights)``, the systems solved together
-        (one batched LAPACK call for all of them). The rank-``n`` update of each customer's
-        system is a float32 product (its items' factors are float32), added to the float64
-        ``YᵀY + λI``: four times cheaper than in float64, well inside the fold-in's parity
-        with implicit's user step (relative 1e-3)."""
-        out: list[np.ndarray | None] = [None] * len(customers)
-        systems, rights, solved = [], [], []
-        for index, (item_rows, weights) in enumerate(customers):
+        """:meth:`user_vector` of each ``(item_rows, weights)``. A customer with few items goes
+        through the Woodbury identity (:meth:`_woodbury`), the others through their ``f x f``
+        system (:meth:`_direct`)."""
+        out: list[np.ndarray] = []
+        for item_rows, weights in customers:
             rows = np.asarray(item_rows, dtype=np.int64)
             w = np.asarray(weights, dtype=np.float64)
             if rows.shape != w.shape or rows.ndim != 1:
@@ -65,18 +93,35 @@ class FoldIn:
             keep = w > 0
             rows, w = rows[keep], w[keep]
             if rows.size == 0:
-                out[index] = np.zeros(self.factors, dtype=np.float32)
+                out.append(np.zeros(self.factors, dtype=np.float32))
                 continue
             if rows.min() < 0 or rows.max() >= self.item_factors.shape[0]:
                 raise ValueError(f"item rows out of range 0..{self.item_factors.shape[0] - 1}")
-            y = np.asarray(self.item_factors[rows], dtype=np.float32)
             confidence = self.alpha * w
-            update = (y.T * (confidence - 1.0).astype(np.float32)) @ y
-            systems.append(self.gram + update)
-            rights.append(confidence @ y.astype(np.float64))
-            solved.append(index)
-        if solved:
-            vectors = np.linalg.solve(np.stack(systems), np.stack(rights)[:, :, None])[:, :, 0]
-            for index, vector in zip(solved, vectors.astype(np.float32), strict=True):
-                out[index] = vector
-        return [vector for vector in out if vector is not None]
+            if rows.size <= self.woodbury_max_items:
+                y64 = np.asarray(self.item_factors[rows], dtype=np.float64)
+                out.append(self._woodbury(y64, confidence).astype(np.float32))
+            else:
+                y = np.asarray(self.item_factors[rows], dtype=np.float32)
+                out.append(self._direct(y, confidence).astype(np.float32))
+        return out
+
+    def _direct(self, y: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+        """The customer's ``f x f`` system solved. The rank-``n`` update is a float32 product
+        (the items' factors are float32) added to the float64 ``YᵀY + λI``, well inside the
+        fold-in's parity with implicit's user step (relative 1e-3): with every ``c >= 1`` a
+        symmetric rank-k update (``ssyrk``) and a Cholesky solve; else a general product and an
+        LU solve (measured at f = 128: 100 items 178 -> 170 µs, 500 items 390 -> 320 µs)."""
+        d = confidence - 1.0
+        right = confidence @ y.astype(np.float64)
+        if d.min() >= 0:
+            scaled = y * np.sqrt(d).astype(np.float32)[:, None]
+            # the upper triangle of (√D Y)ᵀ(√D Y); the transpose is Fortran-ordered: no copy
+            upper = blas.ssyrk(1.0, scaled.T, trans=0)
+            try:
+                factor = linalg.cho_factor(self.gram + upper, lower=False, check_finite=False)
+                return np.asarray(linalg.cho_solve(factor, right, check_finite=False))
+            except np.linalg.LinAlgError:
+                pass  # not positive definite in float precision: the general solve below
+        update = (y.T * d.astype(np.float32)) @ y
+        return np.linalg.solve(self.gram + update, right)

@@ -151,9 +151,10 @@ class Recording:
         self.script, self.fields = script, []
 
     def __call__(self, keys: list[str], args: list[Any]) -> Any:
-        # ARGV: maxlen, n, cutoff, horizon, now, id ttl, id cap, customer, rev, ids..., fields
-        # (count, name, value...)
-        pos = 9
+        # ARGV: maxlen, n, cutoff, horizon, now, id ttl, id cap, the attribution's window, ttls,
+        # apply, offers (count, ids...), customer, rev, ids..., fields (count, name, value...)
+        pos = 12 + int(args[11])  # after the offer ids
+        pos += 2  # the customer's digest and revision
         pos += int(args[pos]) + 1
         count = int(args[pos])
         names = args[pos + 1 : pos + 1 + count : 2]
@@ -178,3 +179,35 @@ def test_only_the_fields_that_changed_are_sent(
     assert second == [keys.LIVE_FEATURES]  # views, cart... unchanged (the state: its own key)
     record = codec.decode_live(redis_client.hgetall(keys.customer_live(redis_prefix, "c1")))
     assert record.recent_views == ("A",) and record.features["views_30d"] == 2
+
+
+def test_one_writers_requests_for_one_customer_take_turns_without_replanning(
+    redis_url: str, redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """Requests of one writer (one process) sharing a customer wait for each other: each is
+    read and planned once, none conflicts in the script; customers not shared do not wait."""
+    planned: list[list[str]] = []
+
+    def counting(snapshots: Mapping[str, CustomerSnapshot], fresh: Sequence[Event]) -> Any:
+        planned.append(sorted(snapshots))
+        return plan(snapshots, fresh)
+
+    async def run() -> list[IngestResult]:
+        writer = AsyncEventWriter(
+            redis.asyncio.Redis.from_url(redis_url),
+            redis_prefix,
+            stream_maxlen=0,
+            multiplexed=MultiplexedConnection(Address.from_url(redis_url), timeout_s=2.0),
+        )
+        try:
+            hot = [writer.ingest(purchases(["hot"], f"h{n}"), VERSION, counting) for n in range(8)]
+            both = writer.ingest(purchases(["hot", "cold"], "both"), VERSION, counting)
+            return await asyncio.gather(*hot, both)
+        finally:
+            await writer.aclose()
+
+    results = asyncio.run(run())
+    assert results == [IngestResult(1, 0)] * 8 + [IngestResult(2, 0)]
+    assert len(planned) == 9  # one plan per request: no round lost to a conflict
+    assert units(redis_client, redis_prefix, "hot") == 9.0
+    assert units(redis_client, redis_prefix, "cold") == 1.0

@@ -291,3 +291,20 @@ def test_an_erased_customers_offer_events_count_nothing(offers_client: TestClien
     assert post_events(offers_client, *late).status_code == 202
     after = by_id(offers(offers_client, "ghost-2", channel="email"))["welcome-5"]
     assert after["evidence"] == before["evidence"]
+
+
+def test_retried_and_offerless_events_count_nothing_more(offers_client: TestClient) -> None:
+    """Counts are made by the event write for the events it applies: a retried request (same
+    event ids: duplicates) counts nothing again, and an ``offer_sent`` naming no offer is
+    stored and counts nothing."""
+    before = by_id(offers(offers_client, "ghost-2", channel="email"))["welcome-5"]
+    sent = {**event("ghost-40", "offer_sent", "welcome-5", days_ago=1), "event_id": "s-40"}
+    redeemed = {**event("ghost-40", "offer_redeemed", "welcome-5"), "event_id": "r-40"}
+    bare = {"customer_id": "ghost-40", "event_type": "offer_sent", "event_id": "b-40"}
+    first = post_events(offers_client, sent, redeemed, bare)
+    assert first.json() == {"accepted": 3, "duplicates": 0, "ignored": 0}
+    again = post_events(offers_client, sent, redeemed, bare)
+    assert again.json() == {"accepted": 0, "duplicates": 3, "ignored": 0}
+    after = by_id(offers(offers_client, "ghost-2", channel="email"))["welcome-5"]
+    assert after["evidence"]["sends"] == before["evidence"]["sends"] + 1
+    assert after["evidence"]["responses"] == before["evidence"]["responses"] + 1

@@ -11,6 +11,7 @@ import math
 from datetime import datetime, timedelta
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
@@ -24,6 +25,7 @@ from recsys.customers.online_state import (
     purchase_weights,
     purchased_units,
     rebase,
+    units_and_weights,
 )
 from recsys.events import Event, to_interactions
 from recsys.ranking.foldin import FoldIn
@@ -227,6 +229,39 @@ def test_rebase_drops_what_a_newer_batch_row_already_counts() -> None:
 def test_state_round_trips_through_json() -> None:
     state = apply_events(OnlineState(), [ev("view", "a"), ev("purchase", "b", price=2.0)])
     assert OnlineState.from_json(state.to_json()) == state
+
+
+def test_lines_stay_in_time_order_whatever_order_the_events_come_in() -> None:
+    """Later events are appended, an earlier one is sorted in: the same state as all at once;
+    units and order weights from one pass equal the two functions'."""
+    events = [
+        ev("purchase", "a", 1, order_id="o1"),
+        ev("purchase", "b", 3, order_id="o2"),
+        ev("return", "a", 4, order_id="o3"),
+        ev("purchase", "a", 5, order_id="o4"),
+        ev("purchase", "c", 2, order_id="o5"),
+    ]
+    at_once = apply_events(OnlineState(), events)
+    state = OnlineState()
+    for event in events:  # the last one is earlier than those before it
+        state = apply_events(state, [event])
+    assert state.lines == at_once.lines
+    assert [line[0] for line in state.lines] == sorted(line[0] for line in state.lines)
+    assert units_and_weights(state) == (purchased_units(state), purchase_weights(state))
+    assert units_and_weights(state)[1] == {"a": 2.0, "b": 1.0, "c": 1.0}
+
+
+def test_applying_events_leaves_the_state_it_started_from_unchanged() -> None:
+    """The event path may reuse a parsed state (``feature_store.online_cache``): applying events
+    to it must not change it."""
+    state = apply_events(
+        OnlineState(),
+        [ev("view", "a"), ev("add_to_cart", "a"), ev("purchase", "b", price=2.0, order_id="o1")],
+    )
+    before = orjson.loads(orjson.dumps(state.to_json()))
+    later = [ev("view", "c", 3), ev("add_to_cart", "c", 3), ev("email_open", None, 3)]
+    apply_events(state, [*later, ev("remove_from_cart", "a", 4), ev("purchase", "d", 5)])
+    assert orjson.loads(orjson.dumps(state.to_json())) == before
 
 
 def test_changed_compares_numbers_with_missing_values_as_equal() -> None:

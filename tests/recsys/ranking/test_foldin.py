@@ -84,3 +84,21 @@ def test_rows_out_of_range_are_refused() -> None:
     fold = FoldIn.from_factors(np.eye(3, dtype=np.float32), 0.1, 2.0)
     with pytest.raises(ValueError, match="out of range"):
         fold.user_vector(np.array([3]), np.array([1.0]))
+
+
+@pytest.mark.parametrize("n_items", [1, 3, 8, 9, 30])
+def test_few_items_through_the_inverse_equal_the_direct_solve(n_items: int) -> None:
+    """Customers with up to f/2 items take the Woodbury path: the same vector as solving
+    ``(YᵀY + λI + Yᵀ diag(c - 1) Y) u = Yᵀ c`` directly, also where ``c - 1`` is 0 or negative."""
+    rng = np.random.default_rng(n_items)
+    factors = rng.standard_normal((60, 16)).astype(np.float32)
+    fold = FoldIn.from_factors(factors, 0.5, 2.0)
+    assert fold.woodbury_max_items == 8
+    rows = rng.choice(60, n_items, replace=False)
+    weights = rng.choice([0.25, 0.5, 1.0, 3.0], n_items)  # c = 0.5, 1, 2, 6
+    y = factors[rows].astype(np.float64)
+    confidence = 2.0 * weights
+    direct = np.linalg.solve(fold.gram + (y.T * (confidence - 1.0)) @ y, confidence @ y)
+    ours = fold.user_vectors([(rows, weights), (rows[:1], weights[:1])])[0]
+    np.testing.assert_allclose(ours, direct, rtol=1e-4, atol=1e-5)
+    assert ours.dtype == np.float32
