@@ -33,9 +33,10 @@ class BlendParts:
     buy_values: np.ndarray  # ... and their values (f4)
     context: np.ndarray | None  # similar_to_viewed, dense
     popular: np.ndarray | None  # the weighted prior, dense (the model's: read only)
+    distinct_items: int  # distinct items in the history
 
     def buy_at(self, rows: np.ndarray) -> np.ndarray:
-        """f4: ``buy_again`` at sorted ``rows`` (0 off the customer's own rows)."""
+        """f4: ``buy_again`` at ``rows`` (0 off the customer's own rows)."""
         out = np.zeros(rows.shape[0], dtype=np.float32)
         if self.buy_rows is None or not self.buy_rows.size or not rows.size:
             return out
@@ -54,10 +55,7 @@ class BlendParts:
             if dense is not None:
                 parts.append((code, dense[rows]))
         if self.buy_rows is not None:
-            order = np.argsort(rows, kind="stable")
-            values = np.empty(rows.size, dtype=np.float32)
-            values[order] = self.buy_at(rows[order])
-            parts.append(("buy_again", values))
+            parts.append(("buy_again", self.buy_at(rows)))
         for code, dense in (("similar_to_viewed", self.context), ("popular", self.popular)):
             if dense is not None:
                 parts.append((code, dense[rows]))
@@ -67,14 +65,16 @@ class BlendParts:
         return [parts[b][0] for b in best.tolist()]
 
 
-def _distinct_sums(items: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _distinct_sums(items: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """The distinct sorted ``items`` and, per item, the f8 sum of its ``weights`` in input
     order cast to f4 (what ``np.bincount(items, weights)`` holds at those items)."""
     order = np.argsort(items, kind="stable")
     ordered = items[order]
     if ordered.size < 2 or bool(np.all(ordered[1:] != ordered[:-1])):
-        return ordered, weights[order].astype(np.float32)
+        return ordered, _EMPTY_F4 if weights is None else weights[order].astype(np.float32)
     rows, inverse = np.unique(items, return_inverse=True)
+    if weights is None:
+        return rows, _EMPTY_F4
     return rows, np.bincount(inverse, weights=weights).astype(np.float32)
 
 
@@ -97,6 +97,7 @@ def blend_parts(
     cf = knn = context = None
     buy_rows: np.ndarray | None = None
     buy_values = _EMPTY_F4
+    distinct = _EMPTY_I8
     if user_vector is not None and p.cf_weight:
         raw: Any = (
             model.item_factors @ np.asarray(user_vector, dtype=np.float32)
@@ -112,9 +113,9 @@ def blend_parts(
             if top > 0:
                 summed *= np.float32(p.knn_weight / top)
                 knn = summed
-        if p.repeat_weight:
-            weighted = (p.repeat_weight * repeat).astype(np.float64)
-            buy_rows, buy_values = _distinct_sums(history_items, weighted)
+        weighted = (p.repeat_weight * repeat).astype(np.float64) if p.repeat_weight else None
+        distinct, buy_values = _distinct_sums(history_items, weighted)
+        buy_rows = distinct if p.repeat_weight else None
     if context_items is not None and len(context_items) and p.context_weight:
         context_items = np.asarray(context_items, dtype=np.int64)
         weights = (
@@ -139,4 +140,4 @@ def blend_parts(
         total += context
     if popular is not None:
         total += popular
-    return BlendParts(total, cf, knn, buy_rows, buy_values, context, popular)
+    return BlendParts(total, cf, knn, buy_rows, buy_values, context, popular, distinct.size)

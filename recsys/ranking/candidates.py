@@ -82,7 +82,9 @@ def _rank_among(values: np.ndarray) -> np.ndarray:
     """Per row of ``values`` (m, n): 0 for the best value, ties by position (the candidate
     rows are sorted)."""
     order = np.argsort(-values, axis=1, kind="stable")
-    return np.argsort(order, axis=1).astype(np.float32)  # the inverse permutation
+    rank = np.empty(values.shape, dtype=np.float32)
+    rank[np.arange(values.shape[0])[:, None], order] = np.arange(values.shape[1], dtype=np.float32)
+    return rank
 
 
 def _at(dense: np.ndarray | None, rows: np.ndarray) -> np.ndarray | float:
@@ -123,7 +125,7 @@ def candidates_for(
 
 
 def _own(
-    rows: np.ndarray, history: np.ndarray, counts: np.ndarray, ages: np.ndarray
+    rows: np.ndarray, history: np.ndarray, counts: np.ndarray, ages: np.ndarray, distinct: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per candidate row, the customer's orders of it (summed) and days since (least)."""
     n = rows.shape[0]
@@ -133,7 +135,7 @@ def _own(
         at = np.minimum(np.searchsorted(rows, history), n - 1)
         mine = rows[at] == history
         at, mine_counts, mine_ages = at[mine], counts[mine], ages[mine]
-        if np.unique(at).size == at.size:  # each row once: the sum and least are the value
+        if distinct:  # each row once: the sum and the least are the value
             own_orders[at] = mine_counts
             days[at] = mine_ages
         else:
@@ -153,23 +155,25 @@ def _features(
 ) -> np.ndarray:
     n = rows.shape[0]
     out = np.empty((n, len(FEATURES)), dtype=np.float32)
-    own_orders, days = _own(rows, history, counts, ages)
+    own_orders, days = _own(rows, history, counts, ages, blend.distinct_items == history.size)
     bought = np.isfinite(days)
     table = model.item_features
     assert table is not None  # a model with signals
     items = table[rows]  # popularity, trend, repeat rate, gap, log price
     gap = items[:, 3]
-    out[:, 0] = _at(blend.cf, rows)
-    out[:, 2] = ease[rows]
-    out[:, 4] = _at(blend.knn, rows)
-    out[:, 1:6:2] = _rank_among(out[:, 0:6:2].T).T
+    scores = np.empty((3, n), dtype=np.float32)  # cf, ease, knn and their ranks
+    scores[0] = _at(blend.cf, rows)
+    scores[1] = ease[rows]
+    scores[2] = _at(blend.knn, rows)
+    out[:, 0:6:2] = scores.T
+    out[:, 1:6:2] = _rank_among(scores).T
     out[:, 6] = blend.buy_at(rows)
     out[:, 7:9] = items[:, :2]
     out[:, 9] = own_orders
     out[:, 10] = np.where(bought, days, _NONE)
     out[:, 11] = np.where(bought & (gap > 0), days / np.maximum(gap, 1e-3), _NONE)
     out[:, 12:15] = items[:, 2:]
-    out[:, 15] = np.unique(history).size
+    out[:, 15] = blend.distinct_items
     out[:, 16] = counts.max(initial=0.0)
     out[:, 17] = ages.min() if ages.size else _NONE
     out[:, 18] = ages.max() if ages.size else _NONE
