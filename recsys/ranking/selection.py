@@ -73,12 +73,13 @@ def union_of_best(
     sources = [s for s in sources if s[1] > 0]
     if not sources or n_items == 0:
         return chosen
-    wanted = np.minimum(np.array([s[1] for s in sources]), n_items)
+    wanted = [min(s[1], n_items) for s in sources]
     width = -(-n_items // BLOCKS)
-    stack = np.full((len(sources), BLOCKS * width), -np.inf, dtype=np.float32)
+    stack = np.empty((len(sources), BLOCKS * width), dtype=np.float32)
+    stack[:, n_items:] = -np.inf
     for i, (values, _, _, _) in enumerate(sources):
         stack[i, :n_items] = values
-    if int(wanted.max()) > BLOCKS or not np.isfinite(stack[:, :n_items]).all():
+    if max(wanted) > BLOCKS or not np.isfinite(stack[:, :n_items]).all():
         for source in sources:
             chosen[_defined(source, blocked)] = True
         return chosen
@@ -86,25 +87,21 @@ def union_of_best(
         np.copyto(stack[:, :n_items], -np.inf, where=blocked)
     # block j: columns j, j + BLOCKS, ... (a maximum over rows of a (width, BLOCKS) view)
     maxima = np.sort(stack.reshape(len(sources), width, BLOCKS).max(axis=1), axis=1)
-    bound = maxima[np.arange(len(sources)), BLOCKS - wanted]
-    positive = np.array([s[2] for s in sources])
-    bound[positive] = np.maximum(bound[positive], _TINY)  # positive values only
-    bound = np.maximum(bound, _LOWEST)  # never a -inf (blocked) row
+    bound = maxima[np.arange(len(sources)), BLOCKS - np.array(wanted)]
+    floors = np.array([_TINY if s[2] else _LOWEST for s in sources], dtype=np.float32)
+    # positive values only where asked; never a -inf (blocked) row
+    np.maximum(bound, floors, out=bound)
     flat = np.flatnonzero(stack >= bound[:, None])
-    if flat.size == 0:  # nothing allowed anywhere
-        return chosen
     owner, rows = np.divmod(flat, BLOCKS * width)
     values = stack.reshape(-1)[flat]
     order = np.lexsort((-values, owner))  # by source, best first
-    owner, rows, values = owner[order], rows[order], values[order]
-    starts = np.searchsorted(owner, np.arange(len(sources) + 1))
-    found = np.diff(starts)
-    full = found >= wanted  # else every allowed row is taken
-    nth = np.where(full, starts[:-1] + wanted - 1, 0)
-    after = np.minimum(nth + 1, values.size - 1)
-    tied = full & (found > wanted) & (values[after] == values[nth])
-    rank = np.arange(values.size) - starts[owner]
-    chosen[rows[(rank < wanted[owner]) & ~tied[owner]]] = True
-    for i in np.flatnonzero(tied).tolist():  # argpartition chooses among the tied its own way
-        chosen[_defined(sources[i], blocked)] = True
+    rows, values = rows[order], values[order]
+    starts = np.searchsorted(owner[order], np.arange(len(sources) + 1)).tolist()
+    for i, want in enumerate(wanted):
+        start, stop = starts[i], starts[i + 1]
+        if stop - start > want and values[start + want] == values[start + want - 1]:
+            # tied at the cut: argpartition chooses among the tied its own way
+            chosen[_defined(sources[i], blocked)] = True
+        else:  # the best ``want``, or every allowed row when there are fewer
+            chosen[rows[start : min(start + want, stop)]] = True
     return chosen
