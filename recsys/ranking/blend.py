@@ -61,7 +61,7 @@ class BlendParts:
                 parts.append((code, dense[rows]))
         if not parts:
             return ["popular"] * int(rows.size)
-        best = np.argmax(np.stack([values for _, values in parts]), axis=0)
+        best = np.argmax(np.array([values for _, values in parts]), axis=0)
         return [parts[b][0] for b in best.tolist()]
 
 

@@ -212,6 +212,6 @@ def rank_candidates(
         personal = found.blend.total[found.rows] - at
         floor, span = personal.min(), personal.max() - personal.min()
         total = floor + total * span + at
-    order = np.lexsort((found.rows, -total))[:k]
+    order = np.argsort(-total, kind="stable")[:k]  # ties by position: by row (sorted)
     rows = found.rows[order]
     return TopItems(rows.astype(np.int32), total[order], found.blend.reasons(rows))
