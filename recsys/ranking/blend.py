@@ -104,7 +104,10 @@ def blend_parts(
             if cf_scores is None
             else cf_scores
         )
-        cf = raw * np.float32(p.cf_weight)
+        # x * 1 is x: the default weight needs no pass (cf is never written to)
+        cf = (
+            raw if p.cf_weight == 1.0 and raw.dtype == np.float32 else raw * np.float32(p.cf_weight)
+        )
     if history_items.size:
         repeat = repeat_scores(history_counts, history_age_days, p.repeat_half_life_days)
         if p.knn_weight:

@@ -32,7 +32,8 @@ class Linear:
 
 
 def _model(seed: int, coarse: bool) -> RankingModel:
-    """Random arrays; ``coarse`` rounds them to one decimal so that values tie everywhere."""
+    """Random arrays; ``coarse`` rounds them to one decimal so that values tie everywhere;
+    every third seed other blend weights (no buy-again, no neighbours)."""
     rng = np.random.default_rng(seed)
 
     def values(*shape: int) -> np.ndarray:
@@ -61,7 +62,9 @@ def _model(seed: int, coarse: bool) -> RankingModel:
         neighbour_indices=neighbours,
         neighbour_scores=values(N_ITEMS, K_NEIGHBOURS),
         popularity=popularity,
-        params=RankingParams(),
+        params=RankingParams()  # and other weights, some switched off
+        if seed % 3 != 2
+        else RankingParams(cf_weight=0.7, repeat_weight=0.0, popularity_weight=0.3, knn_weight=0.0),
         signals=signals,
         rankers={"all": Linear(seed), "discovery": Linear(seed + 1)},
     )
