@@ -13,6 +13,10 @@ alone run with warm caches; in a request they follow each other and cost more.
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as `recsys serve` runs: before numpy
+
 import argparse
 import asyncio
 import contextlib

@@ -103,6 +103,25 @@ class RankingModel:
         return positive_order(self.popularity)
 
     @cached_property
+    def popularity_part(self) -> np.ndarray:
+        """f4: the weighted popularity prior of a customer who is not cold (read only)."""
+        part = self.popularity * np.float32(self.params.popularity_weight)
+        part.flags.writeable = False
+        return part
+
+    @cached_property
+    def item_features(self) -> np.ndarray | None:
+        """f4 (n_items, 5): popularity, trend, repeat rate, repurchase gap and log price, the
+        two-stage ranking's per-item features (read only; None without signals)."""
+        s = self.signals
+        if s is None:
+            return None
+        columns = (self.popularity, s.trend, s.repeat_rate, s.gap_days, s.log_price)
+        table = np.ascontiguousarray(np.stack(columns, axis=1), dtype=np.float32)
+        table.flags.writeable = False
+        return table
+
+    @cached_property
     def neighbour_bins(self) -> np.ndarray:
         """i8 (n_items, K): each neighbour's row + 1, 0 for a pad (the batch's bin layout)."""
         idx = self.neighbour_indices.astype(np.int64)

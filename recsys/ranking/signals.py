@@ -68,9 +68,12 @@ class ItemSignals:
         if not self.ease_columns.size or not len(history_items):
             return out
         cols = self.ease_position[np.asarray(history_items, dtype=np.int64)]
-        cols = np.unique(cols[cols >= 0])
+        cols = np.sort(cols[cols >= 0])
+        if cols.size > 1:
+            cols = cols[np.concatenate(([True], cols[1:] != cols[:-1]))]  # np.unique's rows
         if cols.size:
-            out[self.ease_columns] = self.ease_weights[cols].sum(axis=0, dtype=np.float32)
+            rows = np.take(self.ease_weights, cols, axis=0, mode="clip")  # unbuffered take
+            out[self.ease_columns] = rows.sum(axis=0, dtype=np.float32)
         return out
 
     def to_arrays(self) -> dict[str, np.ndarray]:
