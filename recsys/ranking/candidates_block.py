@@ -151,8 +151,11 @@ def rank_candidates_block(
         parts.append(keys // columns.size * n_items + columns[keys % columns.size])
         redo |= again
 
-    keys = np.unique(np.concatenate(parts))
-    keys = keys[~redo[keys // n_items]]  # no ranker work for those the single path ranks
+    chosen = np.zeros((n, n_items), dtype=bool)
+    for part in parts:
+        chosen.reshape(-1)[part] = True
+    chosen[redo] = False  # no ranker work for those the single path ranks
+    keys = np.flatnonzero(chosen).astype(np.int64)  # sorted, distinct
     customer, rows = np.divmod(keys, n_items)
     starts = np.searchsorted(customer, np.arange(n + 1))
     features = _features(model, signals, batch, scores, ease, keys, customer, rows, starts)
@@ -164,7 +167,7 @@ def rank_candidates_block(
     if scores.context is not None and scores.active[:, 3].any():
         final = _with_context(scores, final, customer, rows, starts)
 
-    order = np.lexsort((rows, -final, customer))
+    order = _descending(final, customer)  # ties by row: the keys are sorted
     ranked_customer, ranked_rows, ranked = customer[order], rows[order], final[order]
     rank = np.arange(keys.size) - starts[ranked_customer]
     win = rank < k
@@ -188,15 +191,19 @@ def _top_n(values: np.ndarray, allowed: np.ndarray, n: int) -> tuple[np.ndarray,
     redo = np.zeros(count, dtype=bool)
     if n <= 0 or count == 0:
         return np.zeros(0, dtype=np.int64), redo
-    masked = np.where(allowed, values, np.float32(-np.inf))
     threshold = np.full(count, -np.inf, dtype=np.float32)
     if columns > n:
-        over = allowed.sum(axis=1) > n
+        over = np.count_nonzero(allowed, axis=1) > n
         if over.any():
-            cut = -np.partition(-masked[over], (n - 1, n), axis=1)[:, n - 1 : n + 1]
-            threshold[over] = cut[:, 0]
-            redo[over] = cut[:, 0] == cut[:, 1]
-    keep = allowed & (masked >= threshold[:, None])
+            every = bool(over.all())
+            negated = np.negative(values if every else values[over])
+            negated[~(allowed if every else allowed[over])] = np.inf
+            negated.partition(n, axis=1)  # in place; one pass: [:, n] is the next after the cut
+            nth = -negated[:, :n].max(axis=1)
+            threshold[over] = nth
+            redo[over] = nth == -negated[:, n]
+    keep = np.greater_equal(values, threshold[:, None])
+    keep &= allowed
     return np.flatnonzero(keep).astype(np.int64), redo
 
 
@@ -255,11 +262,21 @@ def _per_customer(
     return out
 
 
+def _descending(values: np.ndarray, customer: np.ndarray) -> np.ndarray:
+    """The order by customer, then value (highest first), then position: a stable sort of
+    one u8 key (the customer over the order-preserving bits of ``-value``), a ``lexsort`` on
+    (customer, -value) in one pass; -0 and 0 are one value, as in a float sort."""
+    negated = np.negative(values, dtype=np.float32) + np.float32(0.0)  # -0 -> +0
+    bits = negated.view(np.uint32)
+    ordered = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
+    key = (customer.astype(np.uint64) << np.uint64(32)) | ordered.astype(np.uint64)
+    return np.argsort(key, kind="stable")
+
+
 def _rank_in_segments(values: np.ndarray, customer: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """0 for each customer's best value, ties by position (``_rank_among`` per segment)."""
     rank = np.empty(values.shape[0], dtype=np.float32)
-    order = np.lexsort((-values, customer))
-    rank[order] = np.arange(values.shape[0]) - starts[customer]
+    rank[_descending(values, customer)] = np.arange(values.shape[0]) - starts[customer]
     return rank
 
 
