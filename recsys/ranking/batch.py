@@ -10,6 +10,8 @@ same order, so it is bit for bit the same; ``cf`` from a matrix product differs 
 path's matrix-vector product in the last bits (a different order of summation), so a customer
 whose ranking could turn on those bits -- two of its best ``k + 1`` totals, or its reason
 components, closer than a proven bound on the difference -- is ranked again by the single path.
+Where a learned ranker serves the task, the block goes through the two-stage ranking of
+:mod:`recsys.ranking.candidates_block` instead (cf then from each customer's own product).
 """
 
 from __future__ import annotations
