@@ -9,8 +9,9 @@ are counted in ``counts["unknown_item_purchases"]``). Two tasks:
 * ``discovery``: only items the customer never bought before the split; every method's ranking
   excludes the customer's bought items (the served ranking with ``exclude_purchased=true``).
 
-Methods: ``served`` (``recsys.ranking.batch.rank_customer``, exactly what the API serves: the
-learned ranker of ``training.ranker`` where it won its validation window, else the blend),
+Methods: ``served`` (``recsys.ranking.batch.rank_customer`` through ``rank_items_batch``,
+exactly what the API serves: the learned ranker of ``training.ranker`` where it won its
+validation window, else the blend),
 ``als`` (user x item factor scores alone), ``item_knn`` (sum of the stored neighbour
 similarities of bought items),
 ``popularity`` (the best-seller prior) and ``buy_again`` (the customer's own items by number
@@ -44,7 +45,6 @@ from recsys.bundle import ModelBundle
 from recsys.config import TrainingConfig
 from recsys.errors import InvalidRequestError
 from recsys.io.progress import Steps
-from recsys.ranking.batch import rank_customer
 from recsys.ranking.scoring import RankingModel, RankingParams
 from recsys.ranking.topk_metrics import hit_matrix, ndcg_at_k, recall_at_k, summarize
 from training.baselines import TunedBaselines, top_k_rows, tune_baselines
@@ -52,7 +52,7 @@ from training.bootstrap import ranking_intervals, verdicts
 from training.build import BuildOptions, build_bundle
 from training.exposure import popularity_bias
 from training.interactions import index_of
-from training.ranker import blocked_for, customer_arguments, with_rankers
+from training.ranker import rank_served, with_rankers
 from training.ranker_onnx import onnx_rankers
 
 METHODS: tuple[str, ...] = (
@@ -206,15 +206,10 @@ def _rank_served(
     exclude_history: bool,
     not_product: np.ndarray,
 ) -> np.ndarray:
-    """One request per customer, as serving ranks it (:func:`rank_customer`: the learned
-    ranker of the task where the bundle has one, else the blend)."""
+    """As serving ranks each customer (:func:`rank_customer`: the learned ranker of the task
+    where the bundle has one, else the blend), a block of customers at a time."""
     task = "discovery" if exclude_history else "all"
-    out = np.full((len(users), k), -1, dtype=np.int32)
-    for n, u in enumerate(users.tolist()):
-        blocked = blocked_for(bundle, u, task, not_product)
-        rows = rank_customer(model, customer_arguments(bundle, u), k, blocked, task).rows
-        out[n, : len(rows)] = rows
-    return out
+    return rank_served(bundle, model, users, k, task, not_product)
 
 
 def evaluate_bundle(

@@ -35,8 +35,9 @@ import scipy.sparse as sp
 
 from recsys.bundle import ModelBundle
 from recsys.config import TrainingConfig
-from recsys.ranking.batch import rank_customer
+from recsys.ranking.batch import rank_items_batch
 from recsys.ranking.candidates import FEATURES, candidates_for
+from recsys.ranking.customer_batch import CustomerBatch
 from recsys.ranking.scoring import RankingModel, top_k
 from recsys.ranking.signals import TASKS
 from recsys.ranking.topk_metrics import hit_matrix, ndcg_at_k
@@ -99,6 +100,28 @@ def blocked_for(bundle: ModelBundle, u: int, task: str, not_product: np.ndarray)
     blocked = not_product.copy()
     blocked[bundle.history.indices[bundle.history.indptr[u] : bundle.history.indptr[u + 1]]] = 1
     return blocked
+
+
+def rank_served(
+    bundle: ModelBundle,
+    model: RankingModel,
+    users: np.ndarray,
+    k: int,
+    task: str,
+    not_product: np.ndarray,
+) -> np.ndarray:
+    """``(len(users), k)`` item rows (-1 pads) of customer rows ``users`` as served
+    (:func:`recsys.ranking.batch.rank_items_batch`: each one's :func:`rank_customer`, a block
+    of customers at a time): non-products blocked, and for ``discovery`` the bought items."""
+    arguments = [customer_arguments(bundle, u) for u in users.tolist()]
+    batch = CustomerBatch.build(
+        model.item_factors.shape[1], [a[0] for a in arguments], [a[1:4] for a in arguments]
+    )
+    own = [a[1] for a in arguments] if task == "discovery" else None
+    out = np.full((len(users), k), -1, dtype=np.int32)
+    for n, top in enumerate(rank_items_batch(model, batch, k, not_product, own, task)):
+        out[n, : len(top.rows)] = top.rows
+    return out
 
 
 def _window(
@@ -213,17 +236,17 @@ def _validation_ndcg(window: Window, task: str, model: RankingModel, ease: bool)
     """NDCG@K over the window's customers of ``model`` as served (or of EASE alone)."""
     not_product = ~window.bundle.items.is_product.astype(bool)
     users = window.users[task]
-    ranked = np.full((len(users), K), -1, dtype=np.int32)
     signals = window.model.signals
-    for n, u in enumerate(users.tolist()):
-        customer = customer_arguments(window.bundle, u)
-        blocked = blocked_for(window.bundle, u, task, not_product)
-        if ease and signals is not None:
+    if ease and signals is not None:
+        ranked = np.full((len(users), K), -1, dtype=np.int32)
+        for n, u in enumerate(users.tolist()):
+            customer = customer_arguments(window.bundle, u)
+            blocked = blocked_for(window.bundle, u, task, not_product)
             scores = signals.ease_scores(customer[1]) + 1e-6 * window.model.popularity
             rows = top_k(scores, K, blocked)[0]
-        else:
-            rows = rank_customer(model, customer, K, blocked, task).rows
-        ranked[n, : len(rows)] = rows
+            ranked[n, : len(rows)] = rows
+    else:
+        ranked = rank_served(window.bundle, model, users, K, task, not_product)
     rel = window.relevant[task][users]
     return float(ndcg_at_k(hit_matrix(ranked, rel), np.diff(rel.indptr), K).mean())
 

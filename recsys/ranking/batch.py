@@ -10,6 +10,8 @@ same order, so it is bit for bit the same; ``cf`` from a matrix product differs 
 path's matrix-vector product in the last bits (a different order of summation), so a customer
 whose ranking could turn on those bits -- two of its best ``k + 1`` totals, or its reason
 components, closer than a proven bound on the difference -- is ranked again by the single path.
+Where a learned ranker serves the task, the block goes through the two-stage ranking of
+:mod:`recsys.ranking.candidates_block` instead (cf then from each customer's own product).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Final
 import numpy as np
 
 from recsys.ranking.candidates import TopItems, rank_candidates
+from recsys.ranking.candidates_block import BatchCounts, banned_rows, rank_candidates_block
 from recsys.ranking.customer_batch import CustomerBatch
 from recsys.ranking.scoring import (
     REASON_CODES,
@@ -122,7 +125,12 @@ def score_items_batch(model: RankingModel, batch: CustomerBatch) -> BatchScores:
     return _score_block(model, batch, Workspace())
 
 
-def _score_block(model: RankingModel, batch: CustomerBatch, workspace: Workspace) -> BatchScores:
+def _score_block(
+    model: RankingModel, batch: CustomerBatch, workspace: Workspace, exact_cf: bool = False
+) -> BatchScores:
+    """``exact_cf``: ``cf`` from each customer's own matrix-vector product, the single path's
+    very operation (so every part, and the total, bit for bit the single path's), instead of
+    one matrix product for the block (faster, within float rounding)."""
     p = model.params
     n, n_items = len(batch), model.n_items
     has_vector = batch.has_vector
@@ -133,11 +141,16 @@ def _score_block(model: RankingModel, batch: CustomerBatch, workspace: Workspace
 
     cf = None
     if p.cf_weight and has_vector.any():
-        vectors = batch.user_vectors
-        if not has_vector.all():
-            vectors = vectors * has_vector[:, None].astype(np.float32)
-        cf = np.matmul(vectors, model.item_factors.T,
-                       out=workspace.array("cf", (n, n_items), np.float32))  # fmt: skip
+        cf = workspace.array("cf", (n, n_items), np.float32)
+        if exact_cf:
+            cf[~has_vector] = 0.0
+            for i in np.flatnonzero(has_vector).tolist():
+                np.matmul(model.item_factors, batch.user_vectors[i], out=cf[i])
+        else:
+            vectors = batch.user_vectors
+            if not has_vector.all():
+                vectors = vectors * has_vector[:, None].astype(np.float32)
+            np.matmul(vectors, model.item_factors.T, out=cf)
         cf *= np.float32(p.cf_weight)
         active[:, 0] = has_vector
         np.copyto(total, cf)
@@ -229,32 +242,68 @@ def rank_items_batch(
     blocked: np.ndarray | None = None,
     blocked_rows: Sequence[np.ndarray] | None = None,
     task: str = "all",
+    counts: BatchCounts | None = None,
 ) -> list[TopItems]:
-    """Every customer's best ``k`` items, exactly as :func:`rank_one` ranks them.
+    """Every customer's best ``k`` items, exactly as :func:`rank_customer` ranks them.
 
     ``blocked``: items never returned (bool per item, for everyone); ``blocked_rows``: per
     customer, more item rows never returned. The rows and reasons are the single path's; the
     scores equal its within float rounding (``cf`` comes from a matrix product). Customers are
-    scored a block at a time (:data:`BLOCK_VALUES`). Where a learned ranker serves ``task``,
-    each customer is ranked by :func:`rank_customer`, the page view's very function.
+    scored a block at a time (:data:`BLOCK_VALUES`): by the blend (:func:`_rank_block`), or
+    where a learned ranker serves ``task`` by the two-stage ranking of the whole block
+    (:func:`recsys.ranking.candidates_block.rank_candidates_block`: one ranker run a block),
+    a customer whose answer float rounding could change ranked again by :func:`rank_customer`.
     """
     n, n_items = len(batch), model.n_items
-    if model.ranker_for(task) is not None:
-        mask = None if blocked is None else np.asarray(blocked, dtype=bool)
-        return [
-            rank_customer(
-                model, batch.customer(i), k, _mask_of(n_items, mask, blocked_rows, i), task
-            )  # fmt: skip
-            for i in range(n)
-        ]
     size = max(MIN_BLOCK_ROWS, BLOCK_VALUES // max(n_items, 1))
     mask = None if blocked is None else np.asarray(blocked, dtype=bool)
+    learned = model.ranker_for(task) is not None
     out: list[TopItems] = []
     with borrowed_workspace() as workspace:
         for start in range(0, n, size):
             stop = min(start + size, n)
             extra = None if blocked_rows is None else blocked_rows[start:stop]
-            out += _rank_block(model, batch.block(start, stop), k, mask, extra, workspace)
+            block = batch.block(start, stop)
+            if learned:
+                out += _rank_learned_block(model, block, k, mask, extra, task, workspace, counts)
+            else:
+                out += _rank_block(model, block, k, mask, extra, workspace)
+    if counts is not None:
+        counts.customers += n
+    return out
+
+
+def _rank_learned_block(
+    model: RankingModel,
+    batch: CustomerBatch,
+    k: int,
+    blocked: np.ndarray | None,
+    blocked_rows: Sequence[np.ndarray] | None,
+    task: str,
+    workspace: Workspace,
+    counts: BatchCounts | None,
+) -> list[TopItems]:
+    n, n_items = len(batch), model.n_items
+    k = min(int(k), n_items)
+    ranker, signals = model.ranker_for(task), model.signals
+    if k <= 0 or ranker is None or signals is None:
+        return [TopItems(np.zeros(0, np.int32), _EMPTY_F4, []) for _ in range(n)]
+    scores = _score_block(model, batch, workspace, exact_cf=True)
+    banned = banned_rows(workspace.array("banned", (n, n_items), np.bool_), blocked, blocked_rows)
+    found = rank_candidates_block(model, signals, ranker, batch, scores, k, banned)
+    if counts is not None:
+        cold = ~batch.has_vector & (np.diff(batch.history_indptr) == 0)
+        counts.cold += int(cold.sum())
+        counts.redone += int((found.redo & ~cold).sum())
+    rows_i4 = found.rows.astype(np.int32)
+    names = [[REASON_CODES[j] for j in row] for row in found.reasons.tolist()]
+    out: list[TopItems] = []
+    for i, (c, again) in enumerate(zip(found.counts.tolist(), found.redo.tolist(), strict=True)):
+        if again:
+            mask = _mask_of(n_items, blocked, blocked_rows, i)
+            out.append(rank_customer(model, batch.customer(i), k, mask, task))
+        else:
+            out.append(TopItems(rows_i4[i, :c], found.scores[i, :c], names[i][:c]))
     return out
 
 
