@@ -21,15 +21,13 @@ import cProfile
 import os
 import pstats
 import random
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from benchmarks.page_view_profile import app_started, call  # noqa: E402
-from feature_store.embedded import EmbeddedRedis  # noqa: E402
+from benchmarks.page_view_profile import app_started, call, profile_redis  # noqa: E402
 from recsys.bundle import latest_version_dir, read_bundle  # noqa: E402
 from recsys.config import Settings  # noqa: E402
 from recsys.ranking.batch import BatchCounts, rank_items_batch  # noqa: E402
@@ -114,12 +112,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the batch")
     parser.add_argument("--redis-url", default=None, help="a Redis to use (default: embedded)")
     args = parser.parse_args()
-    if args.redis_url:
-        asyncio.run(run(args.artifacts, args.redis_url, args.batches, args.profile))
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        with EmbeddedRedis(Path(folder), persist=False) as server:
-            asyncio.run(run(args.artifacts, server.url, args.batches, args.profile))
+    with profile_redis(args.artifacts, args.redis_url, persist=False) as url:
+        asyncio.run(run(args.artifacts, url, args.batches, args.profile))
 
 
 if __name__ == "__main__":
