@@ -23,7 +23,12 @@ from typing import Any, Final
 import numpy as np
 
 from recsys.ranking.candidates import TopItems, rank_candidates
-from recsys.ranking.candidates_block import BatchCounts, banned_rows, rank_candidates_block
+from recsys.ranking.candidates_block import (
+    BatchCounts,
+    banned_rows,
+    rank_candidates_block,
+    segment_heads,
+)
 from recsys.ranking.customer_batch import CustomerBatch
 from recsys.ranking.scoring import (
     REASON_CODES,
@@ -380,14 +385,7 @@ def _best(total: np.ndarray, wide: int, workspace: Workspace) -> tuple[np.ndarra
     found = total.reshape(-1)[flat]
     order = np.lexsort((cols, -found, rows))
     rows, cols, found = rows[order], cols[order], found[order]
-    starts = np.searchsorted(rows, np.arange(n))
-    rank = np.arange(rows.size) - starts[rows]
-    take = rank < wide
-    best = np.full((n, wide), -1, dtype=np.int64)
-    values = np.full((n, wide), -np.inf, dtype=np.float32)
-    best[rows[take], rank[take]] = cols[take]
-    values[rows[take], rank[take]] = found[take]
-    return best, values
+    return segment_heads(rows, cols, found, np.searchsorted(rows, np.arange(n)), n, wide)
 
 
 def _mask_of(

@@ -169,12 +169,7 @@ def rank_candidates_block(
 
     order = _descending(final, customer)  # ties by row: the keys are sorted
     ranked_customer, ranked_rows, ranked = customer[order], rows[order], final[order]
-    rank = np.arange(keys.size) - starts[ranked_customer]
-    win = rank < k
-    out_rows = np.full((n, k), -1, dtype=np.int64)
-    out_scores = np.full((n, k), -np.inf, dtype=np.float32)
-    out_rows[ranked_customer[win], rank[win]] = ranked_rows[win]
-    out_scores[ranked_customer[win], rank[win]] = ranked[win]
+    out_rows, out_scores = segment_heads(ranked_customer, ranked_rows, ranked, starts, n, k)
     counts = np.minimum(np.diff(starts), k)
 
     components = scores.components_at(model.popularity, np.maximum(out_rows, 0))
@@ -271,6 +266,26 @@ def _descending(values: np.ndarray, customer: np.ndarray) -> np.ndarray:
     ordered = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
     key = (customer.astype(np.uint64) << np.uint64(32)) | ordered.astype(np.uint64)
     return np.argsort(key, kind="stable")
+
+
+def segment_heads(
+    segment: np.ndarray,
+    columns: np.ndarray,
+    values: np.ndarray,
+    starts: np.ndarray,
+    n: int,
+    width: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``width`` columns and values of each of ``n`` segments, one row a segment,
+    padded with -1 and -inf: ``segment`` (sorted) names each element's segment, ``starts[i]``
+    is where segment ``i`` begins."""
+    rank = np.arange(segment.size) - starts[segment]
+    take = rank < width
+    heads = np.full((n, width), -1, dtype=np.int64)
+    head_values = np.full((n, width), -np.inf, dtype=np.float32)
+    heads[segment[take], rank[take]] = columns[take]
+    head_values[segment[take], rank[take]] = values[take]
+    return heads, head_values
 
 
 def _rank_in_segments(values: np.ndarray, customer: np.ndarray, starts: np.ndarray) -> np.ndarray:
