@@ -26,6 +26,7 @@ from recsys.ranking.candidates import TopItems, rank_candidates
 from recsys.ranking.candidates_block import (
     BatchCounts,
     banned_rows,
+    block_answers,
     rank_candidates_block,
     segment_heads,
 )
@@ -300,16 +301,16 @@ def _rank_learned_block(
         cold = ~batch.has_vector & (np.diff(batch.history_indptr) == 0)
         counts.cold += int(cold.sum())
         counts.redone += int((found.redo & ~cold).sum())
-    rows_i4 = found.rows.astype(np.int32)
-    names = [[REASON_CODES[j] for j in row] for row in found.reasons.tolist()]
-    out: list[TopItems] = []
-    for i, (c, again) in enumerate(zip(found.counts.tolist(), found.redo.tolist(), strict=True)):
-        if again:
-            mask = _mask_of(n_items, blocked, blocked_rows, i)
-            out.append(rank_customer(model, batch.customer(i), k, mask, task))
-        else:
-            out.append(TopItems(rows_i4[i, :c], found.scores[i, :c], names[i][:c]))
-    return out
+    return block_answers(
+        found.rows,
+        found.scores,
+        found.reasons,
+        found.counts,
+        found.redo,
+        lambda i: rank_customer(
+            model, batch.customer(i), k, _mask_of(n_items, blocked, blocked_rows, i), task
+        ),
+    )
 
 
 def _rank_block(
@@ -357,17 +358,16 @@ def _rank_block(
             near = np.abs(cf_part - others) <= 2.0 * component_error[:, None]
         redo |= uses_cf & (near & finite[:, :k]).any(axis=1)
 
-    counts = finite[:, :k].sum(axis=1).tolist()
-    rows_i4 = chosen.astype(np.int32)
-    names = [[REASON_CODES[j] for j in row] for row in codes.tolist()]
-    out: list[TopItems] = []
-    for i, (c, again) in enumerate(zip(counts, redo.tolist(), strict=True)):
-        if again:
-            mask = _mask_of(n_items, blocked, blocked_rows, i)
-            out.append(rank_one(model, batch.customer(i), k, mask))
-        else:
-            out.append(TopItems(rows_i4[i, :c], chosen_values[i, :c], names[i][:c]))
-    return out
+    return block_answers(
+        chosen,
+        chosen_values,
+        codes,
+        finite[:, :k].sum(axis=1),
+        redo,
+        lambda i: rank_one(
+            model, batch.customer(i), k, _mask_of(n_items, blocked, blocked_rows, i)
+        ),
+    )
 
 
 def _best(total: np.ndarray, wide: int, workspace: Workspace) -> tuple[np.ndarray, np.ndarray]:

@@ -26,14 +26,20 @@ path's. What is left to the single path (``redo``): a tie at a cut of a generato
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.ranking.candidates import FEATURES, MAX_EASE_HISTORY, MAX_OWN, PER_GENERATOR
+from recsys.ranking.candidates import (
+    FEATURES,
+    MAX_EASE_HISTORY,
+    MAX_OWN,
+    PER_GENERATOR,
+    TopItems,
+)
 from recsys.ranking.customer_batch import CustomerBatch
 from recsys.ranking.scoring import REASON_CODES, RankingModel
 from recsys.ranking.signals import ItemSignals, Ranker
@@ -266,6 +272,27 @@ def _descending(values: np.ndarray, customer: np.ndarray) -> np.ndarray:
     ordered = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
     key = (customer.astype(np.uint64) << np.uint64(32)) | ordered.astype(np.uint64)
     return np.argsort(key, kind="stable")
+
+
+def block_answers(
+    rows: np.ndarray,
+    scores: np.ndarray,
+    codes: np.ndarray,
+    counts: np.ndarray,
+    redo: np.ndarray,
+    single: Callable[[int], TopItems],
+) -> list[TopItems]:
+    """A block's answers: customer ``i``'s first ``counts[i]`` rows, scores and reasons
+    (``codes`` into :data:`REASON_CODES`), or ``single(i)``, the single path, where ``redo``."""
+    rows_i4 = rows.astype(np.int32)
+    names = [[REASON_CODES[j] for j in row] for row in codes.tolist()]
+    out: list[TopItems] = []
+    for i, (c, again) in enumerate(zip(counts.tolist(), redo.tolist(), strict=True)):
+        if again:
+            out.append(single(i))
+        else:
+            out.append(TopItems(rows_i4[i, :c], scores[i, :c], names[i][:c]))
+    return out
 
 
 def segment_heads(
