@@ -20,7 +20,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import argparse
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +28,17 @@ from recsys.bundle import latest_version_dir, read_bundle
 from recsys.ranking.candidates import candidates_for
 from recsys.ranking.forest import NativeForest
 from recsys.ranking.scoring import RankingModel
+from recsys.ranking.signals import Ranker
 from serving.ranker_onnx import OnnxRanker
 from training.ranker import customer_arguments
 
 
-def cpu_us(work: Callable[[], object], n: int) -> float:
+def cpu_us(ranker: Ranker, matrices: list[np.ndarray]) -> float:
+    """CPU microseconds per ``predict`` over ``matrices``."""
     started = time.process_time()
-    for _ in range(n):
-        work()
-    return (time.process_time() - started) / n * 1e6
+    for matrix in matrices:
+        ranker.predict(matrix)
+    return (time.process_time() - started) / len(matrices) * 1e6
 
 
 def main() -> None:
@@ -70,11 +71,11 @@ def main() -> None:
             load_s = time.perf_counter() - started
         onnx = OnnxRanker(bundle.ranker_onnx[task])
         best: dict[str, list[float]] = {"onnx": [np.inf, np.inf], "native": [np.inf, np.inf]}
+        rankers: tuple[tuple[str, Ranker], ...] = (("onnx", onnx), ("native", native))
         for _ in range(args.repeats):
-            for name, ranker in (("onnx", onnx), ("native", native)):
-                calls = iter(pages * 3)
-                page = cpu_us(lambda r=ranker: r.predict(next(calls)), 3 * len(pages))  # type: ignore[misc]
-                whole = cpu_us(lambda r=ranker: r.predict(block), 3) / len(pages)  # type: ignore[misc]
+            for name, ranker in rankers:
+                page = cpu_us(ranker, pages * 3)
+                whole = cpu_us(ranker, [block] * 3) / len(pages)
                 best[name] = [min(best[name][0], page), min(best[name][1], whole)]
         trees = text.count("\nTree=")
         diff = float(np.abs(native.predict(block) - onnx.predict(block)).max())
