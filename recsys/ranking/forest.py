@@ -39,7 +39,8 @@ ENTRY: Final = "forest_root"
 # CFUNCTYPE releases the GIL for the call: (rows f4*, out f4*, first row, end row)
 _ENTRY_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32,
                                ctypes.c_int32)  # fmt: skip
-_LLVM_LOCK = threading.Lock()  # LLVM's global state: one compile at a time per process
+_LLVM_LOCK = threading.Lock()  # LLVM's global state: one compile or load at a time
+_INIT_LOCK = threading.Lock()
 _llvm_ready = False
 
 
@@ -52,14 +53,15 @@ def _llvm() -> Any:
     global _llvm_ready
     import llvmlite.binding as llvm
 
-    if not _llvm_ready:
-        try:
-            llvm.initialize()  # required before llvmlite 0.45, refused from then on
-        except RuntimeError:
-            pass
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-        _llvm_ready = True
+    with _INIT_LOCK:
+        if not _llvm_ready:
+            try:
+                llvm.initialize()  # required before llvmlite 0.45, refused from then on
+            except RuntimeError:
+                pass
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            _llvm_ready = True
     return llvm
 
 
@@ -97,18 +99,19 @@ def n_features_of(model_text: str) -> int:
 
 
 def _optimize(llvm: Any, module: Any) -> None:
-    """LLVM's -O3 pipeline with inlining (the legacy pass manager before llvmlite 0.45)."""
-    if hasattr(llvm, "PassManagerBuilder"):
-        builder = llvm.PassManagerBuilder()
-        builder.opt_level = 3
-        builder.inlining_threshold = 1
-        passes = llvm.ModulePassManager()
-        builder.populate(passes)
-        passes.run(module)
+    """LLVM's -O3 pipeline, inlining the trees (the new pass manager from llvmlite 0.44 on,
+    the only one from 0.45; the legacy one, as lleaves drives it, before)."""
+    if hasattr(llvm, "create_pass_builder"):
+        tuning = llvm.PipelineTuningOptions(speed_level=3)
+        passes_builder = llvm.create_pass_builder(_target_machine(llvm), tuning)
+        passes_builder.getModulePassManager().run(module, passes_builder)
         return
-    tuning = llvm.PipelineTuningOptions(speed_level=3)
-    passes_builder = llvm.create_pass_builder(_target_machine(llvm), tuning)
-    passes_builder.getModulePassManager().run(module, passes_builder)
+    builder = llvm.PassManagerBuilder()
+    builder.opt_level = 3
+    builder.inlining_threshold = 1
+    passes = llvm.ModulePassManager()
+    builder.populate(passes)
+    passes.run(module)
 
 
 def _module(llvm: Any, model_text: str) -> Any:
