@@ -10,14 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from servingkit import API_KEYS, READ, TestClient
 
 from recsys.bundle import ModelBundle, read_bundle, write_bundle
+from recsys.config import Settings
 from recsys.io.loaders import load_interactions
 from recsys.ranking.batch import rank_customer, rank_items_batch, rank_one
 from recsys.ranking.candidates import candidates_for
 from recsys.ranking.forest import NativeForest
 from recsys.ranking.scoring import REASON_CODES
 from recsys.store import BatchRecord, CustomerState, LiveRecord
+from serving.app import create_app
 from serving.model_state import ItemCatalogue, ModelState, Snapshot
 from serving.offers import scoring_inputs
 from serving.ranker_onnx import OnnxRanker
@@ -227,3 +230,16 @@ def test_a_forest_that_does_not_compile_falls_back_to_onnxruntime(
     assert model.ranker_evaluators == {"all": "native", "discovery": "onnx"}
     warnings = [r for r in caplog.records if "onnxruntime" in r.getMessage()]
     assert len(warnings) == 1 and "discovery" in warnings[0].getMessage()
+
+
+def test_the_served_model_says_its_rankers_run_as_native_code(
+    trained: tuple, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    write_bundle(trained[0], tmp_path)
+    settings = Settings(
+        redis_url=redis_url, redis_prefix=redis_prefix, artifacts=tmp_path, api_keys=API_KEYS
+    )
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/v1/model", headers=READ)
+    assert response.status_code == 200
+    assert response.json()["ranker_evaluator"] == {"all": "native", "discovery": "native"}
