@@ -13,7 +13,9 @@ cache blocking helps batches of thousands of rows, not the page view's 150).
 Compiling takes seconds; the object code is kept in ``cache_dir`` under the SHA-256 of the
 model text, the lleaves and llvmlite versions and the host CPU, written once under a file lock
 (the workers of one server start together) and renamed into place, so a restart loads it in
-milliseconds and a torn file is never read.
+milliseconds and a torn file is never read. Objects unused for :data:`CACHE_DAYS` are removed
+when a new one is written. The folder must be writable by the service's user alone: what it
+holds is run as code.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import hashlib
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Final
@@ -35,6 +38,8 @@ import numpy as np
 #: Bumped whenever the generated code changes for the same model text (options, codegen).
 CODE_VERSION: Final = 1
 ENTRY: Final = "forest_root"
+#: A cached object unused for this long is removed when another is written (:func:`prune`).
+CACHE_DAYS: Final = 30.0
 
 # CFUNCTYPE releases the GIL for the call: (rows f4*, out f4*, first row, end row)
 _ENTRY_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32,
@@ -181,16 +186,39 @@ def cached_object(model_text: str, cache_dir: Path | None) -> tuple[bytes, bool]
     key = cache_key(model_text)
     target = cache_dir / f"{key}.o"
     if target.is_file():
-        return target.read_bytes(), False
+        return _used(target), False
     with _locked(cache_dir / f"{key}.lock"):
         if target.is_file():  # another process compiled it while we waited
-            return target.read_bytes(), False
+            return _used(target), False
         with _LLVM_LOCK:
             code = _compile_object(model_text)
         partial = cache_dir / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
         partial.write_bytes(code)
         os.replace(partial, target)
+    prune(cache_dir)
     return code, True
+
+
+def _used(path: Path) -> bytes:
+    """The cached object's bytes; its time stamp is renewed (:func:`prune` keeps it)."""
+    code = path.read_bytes()
+    with suppress(OSError):  # a read-only cache still serves
+        os.utime(path)
+    return code
+
+
+def prune(cache_dir: Path, keep_days: float = CACHE_DAYS) -> list[Path]:
+    """Remove the objects (and their locks) not used for ``keep_days``: the rankers of versions
+    no longer served; each new model adds its own. Returns what it removed."""
+    cutoff = time.time() - keep_days * 86400
+    removed = []
+    for path in cache_dir.glob("*.o"):
+        with suppress(OSError):  # gone already, or not ours to remove
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                path.with_suffix(".lock").unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 class NativeForest:

@@ -4,6 +4,8 @@ bit for bit, a disk cache keyed by the model text, safe when processes fill it t
 from __future__ import annotations
 
 import multiprocessing
+import os
+import time
 from pathlib import Path
 
 import lightgbm as lgb
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 from recsys.ranking.candidates import FEATURES
-from recsys.ranking.forest import ForestCompileError, NativeForest, cache_key
+from recsys.ranking.forest import CACHE_DAYS, ForestCompileError, NativeForest, cache_key
 from training.ranker_onnx import SessionRanker, booster_to_onnx
 
 
@@ -107,3 +109,19 @@ def test_bad_input_is_refused(booster: lgb.Booster, tmp_path: Path) -> None:
         NativeForest.from_model_text("not a model", tmp_path)
     with pytest.raises(ForestCompileError):
         NativeForest.from_model_text("tree\nmax_feature_idx=3\nversion=v4\n", tmp_path)
+
+
+def test_objects_unused_for_a_month_are_removed_when_another_is_written(
+    booster: lgb.Booster, tmp_path: Path
+) -> None:
+    old, used, new = (booster.model_to_string(num_iteration=n) for n in (5, 10, 15))
+    for text in (old, used):
+        NativeForest.from_model_text(text, tmp_path)
+    long_ago = time.time() - (CACHE_DAYS + 1) * 86400
+    for text in (old, used):
+        os.utime(tmp_path / f"{cache_key(text)}.o", (long_ago, long_ago))
+    assert not NativeForest.from_model_text(used, tmp_path).compiled  # a load renews it
+    assert NativeForest.from_model_text(new, tmp_path).compiled
+    left = {p.name for p in tmp_path.iterdir()}
+    assert f"{cache_key(old)}.o" not in left and f"{cache_key(old)}.lock" not in left
+    assert {f"{cache_key(used)}.o", f"{cache_key(new)}.o"} <= left
