@@ -26,7 +26,8 @@ unless ``--artifacts`` names a trained root, starts ``recsys serve`` (a real uvi
    floor, one BLAS matrix product for the whole batch (cf only, no blend, no top k).
 
 The load generator, the server and Redis share the machine's cores: the figures are those of
-the whole box, not of the server alone.
+the whole box, not of the server alone. ``RECSYS_SERVING__RANKER_EVALUATOR=onnx`` (or
+``native``, the default) chooses how the learned rankers run, in the server and in step 3.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ alone: the store read, the recommended items of those who need them
 the block ranking handed back to the single path (``BatchCounts``: ties at a cut, cold
 start). ``--profile`` prints the top of a cProfile of the parts (the route itself runs in a
 worker thread, out of a profiler's sight; ``py-spy record`` on a served worker sees it too).
+``--evaluator native|onnx|both`` (default both, one after the other): how the learned rankers
+run (``serving.ranker_evaluator``); the item ranking also prints the rankers' own share.
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from benchmarks.page_view_profile import app_started, call, profile_redis  # noqa: E402
+from benchmarks.page_view_profile import (  # noqa: E402
+    EVALUATORS,
+    app_started,
+    call,
+    profile_redis,
+    timed_rankers,
+    use_evaluator,
+)
 from recsys.bundle import latest_version_dir, read_bundle  # noqa: E402
 from recsys.config import Settings  # noqa: E402
 from recsys.ranking.batch import BatchCounts, rank_items_batch  # noqa: E402
@@ -51,18 +60,21 @@ async def whole(app: Any, batches: list[list[str]]) -> float:
 def parts(app: Any, batches: list[list[str]]) -> tuple[dict[str, float], BatchCounts]:
     """CPU microseconds a customer of the request's parts, each alone."""
     serving = app.state.serving
-    took = {"store read": 0.0, "item ranking": 0.0, "offers (all)": 0.0, "response body": 0.0}
+    took = {"store read": 0.0, "item ranking": 0.0, "  of which learned ranker": 0.0,
+            "offers (all)": 0.0, "response body": 0.0}  # fmt: skip
     counts = BatchCounts()
     for ids in batches:
         started = time.process_time()
         snapshot, states = serving.read_customers(ids, store=app.state.bulk_reads)
         took["store read"] += time.process_time() - started
         slots = snapshot.model.customer_models.item_slots
-        started = time.process_time()
-        batch, extra = scoring_inputs(snapshot, states, items_query("email", slots))
         model = snapshot.model.ranking
-        rank_items_batch(model, batch, slots, snapshot.catalog.blocked, extra, "all", counts)
-        took["item ranking"] += time.process_time() - started
+        with timed_rankers(model) as spent:
+            started = time.process_time()
+            batch, extra = scoring_inputs(snapshot, states, items_query("email", slots))
+            rank_items_batch(model, batch, slots, snapshot.catalog.blocked, extra, "all", counts)
+            took["item ranking"] += time.process_time() - started
+        took["  of which learned ranker"] += spent[0]
         started = time.process_time()
         chosen = offers_for_many(snapshot, states, now=_now(), channel="email", k=3)
         took["offers (all)"] += time.process_time() - started
@@ -80,7 +92,15 @@ def _now() -> Any:
     return datetime.now(UTC)
 
 
-async def run(artifacts: Path, redis_url: str, n_batches: int, profile: bool) -> None:
+async def run(
+    artifacts: Path, redis_url: str, n_batches: int, profile: bool, evaluator: str
+) -> None:
+    for each in EVALUATORS[evaluator]:
+        use_evaluator(each)
+        await run_one(artifacts, redis_url, n_batches, profile)
+
+
+async def run_one(artifacts: Path, redis_url: str, n_batches: int, profile: bool) -> None:
     bundle = read_bundle(latest_version_dir(artifacts))
     customers = [str(c) for c in bundle.customer_ids]
     random.Random(7).shuffle(customers)
@@ -90,6 +110,8 @@ async def run(artifacts: Path, redis_url: str, n_batches: int, profile: bool) ->
     async with app_started(app):
         cost = await whole(app, batches)
         alone, counts = parts(app, batches)
+        served = app.state.serving.snapshot.model.ranker_evaluators
+        print(f"rankers: {served or 'none (the blend ranks)'}")
         print(f"offers batch in process: {cost:7.0f} us CPU a customer ({n_batches} x {BATCH:,})")
         for name, value in alone.items():
             print(f"  {name + ', alone:':<28} {value:7.0f} us CPU a customer")
@@ -111,9 +133,11 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=4, help="batches of 1,000 ids to time")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the batch")
     parser.add_argument("--redis-url", default=None, help="a Redis to use (default: embedded)")
+    parser.add_argument("--evaluator", choices=sorted(EVALUATORS), default="both",
+                        help="how the rankers run (default: onnx, then native)")  # fmt: skip
     args = parser.parse_args()
     with profile_redis(args.artifacts, args.redis_url, persist=False) as url:
-        asyncio.run(run(args.artifacts, url, args.batches, args.profile))
+        asyncio.run(run(args.artifacts, url, args.batches, args.profile, args.evaluator))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ request for the whole app, then for its parts each alone (the store read, the ra
 response body); what they leave is the framework's, middleware's, auth's. ``--profile`` runs
 the same loop under pyinstrument and prints its tree (``pip install pyinstrument``). The parts
 alone run with warm caches; in a request they follow each other and cost more.
+
+``--evaluator native|onnx|both`` (default both, one after the other in this process): how the
+learned rankers run (the setting ``serving.ranker_evaluator``); the ranking part also prints the
+rankers' own share (their ``predict`` calls).
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ import uvloop
 
 from feature_store.embedded import EmbeddedRedis
 from recsys.bundle import latest_version_dir, read_bundle
-from recsys.config import Settings
+from recsys.config import Settings, get_settings
+from recsys.ranking.scoring import RankingModel
 from serving.app import create_app
 from serving.recommend import RecommendationQuery, recommend, serialize_items
 from serving.routes.common import json_response
@@ -113,6 +118,40 @@ async def measure(app: Any, customers: list[str], n: int) -> float:
     return (time.process_time() - started) / n * 1e6
 
 
+EVALUATORS = {"native": ("native",), "onnx": ("onnx",), "both": ("onnx", "native")}
+
+
+def use_evaluator(evaluator: str) -> None:
+    """Models loaded from now on run their rankers with ``evaluator`` (the setting)."""
+    os.environ["RECSYS_SERVING__RANKER_EVALUATOR"] = evaluator
+    get_settings.cache_clear()
+
+
+class _Timed:
+    def __init__(self, inner: Any, spent: list[float]) -> None:
+        self.inner, self.spent = inner, spent
+
+    def predict(self, features: Any) -> Any:
+        started = time.process_time()
+        scores = self.inner.predict(features)
+        self.spent[0] += time.process_time() - started
+        self.spent[1] += 1
+        return scores
+
+
+@contextlib.contextmanager
+def timed_rankers(ranking: RankingModel) -> Iterator[list[float]]:
+    """``[CPU seconds, calls]`` of the learned rankers' ``predict`` while inside."""
+    spent = [0.0, 0.0]
+    original = dict(ranking.rankers)
+    rankers: Any = ranking.rankers  # the model's own dict: swapped back on the way out
+    rankers.update({task: _Timed(ranker, spent) for task, ranker in original.items()})
+    try:
+        yield spent
+    finally:
+        rankers.update(original)
+
+
 async def measure_parts(app: Any, customers: list[str], n: int) -> dict[str, float]:
     """CPU microseconds per page view of its parts, each alone over ``n`` customers: the
     store read (:meth:`ServingState.read_customer_async`, the page view's read plan), the
@@ -122,19 +161,31 @@ async def measure_parts(app: Any, customers: list[str], n: int) -> dict[str, flo
     started = time.process_time()
     reads = [await serving.read_customer_async(customers[i % len(customers)]) for i in range(n)]
     read = time.process_time() - started
-    started = time.process_time()
-    ranked = [recommend(r.snapshot, r.customer, query) for r in reads]
-    ranking = time.process_time() - started
+    with timed_rankers(reads[0].snapshot.model.ranking) as spent:
+        started = time.process_time()
+        ranked = [recommend(r.snapshot, r.customer, query) for r in reads]
+        ranking = time.process_time() - started
     started = time.process_time()
     for r, (strategy, items) in zip(reads, ranked, strict=True):
         body = serialize_items(r.snapshot.catalog, r.snapshot.model.item_ids, items)
         json_response({"items": body, "strategy": strategy, "model_version": r.snapshot.version})
     serialization = time.process_time() - started
-    seconds = {"store read": read, "ranking": ranking, "response body": serialization}
+    seconds = {
+        "store read": read,
+        "ranking": ranking,
+        "  of which learned ranker": spent[0],
+        "response body": serialization,
+    }
     return {name: value / n * 1e6 for name, value in seconds.items()}
 
 
-async def run(artifacts: Path, redis_url: str, n: int, profile: bool) -> None:
+async def run(artifacts: Path, redis_url: str, n: int, profile: bool, evaluator: str) -> None:
+    for each in EVALUATORS[evaluator]:
+        use_evaluator(each)
+        await run_one(artifacts, redis_url, n, profile)
+
+
+async def run_one(artifacts: Path, redis_url: str, n: int, profile: bool) -> None:
     bundle = read_bundle(latest_version_dir(artifacts))
     customers = [str(c) for c in bundle.customer_ids]
     random.Random(7).shuffle(customers)
@@ -143,6 +194,8 @@ async def run(artifacts: Path, redis_url: str, n: int, profile: bool) -> None:
     async with app_started(app):
         whole = await measure(app, customers, n)
         parts = await measure_parts(app, customers, n)
+        served = app.state.serving.snapshot.model.ranker_evaluators
+        print(f"rankers: {served or 'none (the blend ranks)'}")
         print(f"page view, whole app in process: {whole:8.0f} µs CPU per request ({n} requests)")
         for name, value in parts.items():
             print(f"  {name + ', alone:':<30} {value:8.0f} µs CPU per request")
@@ -161,9 +214,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000, help="page views to time")
     parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile")
     parser.add_argument("--redis-url", default=None, help="a Redis to use (default: embedded)")
+    parser.add_argument("--evaluator", choices=sorted(EVALUATORS), default="both",
+                        help="how the rankers run (default: onnx, then native)")  # fmt: skip
     args = parser.parse_args()
     with profile_redis(args.artifacts, args.redis_url) as url:
-        uvloop.run(run(args.artifacts, url, args.requests, args.profile))
+        uvloop.run(run(args.artifacts, url, args.requests, args.profile, args.evaluator))
 
 
 if __name__ == "__main__":

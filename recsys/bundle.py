@@ -29,6 +29,8 @@ signals.npz         optional: the two-stage ranking's item signals
                     (``recsys.ranking.signals.ItemSignals``: EASE weights, rhythm, trend...)
 ranker_<task>.onnx  optional: the learned ranker of a task (``discovery``, ``all``) where it
                     beat the blend on the validation window (``manifest.params["ranker"]``)
+ranker_<task>.txt   optional: the same ranker's LightGBM model text (``Booster.model_to_string``),
+                    which serving compiles to native code (``recsys.ranking.forest``)
 ==================  ========================================================================
 """
 
@@ -111,6 +113,7 @@ class ModelBundle:
     extra: dict[str, Any] = field(default_factory=dict)
     signals: dict[str, np.ndarray] = field(default_factory=dict)
     ranker_onnx: dict[str, bytes] = field(default_factory=dict)
+    ranker_text: dict[str, str] = field(default_factory=dict)  # task -> LightGBM model text
 
     @property
     def version(self) -> str:
@@ -191,6 +194,8 @@ def write_bundle(bundle: ModelBundle, root: Path) -> Path:
             _save_npz(tmp / "signals.npz", **bundle.signals)
         for task, onnx in bundle.ranker_onnx.items():
             (tmp / f"ranker_{task}.onnx").write_bytes(onnx)
+        for task, text in bundle.ranker_text.items():
+            (tmp / f"ranker_{task}.txt").write_text(text)
         if bundle.extra:
             (tmp / "extra.json").write_text(json.dumps(bundle.extra, indent=2, default=str))
         bundle.manifest.files = {
@@ -244,6 +249,10 @@ def read_bundle(version_dir: Path) -> ModelBundle:
             path.stem.removeprefix("ranker_"): path.read_bytes()
             for path in sorted(version_dir.glob("ranker_*.onnx"))
         }
+        texts = {
+            path.stem.removeprefix("ranker_"): path.read_text()
+            for path in sorted(version_dir.glob("ranker_*.txt"))
+        }
     except (OSError, ValueError, KeyError) as exc:
         message = f"cannot read model bundle {str(version_dir)!r}: {exc}"
         raise ModelUnavailableError(message) from exc
@@ -278,4 +287,5 @@ def read_bundle(version_dir: Path) -> ModelBundle:
         extra=json.loads(extra_path.read_text()) if extra_path.is_file() else {},
         signals=signals,
         ranker_onnx=rankers,
+        ranker_text=texts,
     )

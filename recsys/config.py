@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -99,6 +99,14 @@ class ServingConfig(BaseModel):
     #: bought (ties: the most often); None keeps the whole history. A cap costs discovery
     #: quality (already bought items come back): 32 items -34% NDCG@20 on the shared data
     max_history_items: int | None = Field(default=None, ge=1)
+    #: How the learned rankers are evaluated: ``native`` compiles the booster's model text
+    #: (``ranker_<task>.txt``) to machine code (``recsys.ranking.forest``: the same scores as
+    #: onnxruntime, about a third of its CPU); ``onnx`` runs the ONNX form in onnxruntime.
+    #: Bundles without the text, and a forest that fails to compile, use onnxruntime.
+    ranker_evaluator: Literal["native", "onnx"] = "native"
+    #: Where compiled rankers are kept, by the SHA-256 of their model text (a restart loads
+    #: them instead of compiling for seconds); shared by the server's workers.
+    ranker_cache: Path = Path("~/.cache/pelanggan/rankers")
 
 
 class OffersConfig(BaseModel):

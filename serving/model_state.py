@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import import_module
 from typing import Any
@@ -28,7 +28,7 @@ from recsys.ranking.foldin import FoldIn
 from recsys.ranking.retrieval import ItemIndex
 from recsys.ranking.scoring import RankingModel, popularity_prior
 from serving.customer_models import LoadedCustomerModels
-from serving.ranker_onnx import onnx_rankers
+from serving.rankers import Evaluator, served_rankers
 
 log = logging.getLogger("recsys.serving")
 
@@ -141,6 +141,8 @@ class ModelState:
     #: candidate retrieval of the page view; None (exact scoring) below
     #: ``serving.retrieval_min_items`` items
     retrieval: ItemIndex | None = None
+    #: how each task's learned ranker is evaluated (``serving.rankers``); empty: none served
+    ranker_evaluators: dict[str, Evaluator] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -151,19 +153,28 @@ class ModelState:
         return len(self.item_ids)
 
     @classmethod
-    def from_bundle(cls, bundle: ModelBundle, retrieval_min_items: int | None = None) -> ModelState:
+    def from_bundle(
+        cls,
+        bundle: ModelBundle,
+        retrieval_min_items: int | None = None,
+        ranker_evaluator: Evaluator | None = None,
+    ) -> ModelState:
         """``retrieval_min_items``: build an :class:`ItemIndex` from this many items on
-        (default: the setting ``serving.retrieval_min_items``)."""
+        (default: the setting ``serving.retrieval_min_items``); ``ranker_evaluator``: how the
+        learned rankers run (default: the setting ``serving.ranker_evaluator``)."""
         items = bundle.items
         n_items = len(items)
+        settings = get_settings().serving
         if retrieval_min_items is None:
-            retrieval_min_items = get_settings().serving.retrieval_min_items
+            retrieval_min_items = settings.retrieval_min_items
+        evaluator = ranker_evaluator or settings.ranker_evaluator
+        served = served_rankers(bundle, evaluator, settings.ranker_cache)
         popular = popularity_prior(bundle.popular, bundle.popular_scores, n_items)
         trending = popularity_prior(bundle.trending, bundle.trending_scores, n_items)
         best, trend = POPULAR_SHARE * popular, (1.0 - POPULAR_SHARE) * trending
         item_ids = items.item_ids.astype(str).tolist()
         row_of = {item_id: row for row, item_id in enumerate(item_ids)}
-        ranking = RankingModel.from_bundle(bundle, rankers=onnx_rankers(bundle.ranker_onnx))
+        ranking = RankingModel.from_bundle(bundle, rankers=served.rankers)
         return cls(
             manifest=bundle.manifest,
             loaded_at=datetime.now(UTC),
@@ -186,6 +197,7 @@ class ModelState:
             ),
             segment_counts=value_counts(bundle.features, "segment"),
             stage_counts=value_counts(bundle.features, "journey_stage"),
+            ranker_evaluators=served.evaluators,
         )
 
     def rows_of(self, item_ids: Any) -> np.ndarray:

@@ -7,7 +7,7 @@ Every field carries a description and an example for ``/openapi.json`` (see
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -205,6 +205,13 @@ class ModelInfo(BaseModel):
     )
     n_items: int = Field(description="items in the version's catalogue", examples=[3225])
     n_customers: int = Field(description="customers the version was trained on", examples=[1086])
+    ranker_evaluator: dict[str, Literal["native", "onnx"]] = Field(
+        description="how each task's learned ranker is evaluated in this process: ``native`` "
+        "(the LightGBM model compiled to machine code) or ``onnx`` (onnxruntime, for versions "
+        "trained without the model text or where compiling failed); empty: no learned ranker "
+        "is served (the blend ranks)",
+        examples=[{"all": "native", "discovery": "native"}],
+    )
 
 
 class Reloaded(BaseModel):

@@ -4,11 +4,10 @@
 ``ranker_<task>.onnx`` (a LightGBM lambdarank booster exported by ``training/ranker.py``;
 input: the f4 feature matrix of :data:`recsys.ranking.candidates.FEATURES`, output: one raw
 score per row). Training evaluates through the same ONNX bytes (``training.ranker_onnx``).
+Serving runs it where the native forest cannot be (``serving.rankers``).
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import numpy as np
 
@@ -25,8 +24,3 @@ class OnnxRanker:
     def predict(self, features: np.ndarray) -> np.ndarray:
         out = self._session.run(None, {self._input: np.asarray(features, dtype=np.float32)})
         return np.asarray(out[0], dtype=np.float32).reshape(-1)
-
-
-def onnx_rankers(models: Mapping[str, bytes]) -> dict[str, OnnxRanker]:
-    """A session per task of the bundle's ``ranker_onnx``."""
-    return {task: OnnxRanker(onnx) for task, onnx in models.items()}

@@ -21,6 +21,23 @@ import redis  # noqa: E402
 from feature_store.embedded import EmbeddedRedis  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def ranker_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Compiled rankers go to a folder of the session, not the user's cache."""
+    from recsys.config import get_settings
+
+    folder = tmp_path_factory.mktemp("ranker-cache")
+    previous = os.environ.get("RECSYS_SERVING__RANKER_CACHE")
+    os.environ["RECSYS_SERVING__RANKER_CACHE"] = str(folder)
+    get_settings.cache_clear()
+    yield folder
+    if previous is None:
+        os.environ.pop("RECSYS_SERVING__RANKER_CACHE", None)
+    else:
+        os.environ["RECSYS_SERVING__RANKER_CACHE"] = previous
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("RECSYS_TEST_REDIS_URL")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import numpy as np
@@ -253,15 +253,21 @@ def _validation_ndcg(window: Window, task: str, model: RankingModel, ease: bool)
 
 @dataclass(frozen=True)
 class TrainedRankers:
-    """The ONNX ranker of every task trained, the tasks where it beat the blend, the report."""
+    """The ONNX ranker of every task trained, the tasks where it beat the blend, the report;
+    ``text``: each ranker's LightGBM model text (serving compiles it: ``recsys.ranking.forest``)."""
 
     onnx: dict[str, bytes]
     served: frozenset[str]
     report: dict[str, Any]
+    text: dict[str, str] = field(default_factory=dict)
 
     @property
     def winners(self) -> dict[str, bytes]:
         return {task: onnx for task, onnx in self.onnx.items() if task in self.served}
+
+    @property
+    def winners_text(self) -> dict[str, str]:
+        return {task: text for task, text in self.text.items() if task in self.served}
 
 
 def train_rankers(
@@ -301,6 +307,7 @@ def train_rankers(
     cpu["windows"] += time.process_time()
     valid, train = windows[0], windows[1:]
     trained: dict[str, bytes] = {}
+    texts: dict[str, str] = {}
     served: set[str] = set()
     for task in TASKS:
         cpu[f"{task}/features"] = -time.process_time()
@@ -325,6 +332,7 @@ def train_rankers(
         cpu[f"{task}/refit"] = -time.process_time()
         final = _fit(_stack([fit_rows, valid_rows]), None, trees)  # the newest window too
         trained[task] = _onnx(final, trees)
+        texts[task] = final.model_to_string(num_iteration=trees)
         cpu[f"{task}/refit"] += time.process_time()
         wins = figures["ranker"] > figures["blend"]
         if wins:
@@ -343,7 +351,7 @@ def train_rankers(
         log.info("ranker %s: %s", task, report[task][f"validation_ndcg@{K}"])
     report["seconds"] = round(time.perf_counter() - started, 3)
     report["cpu_seconds"] = {name: round(v, 3) for name, v in cpu.items()}
-    return TrainedRankers(trained, frozenset(served), report)
+    return TrainedRankers(trained, frozenset(served), report, texts)
 
 
 def with_rankers(
@@ -353,12 +361,14 @@ def with_rankers(
     as_of: Any,
     config: TrainingConfig | None = None,
 ) -> ModelBundle:
-    """``bundle`` with the rankers that won (``ranker_onnx``) and the report in its manifest."""
+    """``bundle`` with the rankers that won (``ranker_onnx``, ``ranker_text``) and the report in
+    its manifest."""
     if not bundle.signals:
         return bundle
     trained = train_rankers(
         interactions, catalog, bundle.manifest.data.as_of if as_of is None else as_of, config
     )
     bundle.ranker_onnx = trained.winners
+    bundle.ranker_text = trained.winners_text
     bundle.manifest.params["ranker"] = trained.report
     return bundle

@@ -47,6 +47,7 @@ async def get_model(
         training_seconds=manifest.training_seconds,
         n_items=model.n_items,
         n_customers=model.n_customers,
+        ranker_evaluator=model.ranker_evaluators,
     )
 
 

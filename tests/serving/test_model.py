@@ -46,6 +46,7 @@ def test_model_describes_the_served_version(client: TestClient) -> None:
     assert model["trained_on"]["as_of"].startswith("2026-01-01")
     assert model["metrics"] == {"recall@10": 0.5}
     assert (model["n_items"], model["n_customers"]) == (14, 2)
+    assert model["ranker_evaluator"] == {}  # no learned ranker in this version
 
 
 def test_reload_needs_admin(client: TestClient) -> None:

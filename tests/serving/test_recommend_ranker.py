@@ -4,22 +4,30 @@ every customer alike, the page's context still shaping the page."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
+from servingkit import API_KEYS, READ, TestClient
 
 from recsys.bundle import ModelBundle, read_bundle, write_bundle
+from recsys.config import Settings
 from recsys.io.loaders import load_interactions
 from recsys.ranking.batch import rank_customer, rank_items_batch, rank_one
+from recsys.ranking.candidates import candidates_for
+from recsys.ranking.forest import NativeForest
 from recsys.ranking.scoring import REASON_CODES
 from recsys.store import BatchRecord, CustomerState, LiveRecord
+from serving.app import create_app
 from serving.model_state import ItemCatalogue, ModelState, Snapshot
 from serving.offers import scoring_inputs
+from serving.ranker_onnx import OnnxRanker
 from serving.recommend import RecommendationQuery, recommend
 from training.build import build_bundle
 from training.evaluate import _rank_served
-from training.ranker import train_rankers
+from training.ranker import customer_arguments, train_rankers
 
 AS_OF = "2011-09-01"
 
@@ -33,11 +41,19 @@ def trained(retail_sample_path: Path, tmp_path_factory: pytest.TempPathFactory) 
     bundle = build_bundle(events, loaded.catalog, AS_OF)
     rankers = train_rankers(events, loaded.catalog, bundle.manifest.data.as_of, None)
     bundle.ranker_onnx = dict(rankers.onnx)
+    bundle.ranker_text = dict(rankers.text)
     bundle.manifest.params["ranker"] = rankers.report
     root = tmp_path_factory.mktemp("ranker-artifacts")
     read = read_bundle(write_bundle(bundle, root))
     model = ModelState.from_bundle(read)
     return read, Snapshot(model, ItemCatalogue.build(model, {}, revision=-1))
+
+
+@pytest.fixture(scope="module")
+def onnx_snapshot(trained: tuple) -> Snapshot:
+    """The same bundle with its rankers run by onnxruntime."""
+    model = ModelState.from_bundle(trained[0], ranker_evaluator="onnx")
+    return Snapshot(model, ItemCatalogue.build(model, {}, revision=-1))
 
 
 def state_of(bundle: ModelBundle, u: int, live: LiveRecord | None = None) -> CustomerState:
@@ -67,6 +83,8 @@ def test_the_bundle_carries_signals_rankers_and_their_validation(trained: tuple)
         assert set(figures) == {"ranker", "blend", "ease"}
         assert report[task]["served"] in ("ranker", "blend")
         assert snapshot.model.ranking.ranker_for(task) is not None
+        assert len(bundle.ranker_text[task]) > 1000  # the booster's model text, compiled
+    assert snapshot.model.ranker_evaluators == {"all": "native", "discovery": "native"}
 
 
 def test_the_ranker_ranks_differently_from_the_blend(trained: tuple) -> None:
@@ -135,3 +153,93 @@ def test_a_product_page_still_drives_similar_items(trained: tuple) -> None:
     assert item not in shaped.rows.tolist()
     assert len(neighbours & set(shaped.rows.tolist())) > len(neighbours & set(plain.rows.tolist()))
     assert "similar_to_viewed" in shaped.reasons
+
+
+def test_native_and_onnx_rankers_score_the_real_candidates_alike(
+    trained: tuple, onnx_snapshot: Snapshot
+) -> None:
+    bundle, snapshot = trained
+    assert onnx_snapshot.model.ranker_evaluators == {"all": "onnx", "discovery": "onnx"}
+    ranking = snapshot.model.ranking
+    assert ranking.signals is not None
+    blocks = []
+    for u in known_customers(bundle, 40):
+        args = customer_arguments(bundle, u)
+        blocks.append(candidates_for(ranking, ranking.signals, args, 20, None).features)
+    features = np.concatenate(blocks)
+    assert features.shape[0] > 1000
+    for task in ("all", "discovery"):
+        native = ranking.ranker_for(task)
+        onnx = onnx_snapshot.model.ranking.ranker_for(task)
+        assert isinstance(native, NativeForest) and isinstance(onnx, OnnxRanker)
+        scores = native.predict(features)
+        np.testing.assert_allclose(scores, onnx.predict(features), rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(scores, onnx.predict(features))
+
+
+def test_native_and_onnx_rankers_serve_the_same_pages_and_offers(
+    trained: tuple, onnx_snapshot: Snapshot
+) -> None:
+    bundle, snapshot = trained
+    views = tuple(str(i) for i in bundle.items.item_ids[:3])
+    customers = [
+        state_of(bundle, u, LiveRecord(recent_views=views) if n % 4 == 0 else None)
+        for n, u in enumerate(known_customers(bundle, 40))
+    ]
+    for query in (
+        RecommendationQuery(k=10, context="home"),
+        RecommendationQuery(k=20, context="email", exclude_purchased=False),
+    ):
+        for customer in customers:
+            _, native = recommend(snapshot, customer, query)
+            _, onnx = recommend(onnx_snapshot, customer, query)
+            assert native.rows.tolist() == onnx.rows.tolist()
+            assert native.reasons == onnx.reasons
+            assert native.scores.tobytes() == onnx.scores.tobytes()
+        answers = []
+        for served in (snapshot, onnx_snapshot):
+            batch, extra = scoring_inputs(served, customers, query)
+            ranking = served.model.ranking
+            answers.append(
+                rank_items_batch(ranking, batch, query.k, served.catalog.blocked, extra, "all")
+            )
+        for native, onnx in zip(*answers, strict=True):
+            assert native.rows.tolist() == onnx.rows.tolist()
+            assert native.scores.tobytes() == onnx.scores.tobytes()
+
+
+def test_a_bundle_without_model_text_is_served_by_onnxruntime_with_one_warning(
+    trained: tuple, caplog: pytest.LogCaptureFixture
+) -> None:
+    bundle = trained[0]
+    with caplog.at_level(logging.WARNING, logger="recsys.serving"):
+        model = ModelState.from_bundle(dataclasses.replace(bundle, ranker_text={}))
+    assert model.ranker_evaluators == {"all": "onnx", "discovery": "onnx"}
+    assert isinstance(model.ranking.ranker_for("all"), OnnxRanker)
+    warnings = [r for r in caplog.records if "onnxruntime" in r.getMessage()]
+    assert len(warnings) == 1 and "no model text" in warnings[0].getMessage()
+
+
+def test_a_forest_that_does_not_compile_falls_back_to_onnxruntime(
+    trained: tuple, caplog: pytest.LogCaptureFixture
+) -> None:
+    bundle = trained[0]
+    broken = dict(bundle.ranker_text, discovery="tree\nmax_feature_idx=3\n")
+    with caplog.at_level(logging.WARNING, logger="recsys.serving"):
+        model = ModelState.from_bundle(dataclasses.replace(bundle, ranker_text=broken))
+    assert model.ranker_evaluators == {"all": "native", "discovery": "onnx"}
+    warnings = [r for r in caplog.records if "onnxruntime" in r.getMessage()]
+    assert len(warnings) == 1 and "discovery" in warnings[0].getMessage()
+
+
+def test_the_served_model_says_its_rankers_run_as_native_code(
+    trained: tuple, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    write_bundle(trained[0], tmp_path)
+    settings = Settings(
+        redis_url=redis_url, redis_prefix=redis_prefix, artifacts=tmp_path, api_keys=API_KEYS
+    )
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/v1/model", headers=READ)
+    assert response.status_code == 200
+    assert response.json()["ranker_evaluator"] == {"all": "native", "discovery": "native"}

@@ -1,0 +1,71 @@
+"""The learned rankers a model version serves, and how each is evaluated.
+
+``native`` (the default, ``serving.ranker_evaluator``): the booster's model text
+(``ranker_<task>.txt``) compiled to machine code (:class:`recsys.ranking.forest.NativeForest`,
+cached under ``serving.ranker_cache``); ``onnx``: the ONNX form in onnxruntime
+(:class:`serving.ranker_onnx.OnnxRanker`). Both give the same scores. A bundle without the
+text (trained before it was saved) and a forest that does not compile are served by
+onnxruntime, with one warning per load.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from recsys.bundle import ModelBundle
+from recsys.ranking.forest import ForestCompileError, NativeForest
+from recsys.ranking.signals import Ranker
+from serving.ranker_onnx import OnnxRanker
+
+log = logging.getLogger("recsys.serving")
+
+Evaluator = Literal["native", "onnx"]
+
+
+@dataclass(frozen=True)
+class ServedRankers:
+    """Each task's ranker and the evaluator that runs it."""
+
+    rankers: dict[str, Ranker] = field(default_factory=dict)
+    evaluators: dict[str, Evaluator] = field(default_factory=dict)
+
+
+def _native(text: str, cache_dir: Path | None) -> NativeForest:
+    try:
+        return NativeForest.from_model_text(text, cache_dir)
+    except OSError as exc:  # the cache folder cannot be written: compile for this process
+        log.warning("ranker cache %s unusable (%s): compiling without it", cache_dir, exc)
+        return NativeForest.from_model_text(text, None)
+
+
+def served_rankers(
+    bundle: ModelBundle, evaluator: Evaluator, cache_dir: Path | None
+) -> ServedRankers:
+    """The rankers of ``bundle``: native where asked for and possible, else onnxruntime."""
+    rankers: dict[str, Ranker] = {}
+    evaluators: dict[str, Evaluator] = {}
+    fallbacks: dict[str, str] = {}
+    for task in sorted(set(bundle.ranker_onnx) | set(bundle.ranker_text)):
+        text = bundle.ranker_text.get(task)
+        if evaluator == "native" and text is not None:
+            try:
+                rankers[task], evaluators[task] = _native(text, cache_dir), "native"
+                continue
+            except ForestCompileError as exc:
+                fallbacks[task] = str(exc)
+        elif evaluator == "native":
+            fallbacks[task] = "the bundle has no model text"
+        if task not in bundle.ranker_onnx:
+            raise ForestCompileError(f"ranker {task!r}: {fallbacks.get(task)}, and no ONNX form")
+        rankers[task], evaluators[task] = OnnxRanker(bundle.ranker_onnx[task]), "onnx"
+    if fallbacks:
+        log.warning(
+            "version %s: rankers %s served by onnxruntime, not native code: %s",
+            bundle.version,
+            sorted(fallbacks),
+            "; ".join(f"{task}: {why}" for task, why in sorted(fallbacks.items())),
+        )
+    return ServedRankers(rankers, evaluators)
