@@ -9,6 +9,11 @@ request for the whole app, then for its parts each alone (the store read, the ra
 response body); what they leave is the framework's, middleware's, auth's. ``--profile`` runs
 the same loop under pyinstrument and prints its tree (``pip install pyinstrument``). The parts
 alone run with warm caches; in a request they follow each other and cost more.
+
+The answer cache (``serving.answer_cache``): the whole-app figure is taken with it off
+(``answer_cache_ttl_s`` 0 on the same app), then with it on over ``N`` customers whose stored
+answers are deleted first: their first views (misses: ranked, and the write-back sent), then the
+same views again (hits: the stored answers); the hits counted are printed beside.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import redis
 import uvloop
 
+from feature_store import keys
 from feature_store.embedded import EmbeddedRedis
 from recsys.bundle import latest_version_dir, read_bundle
 from recsys.config import Settings
@@ -113,6 +120,42 @@ async def measure(app: Any, customers: list[str], n: int) -> float:
     return (time.process_time() - started) / n * 1e6
 
 
+def count(app: Any, result: str) -> float:
+    """The app's ``recsys_answer_cache_total{result=...}`` so far."""
+    registry = app.state.metrics.registry
+    return registry.get_sample_value("recsys_answer_cache_total", {"result": result}) or 0.0
+
+
+async def views(app: Any, customers: list[str]) -> float:
+    """CPU microseconds per page view (``k=10``) of one view of each of ``customers``."""
+    started = time.process_time()
+    for customer in customers:
+        status, _ = await call(app, f"/v1/customers/{customer}/recommendations", "k=10")
+        assert status == 200, status
+    return (time.process_time() - started) / len(customers) * 1e6
+
+
+async def measure_cache(app: Any, customers: list[str], redis_url: str) -> dict[str, float]:
+    """CPU microseconds per page view with the answer cache on: ``customers``' first views
+    (their stored answers deleted first: misses) and their second views (hits)."""
+    client = redis.Redis.from_url(redis_url)
+    prefix = app.state.answer_cache.prefix
+    for start in range(0, len(customers), 1000):
+        chunk = customers[start : start + 1000]
+        client.delete(*(keys.customer_answer(prefix, c) for c in chunk))
+    client.close()
+    hits_before = count(app, "hit")
+    miss = await views(app, customers)
+    stored = count(app, "stored")
+    hit = await views(app, customers)
+    return {
+        "miss": miss,
+        "hit": hit,
+        "hits": count(app, "hit") - hits_before,
+        "stored": stored,
+    }
+
+
 async def measure_parts(app: Any, customers: list[str], n: int) -> dict[str, float]:
     """CPU microseconds per page view of its parts, each alone over ``n`` customers: the
     store read (:meth:`ServingState.read_customer_async`, the page view's read plan), the
@@ -141,11 +184,23 @@ async def run(artifacts: Path, redis_url: str, n: int, profile: bool) -> None:
     settings = Settings(artifacts=artifacts, redis_url=redis_url)
     app = create_app(settings)
     async with app_started(app):
+        cache = app.state.answer_cache
+        ttl_s, cache.ttl_s = cache.ttl_s, 0  # off: every view ranked
         whole = await measure(app, customers, n)
         parts = await measure_parts(app, customers, n)
+        cache.ttl_s = ttl_s or 3600
+        cached = await measure_cache(app, customers[:n], redis_url)
         print(f"page view, whole app in process: {whole:8.0f} µs CPU per request ({n} requests)")
         for name, value in parts.items():
             print(f"  {name + ', alone:':<30} {value:8.0f} µs CPU per request")
+        views_timed = min(n, len(customers))
+        print(
+            f"answer cache on, {views_timed} customers:\n"
+            f"  {'first views (misses):':<30} {cached['miss']:8.0f} µs CPU per request "
+            f"({cached['stored']:.0f} answers stored)\n"
+            f"  {'repeat views (hits):':<30} {cached['hit']:8.0f} µs CPU per request "
+            f"({cached['hits']:.0f} hits)"
+        )
         if profile:
             from pyinstrument import Profiler
 
