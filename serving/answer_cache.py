@@ -8,7 +8,11 @@ What decides an answer, and how each change reaches the cache (``feature_store.a
   every stored answer miss, and the next page view stores the new one);
 * the customer's records: the batch record never changes within a version; every event write
   bumps the live record's ``rev``, which is in the tag; an erasure deletes the answer key;
-* the store down, no model: the fallback answers are never stored.
+* the store down, no model: the fallback answers are never stored;
+* the serving code and the settings that change answers: :data:`GENERATION` (bump it with a
+  change of the ranking code that changes answers within a model version) and the process's
+  ``salt`` (``retrieval_min_items``: exact or retrieved scoring) key the signature, so processes
+  that would rank differently do not share answers.
 
 A miss is computed as before, then written back (:meth:`AnswerCache.write_back`): one ``EVAL``
 sent without waiting, that stores the answer only when the live ``rev`` is still the one read
@@ -29,11 +33,14 @@ from serving.state import CustomerRead, ServingState
 
 #: The body's reason codes index this table; a reason outside it is not stored.
 REASONS: tuple[str, ...] = REASON_CODES
-_SIGNATURE_FORMAT = b"pv1"
+#: The ranking code's generation: bump it when a change of the code changes the answers of a
+#: model version (stored answers of the previous code then miss).
+GENERATION = b"page-view-1"
 
 
-def signature(query: RecommendationQuery) -> bytes:
-    """16 bytes that differ for any two queries that may be answered differently."""
+def signature(query: RecommendationQuery, salt: bytes = b"") -> bytes:
+    """16 bytes that differ for any two queries that may be answered differently (by processes
+    of the same :data:`GENERATION` and ``salt``)."""
     task = "discovery" if query.exclude_purchased else "all"
     text = orjson.dumps(
         [
@@ -46,16 +53,19 @@ def signature(query: RecommendationQuery) -> bytes:
             task,
         ]
     )
-    return hashlib.blake2b(text, digest_size=16, person=_SIGNATURE_FORMAT).digest()
+    key = GENERATION + b"|" + salt
+    return hashlib.blake2b(text, digest_size=16, key=key[:64]).digest()
 
 
 class AnswerCache:
-    """The cache's use by the page view: ``ttl_s`` 0 turns it off; ``prefix``: the store's."""
+    """The cache's use by the page view: ``ttl_s`` 0 turns it off; ``prefix``: the store's;
+    ``salt``: what of this process's settings changes answers (see the module docstring)."""
 
-    def __init__(self, ttl_s: int, prefix: str, metrics: Metrics) -> None:
+    def __init__(self, ttl_s: int, prefix: str, metrics: Metrics, salt: bytes = b"") -> None:
         self.ttl_s = ttl_s
         self.prefix = prefix
         self.metrics = metrics
+        self.salt = salt
 
     @property
     def enabled(self) -> bool:
@@ -63,7 +73,7 @@ class AnswerCache:
 
     def signature(self, query: RecommendationQuery) -> bytes | None:
         """The query's signature to read with, or None when the cache is off."""
-        return signature(query) if self.enabled else None
+        return signature(query, self.salt) if self.enabled else None
 
     def hit(self, read: CustomerRead) -> tuple[str, Ranked] | None:
         """The strategy and items of the stored answer ``read`` found, counted as a hit; None

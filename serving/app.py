@@ -198,6 +198,7 @@ def _lifespan(
             settings.serving.answer_cache_ttl_s,
             getattr(the_store, "prefix", settings.redis_prefix),
             metrics,
+            salt=b"retrieval_min_items=%d" % settings.serving.retrieval_min_items,
         )
         app.state.bulk_reads = _open_bulk_reads(settings, store)
         writer = _open_event_writer(settings, the_store, store is not None)

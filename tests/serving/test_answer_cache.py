@@ -68,6 +68,28 @@ def test_a_repeat_view_is_a_hit_and_equals_the_computed_answer(
     assert second["strategy"] == "personalized"
 
 
+def test_hits_equal_the_ranked_answers_across_customers_pages_and_filters(
+    client: TestClient, uncached: TestClient
+) -> None:
+    event = {"customer_id": "visitor-9", "event_type": "add_to_cart", "item_id": "G3"}
+    assert client.post("/v1/events", json=event, headers=WRITE).status_code == 202
+    queries: list[dict[str, object]] = [
+        {"k": 4},
+        {"k": 4, "context": "product", "item_id": "K3"},
+        {"k": 4, "context": "cart"},
+        {"k": 4, "context": "email", "exclude_purchased": "false"},
+        {"k": 3, "category": "garden", "exclude": "G1,G2"},
+    ]
+    hits = 0.0
+    for customer in ("kitchen-1", "garden-1", "visitor-9"):
+        for params in queries:
+            ranked = view(uncached, customer, **params)
+            assert view(client, customer, **params) == ranked  # a miss, stored
+            assert view(client, customer, **params) == ranked  # a hit
+            assert cache_count(client, "hit") == hits + 1
+            hits += 1
+
+
 def test_an_event_of_the_customer_changes_the_next_answer(
     client: TestClient, uncached: TestClient
 ) -> None:
@@ -99,6 +121,8 @@ def test_different_parameters_do_not_share_an_answer(client: TestClient) -> None
     assert signature(RecommendationQuery(exclude=("K1", "K2"))) != signature(
         RecommendationQuery(exclude=("K1K2",))
     )
+    # processes whose settings rank differently (exact or retrieved scoring) do not share
+    assert signature(RecommendationQuery(), b"a") != signature(RecommendationQuery(), b"b")
 
 
 def test_an_erasure_removes_the_stored_answer(
@@ -158,7 +182,7 @@ def test_a_write_back_after_an_event_or_an_erasure_is_refused(
     the store's, and the customer still has a record."""
     view(client, "kitchen-1", k=3)  # the version is loaded and active
     redis_client.delete(keys.customer_answer(redis_prefix, "kitchen-1"))
-    sig = signature(RecommendationQuery(k=3))
+    sig = signature(RecommendationQuery(k=3), b"retrieval_min_items=20000")
 
     async def write_back(customer_id: str, bump: bool) -> tuple[bytes | None, str]:
         reader = MultiplexedReader(redis_url, redis_prefix, timeout_ms=1000)
