@@ -135,15 +135,20 @@ async def views(app: Any, customers: list[str]) -> float:
     return (time.process_time() - started) / len(customers) * 1e6
 
 
-async def measure_cache(app: Any, customers: list[str], redis_url: str) -> dict[str, float]:
-    """CPU microseconds per page view with the answer cache on: ``customers``' first views
-    (their stored answers deleted first: misses) and their second views (hits)."""
+def forget_answers(app: Any, customers: list[str], redis_url: str) -> None:
+    """Delete the stored answers of ``customers`` (their next views miss)."""
     client = redis.Redis.from_url(redis_url)
     prefix = app.state.answer_cache.prefix
     for start in range(0, len(customers), 1000):
         chunk = customers[start : start + 1000]
         client.delete(*(keys.customer_answer(prefix, c) for c in chunk))
     client.close()
+
+
+async def measure_cache(app: Any, customers: list[str], redis_url: str) -> dict[str, float]:
+    """CPU microseconds per page view with the answer cache on: ``customers``' first views
+    (their stored answers deleted first: misses) and their second views (hits)."""
+    forget_answers(app, customers, redis_url)
     hits_before = count(app, "hit")
     miss = await views(app, customers)
     stored = count(app, "stored")
