@@ -19,6 +19,10 @@ that found the connection closed under it is sent once more on a new one. The co
 comes from :func:`feature_store.reads.read_commands` and the decoding from
 :func:`feature_store.reads.decode_read`, the same ones the redis-py readers use, so the
 two paths cannot drift apart.
+
+The page view's answer write-back (``feature_store.answers``) goes on the same connection
+without being awaited (:meth:`MultiplexedConnection.send_nowait`): its reply is handed to a
+callback in its turn, and a page view that follows it on the connection reads after it.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def signature(query: RecommendationQuery, salt: bytes = b"") -> bytes:
             task,
         ]
     )
-    key = GENERATION + b"|" + salt
+    key = b"%s|%d|%s" % (GENERATION, answers.FORMAT, salt)
     return hashlib.blake2b(text, digest_size=16, key=key[:64]).digest()
 
 

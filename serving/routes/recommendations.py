@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Annotated, get_args
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -132,13 +133,16 @@ async def answer(
 ) -> Response:
     signature = cache.signature(query)
     read = await serving.read_customer_async(customer_id, signature)
+    stored = cache.hit(read) if signature is not None else None
+    if stored is None and read.answer is not None:  # a body this code cannot read: read again
+        again = await serving.read_customer_async(customer_id)
+        read = replace(again, live_revision=read.live_revision)  # the write-back's condition
     body: dict[str, object] = {"customer_id": customer_id, "context": query.context}
     if read.fallback_reason is not None:
         metrics.count_fallback(read.fallback_reason)
     if read.snapshot is None:
         strategy, items, version = "fallback", [], None
     else:
-        stored = cache.hit(read) if signature is not None else None
         if stored is not None:
             strategy, ranked = stored
         else:

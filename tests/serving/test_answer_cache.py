@@ -210,6 +210,21 @@ def test_a_write_back_after_an_event_or_an_erasure_is_refused(
     assert asyncio.run(write_back("kitchen-1", bump=False)) == (None, "refused")
 
 
+def test_a_stored_body_this_code_cannot_read_is_ranked_again_and_replaced(
+    client: TestClient, uncached: TestClient, redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    ranked = view(client, "kitchen-1", k=3)
+    cache = client.app.state.answer_cache  # type: ignore[attr-defined]
+    sig = cache.signature(RecommendationQuery(k=3))
+    key = keys.customer_answer(redis_prefix, "kitchen-1")
+    redis_client.set(key, answers.tag(VERSION_1, 0, b"0", sig) + b"\x09garbage")
+    assert view(client, "kitchen-1", k=3) == ranked == view(uncached, "kitchen-1", k=3)
+    value = stored(redis_client, redis_prefix, "kitchen-1")
+    assert value is not None and not value.endswith(b"garbage")  # written back anew
+    assert view(client, "kitchen-1", k=3) == ranked
+    assert cache_count(client, "hit") == 1
+
+
 def test_a_fallback_answer_is_never_stored(
     client: TestClient, redis_client: redis.Redis, redis_prefix: str
 ) -> None:
