@@ -1,7 +1,7 @@
 """The page view against the framework floor, in one run and one process tree.
 
     python -m benchmarks.floor [--artifacts DIR] [--workers 2] [--seconds 10] [--connections 8 64]
-                               [--runs 1]
+                               [--runs 1] [--answer-cache-ttl S]
 
 Starts, side by side and with the same uvicorn settings (workers on sockets of their own,
 uvloop, httptools, no access log), a bare FastAPI app whose one route returns a fixed 10-item
@@ -14,6 +14,12 @@ server's processes (and of Redis, apart, when it is a child of ours: the figure 
 machine's load distorts least), and the number of ``fallback`` answers of ours (counted by the
 wrk script in the bodies; it must stay 0 with Redis healthy). ``--runs`` repeats the whole sweep
 on the same servers.
+
+The answer cache (``serving.answer_cache``) is on by default: the customers rotate, so every
+customer's first view is a miss (ranked, then stored) and the later ones hit; the warm-up load
+(``--seconds`` at 8 connections) goes over the ids more than once on most machines, so the
+measured runs are mostly hits. ``--answer-cache-ttl 0`` serves with it off (every view ranked:
+the first pass's figure, less the write-back).
 
 The generator is ``wrk`` when it is on PATH (``apt-get install wrk``: C, one thread, little CPU
 taken from the servers), else the project's asyncio client (``benchmarks.http_load``), which
@@ -161,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, nargs="+", default=[8, 64])
     parser.add_argument("--runs", type=int, default=1, help="sweeps over the connection counts")
     parser.add_argument("--python-client", action="store_true", help="do not use wrk")
+    parser.add_argument(
+        "--answer-cache-ttl", type=int, default=None, help="serving.answer_cache_ttl_s (0: off)"
+    )
     args = parser.parse_args(argv)
 
     root = trained_root(args.artifacts)
@@ -183,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
 
         rows = []
         env = {"RECSYS_SERVING__ACCESS_LOG_SAMPLE": "0"}
+        if args.answer_cache_ttl is not None:
+            env["RECSYS_SERVING__ANSWER_CACHE_TTL_S"] = str(args.answer_cache_ttl)
         with (
             bare_server(args.workers) as bare,
             served(root, workers=args.workers, env=env) as (our_base, process),
@@ -192,10 +203,12 @@ def main(argv: list[str] | None = None) -> int:
                 load(base, 8)  # warm-up: connections, caches, the first reads
             for _, connections in itertools.product(range(args.runs), args.connections):
                 rows.append((connections, load(bare, connections), load(ours, connections)))
+    ttl = "default" if args.answer_cache_ttl is None else f"{args.answer_cache_ttl} s"
     generator = "wrk (1 thread)" if use_wrk else "benchmarks.http_load (asyncio)"
     print(f"{args.workers} workers each, {os.cpu_count()} CPUs, generator {generator}, "
           f"{args.seconds:.0f} s per run, {len(ids):,} rotating customer ids, "
-          f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")  # fmt: skip
+          f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, "
+          f"answer cache ttl {ttl}")  # fmt: skip
     for connections, bare_figures, our_figures in rows:
         ratio = our_figures.rps / bare_figures.rps if bare_figures.rps else 0.0
         print(f"{connections:>3} connections  bare   {bare_figures.cell()}")

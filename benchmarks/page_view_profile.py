@@ -13,6 +13,11 @@ alone run with warm caches; in a request they follow each other and cost more.
 ``--evaluator native|onnx|both`` (default both, one after the other in this process): how the
 learned rankers run (the setting ``serving.ranker_evaluator``); the ranking part also prints the
 rankers' own share (their ``predict`` calls).
+
+The answer cache (``serving.answer_cache``): the whole-app figure is taken with it off
+(``answer_cache_ttl_s`` 0 on the same app), then with it on over ``N`` customers whose stored
+answers are deleted first: their first views (misses: ranked, and the write-back sent), then the
+same views again (hits: the stored answers); the hits counted are printed beside.
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import redis
 import uvloop
 
+from feature_store import keys
 from feature_store.embedded import EmbeddedRedis
 from recsys.bundle import latest_version_dir, read_bundle
 from recsys.config import Settings, get_settings
@@ -152,6 +159,47 @@ def timed_rankers(ranking: RankingModel) -> Iterator[list[float]]:
         rankers.update(original)
 
 
+def count(app: Any, result: str) -> float:
+    """The app's ``recsys_answer_cache_total{result=...}`` so far."""
+    registry = app.state.metrics.registry
+    return registry.get_sample_value("recsys_answer_cache_total", {"result": result}) or 0.0
+
+
+async def views(app: Any, customers: list[str]) -> float:
+    """CPU microseconds per page view (``k=10``) of one view of each of ``customers``."""
+    started = time.process_time()
+    for customer in customers:
+        status, _ = await call(app, f"/v1/customers/{customer}/recommendations", "k=10")
+        assert status == 200, status
+    return (time.process_time() - started) / len(customers) * 1e6
+
+
+def forget_answers(app: Any, customers: list[str], redis_url: str) -> None:
+    """Delete the stored answers of ``customers`` (their next views miss)."""
+    client = redis.Redis.from_url(redis_url)
+    prefix = app.state.answer_cache.prefix
+    for start in range(0, len(customers), 1000):
+        chunk = customers[start : start + 1000]
+        client.delete(*(keys.customer_answer(prefix, c) for c in chunk))
+    client.close()
+
+
+async def measure_cache(app: Any, customers: list[str], redis_url: str) -> dict[str, float]:
+    """CPU microseconds per page view with the answer cache on: ``customers``' first views
+    (their stored answers deleted first: misses) and their second views (hits)."""
+    forget_answers(app, customers, redis_url)
+    hits_before = count(app, "hit")
+    miss = await views(app, customers)
+    stored = count(app, "stored")
+    hit = await views(app, customers)
+    return {
+        "miss": miss,
+        "hit": hit,
+        "hits": count(app, "hit") - hits_before,
+        "stored": stored,
+    }
+
+
 async def measure_parts(app: Any, customers: list[str], n: int) -> dict[str, float]:
     """CPU microseconds per page view of its parts, each alone over ``n`` customers: the
     store read (:meth:`ServingState.read_customer_async`, the page view's read plan), the
@@ -192,13 +240,25 @@ async def run_one(artifacts: Path, redis_url: str, n: int, profile: bool) -> Non
     settings = Settings(artifacts=artifacts, redis_url=redis_url)
     app = create_app(settings)
     async with app_started(app):
+        cache = app.state.answer_cache
+        ttl_s, cache.ttl_s = cache.ttl_s, 0  # off: every view ranked
         whole = await measure(app, customers, n)
         parts = await measure_parts(app, customers, n)
         served = app.state.serving.snapshot.model.ranker_evaluators
         print(f"rankers: {served or 'none (the blend ranks)'}")
+        cache.ttl_s = ttl_s or 3600
+        cached = await measure_cache(app, customers[:n], redis_url)
         print(f"page view, whole app in process: {whole:8.0f} µs CPU per request ({n} requests)")
         for name, value in parts.items():
             print(f"  {name + ', alone:':<30} {value:8.0f} µs CPU per request")
+        views_timed = min(n, len(customers))
+        print(
+            f"answer cache on, {views_timed} customers:\n"
+            f"  {'first views (misses):':<30} {cached['miss']:8.0f} µs CPU per request "
+            f"({cached['stored']:.0f} answers stored)\n"
+            f"  {'repeat views (hits):':<30} {cached['hit']:8.0f} µs CPU per request "
+            f"({cached['hits']:.0f} hits)"
+        )
         if profile:
             from pyinstrument import Profiler
 

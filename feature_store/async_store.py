@@ -3,8 +3,8 @@
 The same reads as :class:`~feature_store.redis_store.RedisFeatureStore`, awaited on the event
 loop instead of blocking a worker thread, so an ``async def`` route reads a customer with no
 thread-pool hop. The keys and the decoding are not repeated here: both readers build the
-pipeline of a :class:`~recsys.store.ReadPlan` with :func:`~feature_store.redis_store.queue_read`
-and decode it with :func:`~feature_store.redis_store.decode_read`; only the I/O (``execute``
+pipeline of a :class:`~recsys.store.ReadPlan` with :func:`~feature_store.reads.queue_read`
+and decode it with :func:`~feature_store.reads.decode_read`; only the I/O (``execute``
 awaited or not) differs.
 
 :func:`connect_async` takes the URLs of :func:`feature_store.connection.connect` (one server,
@@ -19,6 +19,8 @@ view's path.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import redis.asyncio
@@ -29,7 +31,7 @@ from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.utils import HIREDIS_AVAILABLE
 
-from feature_store import keys
+from feature_store import answers, keys
 from feature_store.connection import (
     _plain_url,
     _redacted,
@@ -37,7 +39,7 @@ from feature_store.connection import (
     is_cluster_url,
     store_errors,
 )
-from feature_store.redis_store import READ_OPERATION, decode_read, queue_read
+from feature_store.reads import READ_OPERATION, decode_read, queue_read
 from recsys.config import Settings
 from recsys.errors import InvalidRequestError
 from recsys.store import ReadPlan, ReadResult
@@ -95,6 +97,7 @@ class AsyncFeatureReader:
         self.client = client
         self.prefix = prefix
         self.contacts_read = contacts_read
+        self._writes: set[asyncio.Task[Any]] = set()  # write-backs in flight (kept referenced)
 
     @classmethod
     def from_settings(
@@ -119,6 +122,22 @@ class AsyncFeatureReader:
         with store_errors(READ_OPERATION):
             replies = await pipe.execute()
         return decode_read(plan, replies)
+
+    def store_answer(self, command: tuple[Any, ...], done: Callable[[str], None]) -> None:
+        """The answer's write-back in a task of its own, not awaited by the page view (a
+        connection of the pool: redis.asyncio does not pipeline across requests); ``done``
+        gets the outcome."""
+        task = asyncio.get_running_loop().create_task(self.client.execute_command(*command))
+        self._writes.add(task)
+
+        def finished(task: asyncio.Task[Any]) -> None:
+            self._writes.discard(task)
+            if task.cancelled() or task.exception() is not None:
+                done(answers.FAILED)
+            else:
+                done(answers.outcome(task.result()))
+
+        task.add_done_callback(finished)
 
     async def item_revision(self) -> int:
         """The catalogue revision (see ``RedisFeatureStore.set_item_override``)."""

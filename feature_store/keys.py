@@ -24,6 +24,9 @@ key                                    type         holds
                                                     older stores (only exported and erased)
 ``<p>:{c:<id>}:offers``                hash         offer id -> ``sent_at|cell|flags``: the
                                                     latest send of each offer (attribution)
+``<p>:{c:<id>}:answer``                string       the last page view's answer, tagged with
+                                                    what decided it (``feature_store.
+                                                    answers``); expires
 ``<p>:{o:<offer>}:stats``              hash         per cell: ``s:<cell>`` sends,
                                                     ``r:<cell>`` responses (conversions),
                                                     ``k:<cell>`` clicks, ``d:<cell>`` dismissals
@@ -181,6 +184,11 @@ def customer_offer_sends(prefix: str, customer_id: str) -> str:
     return f"{prefix}:{_tag(customer_id)}:offers"
 
 
+def customer_answer(prefix: str, customer_id: str) -> str:
+    """The customer's last page-view answer (``feature_store.answers``: tag, then body)."""
+    return f"{prefix}:{_tag(customer_id)}:answer"
+
+
 # -- adaptive offers (``feature_store.offer_stats``) -----------------------------------------
 #: Fields of the per-offer stats hash: ``<kind>:<cell>``.
 STATS_SENDS: Final = "s"
@@ -224,6 +232,7 @@ def customer_keys(prefix: str, customer_id: str, versions: Iterable[str]) -> lis
         customer_event_ids(prefix, customer_id),
         legacy_customer_event_ids(prefix, customer_id),
         customer_offer_sends(prefix, customer_id),
+        customer_answer(prefix, customer_id),
     ]
 
 

@@ -16,24 +16,28 @@ counts. A request that really times out stops waiting, and its replies, when the
 and dropped. A broken connection fails every waiting request with
 :class:`~recsys.errors.StoreUnavailableError`; the next request opens a new one, and a request
 that found the connection closed under it is sent once more on a new one. The command list
-comes from :func:`feature_store.redis_store.read_commands` and the decoding from
-:func:`feature_store.redis_store.decode_read`, the same ones the redis-py readers use, so the
+comes from :func:`feature_store.reads.read_commands` and the decoding from
+:func:`feature_store.reads.decode_read`, the same ones the redis-py readers use, so the
 two paths cannot drift apart.
+
+The page view's answer write-back (``feature_store.answers``) goes on the same connection
+without being awaited (:meth:`MultiplexedConnection.send_nowait`): its reply is handed to a
+callback in its turn, and a page view that follows it on the connection reads after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import hiredis
 
-from feature_store import keys
-from feature_store.redis_store import decode_read, read_commands
+from feature_store import answers, keys
+from feature_store.reads import decode_read, read_commands
 from recsys.errors import InternalError, InvalidRequestError, StoreUnavailableError
 from recsys.store import ReadPlan, ReadResult
 
@@ -215,6 +219,15 @@ class MultiplexedConnection:
         _raise_errors(replies)
         return replies
 
+    def send_nowait(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]] | None:
+        """Write ``commands`` on the open connection without waiting: the future of their
+        replies (an exception when the connection breaks first; a Redis error is a reply),
+        or None when no connection is open now (a fire-and-forget write does not open one)."""
+        protocol = self._protocol
+        if protocol is None or protocol.broken is not None:
+            return None
+        return protocol.send(pack(commands), len(commands)).future
+
     def close(self) -> None:
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()
@@ -269,6 +282,24 @@ class MultiplexedReader:
             return ReadResult([])
         commands = read_commands(self.prefix, plan, contacts_read=self.contacts_read)
         return decode_read(plan, await self.connection.execute(commands))
+
+    def store_answer(self, command: Command, done: Callable[[str], None]) -> None:
+        """The answer's write-back on the page views' connection, not awaited (no round trip
+        added to the page view): ``done`` gets the outcome when Redis answers."""
+        future = self.connection.send_nowait([command])
+        if future is None:
+            done(answers.FAILED)
+            return
+
+        def finished(future: asyncio.Future[list[Any]]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                done(answers.FAILED)
+                return
+            (reply,) = future.result()
+            failed = isinstance(reply, hiredis.ReplyError)
+            done(answers.FAILED if failed else answers.outcome(reply))
+
+        future.add_done_callback(finished)
 
     async def item_revision(self) -> int:
         (revision,) = await self.connection.execute([("GET", keys.item_revision(self.prefix))])

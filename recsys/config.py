@@ -75,6 +75,10 @@ class ServingConfig(BaseModel):
     #: client is sending on that connection, which then fails with a reset (Locust, whose
     #: visitors think for seconds between pages, saw such resets).
     keep_alive_s: float = Field(default=75.0, gt=0)
+    #: A page view's answer is stored in the customer's slot for this long and served again,
+    #: exactly, while nothing that decided it changed (model version, catalogue revision, the
+    #: customer's live record, the request's parameters: ``feature_store.answers``); 0: off.
+    answer_cache_ttl_s: int = Field(default=3600, ge=0)
     default_k: int = 10
     max_k: int = 100
     max_batch: int = 1000

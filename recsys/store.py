@@ -18,7 +18,7 @@ A customer's online state has two parts:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -76,13 +76,17 @@ class ReadPlan:
     revision and the active version; ``page_view``: of the records, only what ranking uses (the
     factor vectors, the purchase history, views, cart, purchases and dislikes since training:
     no features, no online state), so an active customer's page view reads no more than a
-    light one's. :meth:`page_view_of` is the page view's plan."""
+    light one's. :meth:`page_view_of` is the page view's plan. ``answer`` (a page view's, 16
+    bytes): the signature of the request's parameters; the read then also takes the live
+    record's revision and the customer's stored answer, and the result is that answer, the
+    records left undecoded, when its tag matches (``feature_store.answers``)."""
 
     version: str
     customer_ids: tuple[str, ...]
     contacts: bool = True
     meta: bool = False
     page_view: bool = False
+    answer: bytes | None = None
 
     @classmethod
     def of(
@@ -91,18 +95,22 @@ class ReadPlan:
         return cls(version, tuple(customer_ids), contacts, meta)
 
     @classmethod
-    def page_view_of(cls, version: str, customer_id: str) -> ReadPlan:
-        return cls(version, (customer_id,), contacts=False, meta=True, page_view=True)
+    def page_view_of(cls, version: str, customer_id: str, answer: bytes | None = None) -> ReadPlan:
+        return cls(version, (customer_id,), False, True, True, answer)
 
 
 @dataclass(frozen=True)
 class ReadResult:
     """What a :class:`ReadPlan` read: states in the plan's order, the catalogue revision and the
-    active version (0 and None when the plan did not ask for them)."""
+    active version (0 and None when the plan did not ask for them). With the plan's ``answer``:
+    the live record's revision as read (``b"0"``: none) and, when the stored answer's tag
+    matched, its body, and then no states."""
 
     states: list[CustomerState]
     revision: int = 0
     active: str | None = None
+    live_revision: bytes | None = None
+    answer: bytes | None = None
 
 
 class FeatureStore(Protocol):
@@ -147,6 +155,12 @@ class AsyncFeatureReads(Protocol):
     (``feature_store.async_store.AsyncFeatureReader``)."""
 
     async def read(self, plan: ReadPlan) -> ReadResult: ...
+
+    def store_answer(self, command: tuple[Any, ...], done: Callable[[str], None]) -> None:
+        """Send the answer write-back ``command`` (``feature_store.answers.store_command``)
+        without waiting for it; ``done`` gets ``"stored"``, ``"refused"`` or ``"failed"``."""
+        ...
+
     async def item_revision(self) -> int: ...
     async def ping(self) -> bool: ...
     async def aclose(self) -> None: ...

@@ -37,6 +37,7 @@ from recsys.bundle import ModelBundle
 from recsys.config import Settings
 from recsys.errors import ModelUnavailableError, StoreUnavailableError
 from recsys.store import AsyncFeatureReads, FeatureStore
+from serving.answer_cache import AnswerCache
 from serving.auth import KeyRing
 from serving.circuit import CircuitBreaker
 from serving.errors import install_error_handlers
@@ -111,7 +112,7 @@ def _open_bulk_reads(settings: Settings, store: FeatureStore | None) -> FeatureS
 def _open_reader(settings: Settings, store: FeatureStore | None) -> AsyncFeatureReads | None:
     """The page views' async client, on the running loop: the multiplexed reader for one server
     (``feature_store.multiplexed``), redis.asyncio for a cluster or TLS; None for a store passed
-    in (its reads then run in worker threads: see ``serving.state.ThreadedReader``)."""
+    in (its reads then run in worker threads: see ``serving.threaded_reader.ThreadedReader``)."""
     if store is not None:
         return None
     from feature_store.async_store import AsyncFeatureReader
@@ -193,6 +194,12 @@ def _lifespan(
             ),
         )
         app.state.serving = serving
+        app.state.answer_cache = AnswerCache(
+            settings.serving.answer_cache_ttl_s,
+            getattr(the_store, "prefix", settings.redis_prefix),
+            metrics,
+            salt=b"retrieval_min_items=%d" % settings.serving.retrieval_min_items,
+        )
         app.state.bulk_reads = _open_bulk_reads(settings, store)
         writer = _open_event_writer(settings, the_store, store is not None)
         app.state.event_writer = writer

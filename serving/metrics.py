@@ -53,6 +53,7 @@ UNMATCHED_ROUTE = "<unmatched>"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 EVENT_OUTCOMES = ("accepted", "duplicate", "ignored", "rejected")
+ANSWER_CACHE_RESULTS = ("hit", "miss", "stored", "refused", "failed")
 _PID_OF_FILE = re.compile(r"_(\d+)\.db$")
 
 
@@ -130,6 +131,14 @@ class Metrics:
             buckets=REDIS_BUCKETS,
             registry=self.registry,
         )
+        self.answer_cache = Counter(
+            "recsys_answer_cache",
+            "Page views' stored answers (serving.answer_cache): hit (answered from it), miss "
+            "(computed), stored, refused (written back too late: the customer changed, or too "
+            "large), failed (the write-back did not reach Redis)",
+            ["result"],
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "recsys_model_info",
             "The model version this process serves (value 1 on the active version)",
@@ -154,6 +163,7 @@ class Metrics:
         self._fallback_children: dict[str, Any] = {}
         self._offer_children: dict[tuple[str, str], Any] = {}
         self._event_children = {outcome: self.events.labels(outcome) for outcome in EVENT_OUTCOMES}
+        self._answer_children = {r: self.answer_cache.labels(r) for r in ANSWER_CACHE_RESULTS}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
@@ -174,6 +184,10 @@ class Metrics:
                 (endpoint, strategy), self.recommendations.labels(endpoint, strategy)
             )
         child.inc()
+
+    def count_answer(self, result: str) -> None:
+        """One page view's answer-cache outcome (of :data:`ANSWER_CACHE_RESULTS`)."""
+        self._answer_children[result].inc()
 
     def count_fallback(self, reason: str) -> None:
         child = self._fallback_children.get(reason)

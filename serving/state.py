@@ -39,35 +39,15 @@ from recsys.errors import (
     RecsysError,
     StoreUnavailableError,
 )
-from recsys.store import AsyncFeatureReads, CustomerState, FeatureStore, ReadPlan, ReadResult
+from recsys.store import AsyncFeatureReads, CustomerState, FeatureStore, ReadPlan
 from serving.circuit import CircuitBreaker, FallbackLog
 from serving.model_state import ItemCatalogue, ModelState, Snapshot
+from serving.threaded_reader import ThreadedReader
 
 log = logging.getLogger("recsys.serving")
 
 #: A process that could not switch to the store's active version tries again after this long.
 FOLLOW_RETRY_AFTER_S = 5.0
-
-
-class ThreadedReader:
-    """An :class:`~recsys.store.AsyncFeatureReads` over a sync :class:`~recsys.store.FeatureStore`,
-    each read in a worker thread: for a store passed in by the caller, whose client cannot be
-    awaited."""
-
-    def __init__(self, store: FeatureStore) -> None:
-        self.store = store
-
-    async def read(self, plan: ReadPlan) -> ReadResult:
-        return await anyio.to_thread.run_sync(self.store.read, plan)
-
-    async def item_revision(self) -> int:
-        return await anyio.to_thread.run_sync(self.store.item_revision)
-
-    async def ping(self) -> bool:
-        return await anyio.to_thread.run_sync(self.store.ping)
-
-    async def aclose(self) -> None:
-        """Nothing to close: the store belongs to whoever passed it in."""
 
 
 Loader = Callable[[ModelBundle], object]  # loads a bundle's features into the store, activates
@@ -81,6 +61,10 @@ class CustomerRead:
     customer: CustomerState | None
     fallback_reason: str | None  # "model_unavailable", "store_unavailable", "features_missing"
     # (the store lost the served version's features: they are loaded again) or "store_error"
+    #: With an answer signature: the live record's revision read, and the stored answer's body
+    #: when its tag matched (``customer`` is then None: the records were not decoded).
+    live_revision: bytes | None = None
+    answer: bytes | None = None
 
 
 def _ignore_seconds(seconds: float) -> None:
@@ -334,24 +318,34 @@ class ServingState:
             return self._failed_read(snapshot, exc)
         return self._done_read(snapshot, customer, active)
 
-    async def read_customer_async(self, customer_id: str) -> CustomerRead:
+    async def read_customer_async(
+        self, customer_id: str, answer: bytes | None = None
+    ) -> CustomerRead:
         """The page view's read (:meth:`recsys.store.ReadPlan.page_view_of`: only what ranking
         uses, with the catalogue revision and the active version) awaited on the event loop
         through :attr:`reader` (a worker thread only to rebuild the catalogue, when its revision
-        changed)."""
+        changed). ``answer``: the signature of the request's parameters, to read the stored
+        answer in the same round trip (``feature_store.answers``)."""
         snapshot = self._snapshot
         if snapshot is None or not self.breaker.allow():
             return self._skipped_read(snapshot)
         started = time.perf_counter()
+        plan = ReadPlan.page_view_of(snapshot.version, customer_id, answer)
         try:
-            read = await self.reader.read(ReadPlan.page_view_of(snapshot.version, customer_id))
+            read = await self.reader.read(plan)
             self._observe_read(time.perf_counter() - started)
-            customer, revision, active = read.states[0], read.revision, read.active
+            revision, active = read.revision, read.active
             snapshot = await self._synced(snapshot, revision)
         except (StoreUnavailableError, InternalError) as exc:
             self._observe_read(time.perf_counter() - started)
             return self._failed_read(snapshot, exc)
-        return self._done_read(snapshot, customer, active)
+        if read.answer is not None:
+            self.breaker.succeeded()
+            if active != snapshot.version:
+                self._notice_active(snapshot.version, active)
+            return CustomerRead(snapshot, None, None, read.live_revision, read.answer)
+        done = self._done_read(snapshot, read.states[0], active)
+        return replace(done, live_revision=read.live_revision) if answer is not None else done
 
     def _skipped_read(self, snapshot: Snapshot | None) -> CustomerRead:
         if snapshot is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Annotated, get_args
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -10,6 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.responses import Response
 
 from recsys.schema import is_item_id
+from serving.answer_cache import AnswerCache
 from serving.auth import Principal, authorize, require
 from serving.metrics import Metrics
 from serving.models import CATEGORY_PATTERN, ITEM_ID_PATTERN, Context, Recommendations
@@ -123,16 +125,30 @@ def lean_query(request: Request) -> RecommendationQuery | None:
 
 
 async def answer(
-    serving: ServingState, metrics: Metrics, customer_id: str, query: RecommendationQuery
+    serving: ServingState,
+    metrics: Metrics,
+    customer_id: str,
+    query: RecommendationQuery,
+    cache: AnswerCache,
 ) -> Response:
-    read = await serving.read_customer_async(customer_id)
+    signature = cache.signature(query)
+    read = await serving.read_customer_async(customer_id, signature)
+    stored = cache.hit(read) if signature is not None else None
+    if stored is None and read.answer is not None:  # a body this code cannot read: read again
+        again = await serving.read_customer_async(customer_id)
+        read = replace(again, live_revision=read.live_revision)  # the write-back's condition
     body: dict[str, object] = {"customer_id": customer_id, "context": query.context}
     if read.fallback_reason is not None:
         metrics.count_fallback(read.fallback_reason)
     if read.snapshot is None:
         strategy, items, version = "fallback", [], None
     else:
-        strategy, ranked = recommend(read.snapshot, read.customer, query)
+        if stored is not None:
+            strategy, ranked = stored
+        else:
+            strategy, ranked = recommend(read.snapshot, read.customer, query)
+            if signature is not None:
+                cache.write_back(serving, customer_id, read, signature, strategy, ranked)
         items = serialize_items(read.snapshot.catalog, read.snapshot.model.item_ids, ranked)
         version = read.snapshot.version
     metrics.count_recommendation("recommendations", strategy)
@@ -147,7 +163,7 @@ async def lean_recommendations(request: Request) -> Response | None:
     if query is None:
         return None
     state = request.app.state
-    return await answer(state.serving, state.metrics, customer_id, query)
+    return await answer(state.serving, state.metrics, customer_id, query, state.answer_cache)
 
 
 @router.get(
@@ -163,8 +179,10 @@ async def get_recommendations(
     k: K,
     serving: ServingDep,
     metrics: MetricsDep,
+    request: Request,
     _: Annotated[Principal, Depends(require(*READ))],
 ) -> Response:
     """Ranked items for this customer on this page; never an error for a known-good request:
     an unknown customer gets ``cold_start``, a slow or absent store gets ``fallback``."""
-    return await answer(serving, metrics, customer_id, params.to_query(k))
+    cache = request.app.state.answer_cache
+    return await answer(serving, metrics, customer_id, params.to_query(k), cache)

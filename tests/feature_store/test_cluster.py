@@ -161,6 +161,11 @@ def test_the_service_loads_serves_ingests_and_erases_on_a_cluster(
     with serve(create_app(settings)) as base, httpx.Client(base_url=base, timeout=10) as http:
         _wait(lambda: http.get("/readyz").status_code == 200, "readiness (bulk load)")
         assert recommended(http, "kitchen-1", k=1) == ["K1"]  # the batch record, loaded
+        answer_key = keys.customer_answer(settings.redis_prefix, "kitchen-1")
+        _wait(lambda: client.exists(answer_key) == 1, "the answer's write-back")
+        assert recommended(http, "kitchen-1", k=1) == ["K1"]  # the stored answer, on its slot
+        hits = 'recsys_answer_cache_total{result="hit"} 1.0'
+        assert hits in http.get("/metrics").text
 
         response = http.post("/v1/events", json={"events": batch}, headers=WRITE)
         assert response.status_code == 202, response.text
@@ -169,7 +174,10 @@ def test_the_service_loads_serves_ingests_and_erases_on_a_cluster(
         assert again.json() == {"accepted": 0, "duplicates": len(batch) - 1, "ignored": 0}
 
         assert "K1" not in recommended(http, "kitchen-1", k=12)  # bought: not offered again
+        assert recommended(http, "kitchen-1", k=1) != ["K1"]  # the event invalidated it
         assert recommended(http, "m7", k=2, context="cart") != []
+        m7_answer = keys.customer_answer(settings.redis_prefix, "m7")
+        _wait(lambda: client.exists(m7_answer) == 1, "m7's answer's write-back")
         profile = http.get("/v1/customers/m7", headers=READ).json()
         assert profile["features"]["frequency"] == 1
 
@@ -180,6 +188,7 @@ def test_the_service_loads_serves_ingests_and_erases_on_a_cluster(
         assert after.json() == {"accepted": 1, "duplicates": 0, "ignored": 1}
         held = http.get("/v1/customers/m7/export", headers=ADMIN).json()
         assert held["erased"] is True and held["live"] is None
+        assert client.exists(m7_answer) == 0  # the erasure deleted the stored answer
 
     prefix = settings.redis_prefix
     slots = {int(s) for s in client.smembers(keys.stream_shards(prefix))}

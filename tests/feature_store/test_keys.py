@@ -18,6 +18,7 @@ def test_customer_keys_are_pinned() -> None:
     assert keys.customer_contacts("pl", "17850") == "pl:{c:17850}:contacts"
     assert keys.customer_event_ids("pl", "17850") == "pl:{c:17850}:ids"
     assert keys.legacy_customer_event_ids("pl", "17850") == "pl:{c:17850}:evt"
+    assert keys.customer_answer("pl", "17850") == "pl:{c:17850}:answer"
 
 
 def test_customer_keys_name_every_key_of_one_customer() -> None:
@@ -30,6 +31,7 @@ def test_customer_keys_name_every_key_of_one_customer() -> None:
         "pl:{c:17850}:ids",
         "pl:{c:17850}:evt",
         "pl:{c:17850}:offers",
+        "pl:{c:17850}:answer",
     ]
 
 

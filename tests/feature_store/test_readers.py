@@ -23,7 +23,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 from storekit import assert_same_batch, one_node_cluster, records, spawn_redis
 
-from feature_store import codec, keys
+from feature_store import answers, codec, keys
 from feature_store.async_store import AsyncFeatureReader, connect_async
 from feature_store.connection import connect
 from feature_store.embedded import EmbeddedRedis, free_port
@@ -230,6 +230,26 @@ class ReaderBehaviour:
         state, revision, active = one_with_meta(reader, "v1", "c1")
         assert state.batch is not None and (revision, active) == (1, "v1")
 
+    def test_a_page_view_with_a_signature_reads_its_stored_answer_when_the_tag_matches(
+        self, writer: RedisFeatureStore, reader: Reader, redis_client: redis.Redis
+    ) -> None:
+        writer.load_version("v1", records(3))
+        signature, other = b"s" * 16, b"t" * 16
+        plan = ReadPlan.page_view_of("v1", "c1", signature)
+        missed = reader.read(plan)  # nothing stored: the state, and the live revision
+        assert missed.answer is None and missed.live_revision == b"0"
+        assert missed.states[0].batch is not None
+        answer_key = keys.customer_answer(writer.prefix, "c1")
+        redis_client.set(answer_key, answers.tag("v1", 0, b"0", signature) + b"body")
+        hit = reader.read(plan)
+        assert (hit.answer, hit.states, hit.live_revision) == (b"body", [], b"0")
+        assert reader.read(ReadPlan.page_view_of("v1", "c1", other)).answer is None
+        assert reader.read(ReadPlan.page_view_of("v1", "c1")).answer is None  # not asked
+        redis_client.hincrby(keys.customer_live(writer.prefix, "c1"), keys.LIVE_REVISION, 1)
+        after_event = reader.read(plan)
+        assert after_event.answer is None and after_event.live_revision == b"1"
+        assert after_event.states[0].batch is not None
+
     def test_the_newest_contacts_are_read_with_the_customer(
         self,
         redis_url: str,
@@ -289,6 +309,10 @@ class ReaderBehaviour:
             one_with_meta(reader, "v1", "c5")
             one_with_meta(reader, "v1", "c5")
             assert CountingConnection.sends == 2
+
+            CountingConnection.sends = 0
+            reader.read(ReadPlan.page_view_of("v1", "c5", b"s" * 16))  # with the stored answer
+            assert CountingConnection.sends == 1
         finally:
             reader.close()
 

@@ -211,8 +211,13 @@ def item_ids(body: dict) -> list[str]:
 
 
 def write_live(client: redis.Redis, prefix: str, customer_id: str, record: LiveRecord) -> None:
-    """Put a live record in the store, as event ingestion would."""
-    client.hset(keys.customer_live(prefix, customer_id), mapping=codec.encode_live(record))
+    """Put a live record in the store, as event ingestion would: the record's fields set and
+    its revision bumped in one ``MULTI`` (the answer cache's invalidation)."""
+    pipe = client.pipeline(transaction=True)
+    key = keys.customer_live(prefix, customer_id)
+    pipe.hset(key, mapping=codec.encode_live(record))
+    pipe.hincrby(key, keys.LIVE_REVISION, 1)
+    pipe.execute()
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:
