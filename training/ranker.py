@@ -38,6 +38,7 @@ from recsys.config import TrainingConfig
 from recsys.ranking.batch import rank_items_batch
 from recsys.ranking.candidates import FEATURES, candidates_for
 from recsys.ranking.customer_batch import CustomerBatch
+from recsys.ranking.exact_cf import exact_cf_rows
 from recsys.ranking.scoring import RankingModel, top_k
 from recsys.ranking.signals import TASKS
 from recsys.ranking.topk_metrics import hit_matrix, ndcg_at_k
@@ -186,11 +187,14 @@ def _rows(window: Window, task: str) -> Rows:
     rel = window.relevant[task]
     features, labels, groups = [], [], []
     wanted = 0
-    for u in window.users[task].tolist():
+    users = window.users[task]
+    # each customer's exact cf scores, a block of customers at a time (bit for bit)
+    cf_rows = exact_cf_rows(window.model.item_factors, window.bundle.user_factors, users)
+    for u, cf in zip(users.tolist(), cf_rows, strict=True):
         found = candidates_for(
             window.model,
             signals,
-            customer_arguments(window.bundle, u),
+            customer_arguments(window.bundle, u) + (None, None, cf),
             K,
             blocked_for(window.bundle, u, task, not_product),
         )

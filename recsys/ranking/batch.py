@@ -31,6 +31,7 @@ from recsys.ranking.candidates_block import (
     segment_heads,
 )
 from recsys.ranking.customer_batch import CustomerBatch
+from recsys.ranking.exact_cf import exact_cf_scores
 from recsys.ranking.scoring import (
     REASON_CODES,
     RankingModel,
@@ -135,7 +136,8 @@ def _score_block(
     model: RankingModel, batch: CustomerBatch, workspace: Workspace, exact_cf: bool = False
 ) -> BatchScores:
     """``exact_cf``: ``cf`` from each customer's own matrix-vector product, the single path's
-    very operation (so every part, and the total, bit for bit the single path's), instead of
+    very operation (:func:`exact_cf_scores`, the items in cached chunks; so every part, and
+    the total, bit for bit the single path's), instead of
     one matrix product for the block (faster, within float rounding)."""
     p = model.params
     n, n_items = len(batch), model.n_items
@@ -150,8 +152,8 @@ def _score_block(
         cf = workspace.array("cf", (n, n_items), np.float32)
         if exact_cf:
             cf[~has_vector] = 0.0
-            for i in np.flatnonzero(has_vector).tolist():
-                np.matmul(model.item_factors, batch.user_vectors[i], out=cf[i])
+            rows = np.flatnonzero(has_vector)
+            cf[rows] = exact_cf_scores(model.item_factors, batch.user_vectors[rows])
         else:
             vectors = batch.user_vectors
             if not has_vector.all():

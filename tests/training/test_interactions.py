@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from trainingkit import START, rows_for
 
 from recsys.schema import INTERACTION_COLUMNS
@@ -107,3 +108,17 @@ def test_guest_checkouts_count_as_one_buyer_per_order() -> None:
     assert keys[0] == 0
     assert keys[1] == keys[2] != keys[3]
     assert min(keys[1:]) >= 1
+
+
+@pytest.mark.parametrize("dtype", ["string", "string[pyarrow]", object])
+def test_index_of_a_string_column_is_the_row_by_row_lookup(dtype: object) -> None:
+    """The per-distinct-value lookup of a string column answers as each row's own ``str``."""
+    ids = np.array(sorted(["", "<NA>", "a", "b", "nan", "é", "zz"]))
+    raw = ["b", "a", None, "", "é", "q", "b", "zz", "<NA>", "nan", None, "a"] * 3
+    values = pd.Series(raw, dtype=dtype)  # type: ignore[call-overload]
+    expected = [
+        int(np.flatnonzero(ids == v)[0]) if (v in ids) else -1
+        for v in np.asarray(values, dtype=object).astype(str)
+    ]
+    assert index_of(ids, values).tolist() == expected
+    assert index_of(ids[:0], values).tolist() == [-1] * len(raw)
