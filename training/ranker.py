@@ -67,6 +67,10 @@ LGBM_PARAMS: Final[dict[str, Any]] = {
     "verbose": -1,
 }
 EARLY_STOPPING_ROUNDS: Final = 20
+#: a training window with fewer labelled customers (any task) adds windows half a horizon earlier
+MIN_LABELLED_CUSTOMERS: Final = 1000
+#: the fewest trees a ranker keeps (early stopping on a small validation window stops too soon)
+MIN_TREES: Final = 20
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,21 @@ class Rows:
     labels: np.ndarray
     groups: np.ndarray
     recall: float
+
+
+def _extra_cutoffs(
+    cutoffs: list[pd.Timestamp], windows: list[Window], first: pd.Timestamp
+) -> list[pd.Timestamp]:
+    """Where a training window has fewer than :data:`MIN_LABELLED_CUSTOMERS` labelled customers
+    in a task: as many cutoffs again, before the oldest, half a horizon apart (where the history
+    allows it)."""
+    small = any(len(users) < MIN_LABELLED_CUSTOMERS for w in windows for users in w.users.values())
+    if not small:
+        return []
+    half = pd.Timedelta(days=HORIZON_DAYS / 2)
+    oldest = min(cutoffs)
+    extra = [oldest - j * half for j in range(1, len(cutoffs) + 1)]
+    return [c for c in extra if c - first >= pd.Timedelta(days=MIN_HISTORY_DAYS)]
 
 
 def _stack(parts: list[Rows]) -> Rows:
@@ -306,6 +325,13 @@ def train_rankers(
     windows = [_window(events, catalog, c, config, seed=i) for i, c in enumerate(cutoffs)]
     cpu["windows"] += time.process_time()
     valid, train = windows[0], windows[1:]
+    extra = _extra_cutoffs(cutoffs[1:], train, first)
+    if extra:  # small windows: more groups from cutoffs between them
+        cpu["windows"] -= time.process_time()
+        start = len(windows)
+        train += [_window(events, catalog, c, config, seed=start + i) for i, c in enumerate(extra)]
+        cpu["windows"] += time.process_time()
+        report["extra_cutoffs"] = [f"{c:%Y-%m-%d}" for c in extra]
     trained: dict[str, bytes] = {}
     texts: dict[str, str] = {}
     served: set[str] = set()
@@ -320,6 +346,7 @@ def train_rankers(
         cpu[f"{task}/fit"] = -time.process_time()
         model = _fit(fit_rows, valid_rows, LGBM_PARAMS["n_estimators"])
         trees = int(model.best_iteration) if model.best_iteration > 0 else model.num_trees()
+        trees = max(trees, min(MIN_TREES, model.num_trees()))
         cpu[f"{task}/fit"] += time.process_time()
         cpu[f"{task}/validation"] = -time.process_time()
         learned = replace(valid.model, rankers=onnx_rankers({task: _onnx(model, trees)}))

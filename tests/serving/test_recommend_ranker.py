@@ -243,3 +243,36 @@ def test_the_served_model_says_its_rankers_run_as_native_code(
         response = client.get("/v1/model", headers=READ)
     assert response.status_code == 200
     assert response.json()["ranker_evaluator"] == {"all": "native", "discovery": "native"}
+
+
+@pytest.mark.parametrize("evaluator", ["native", "onnx"])
+def test_a_ranker_of_another_width_is_skipped_not_served(
+    trained: tuple, evaluator: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An old bundle's ranker (fewer feature columns than FEATURES) falls back to the blend,
+    with a warning, instead of failing the load; the other task's ranker is still served."""
+    import copy
+
+    import lightgbm as lgb
+
+    from recsys.ranking.candidates import FEATURES
+    from serving.rankers import served_rankers
+    from training.ranker_onnx import booster_to_onnx
+
+    width = len(FEATURES) - 1
+    rng = np.random.default_rng(0)
+    x = rng.random((200, width)).astype(np.float32)
+    data = lgb.Dataset(x, (x[:, 0] > 0.5).astype(int), group=[20] * 10)
+    params = {"objective": "lambdarank", "verbose": -1, "min_data_in_leaf": 5}
+    narrow = lgb.train(params, data, num_boost_round=3)
+    old = copy.copy(trained[0])
+    old.ranker_onnx = {**trained[0].ranker_onnx, "discovery": booster_to_onnx(narrow, width)}
+    old.ranker_text = {**trained[0].ranker_text, "discovery": narrow.model_to_string()}
+    if evaluator == "onnx":  # the ONNX input's width is what is checked then
+        old.ranker_text = {k: v for k, v in old.ranker_text.items() if k != "discovery"}
+    with caplog.at_level(logging.WARNING, logger="recsys.serving"):
+        served = served_rankers(old, evaluator, tmp_path)  # type: ignore[arg-type]
+    assert "discovery" not in served.rankers
+    assert "all" in served.rankers
+    assert any(f"reads {width} features" in r.getMessage() for r in caplog.records)
+    assert served_rankers(trained[0], evaluator, tmp_path).rankers.keys() == {"discovery", "all"}  # type: ignore[arg-type]
