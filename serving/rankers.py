@@ -7,7 +7,9 @@ cached under ``serving.ranker_cache``); ``onnx``: the ONNX form in onnxruntime
 text (trained before it was saved) and a forest that does not compile are served by
 onnxruntime, with one warning per load. A ranker that reads another number of columns than
 :data:`recsys.ranking.candidates.FEATURES` (a bundle trained before a feature was added) is not
-served: its task falls back to the blend, with one warning per load.
+served: its task falls back to the blend, with one warning per load. A task whose manifest entry
+(``params["ranker"][task]["served"]``) names a generator is ranked by that generator's column
+(:class:`recsys.ranking.generator_ranker.GeneratorRanker`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Literal
 from recsys.bundle import ModelBundle
 from recsys.ranking.candidates import FEATURES
 from recsys.ranking.forest import ForestCompileError, NativeForest, n_features_of
+from recsys.ranking.generator_ranker import generator_rankers
 from recsys.ranking.signals import Ranker
 from serving.ranker_onnx import OnnxRanker
 
@@ -83,6 +86,8 @@ def served_rankers(
             sorted(skipped),
             "; ".join(why for _, why in sorted(skipped.items())),
         )
+    for task, generator in generator_rankers(bundle.manifest.params.get("ranker", {})).items():
+        rankers.setdefault(task, generator)  # the guard chose a generator's own order
     return ServedRankers(rankers, evaluators)
 
 

@@ -18,8 +18,9 @@ Per task (``discovery``: bought items blocked, new purchases relevant; ``all``):
 lambdarank booster fitted on the training windows with early stopping on the validation one,
 exported to ONNX (``onnxmltools``); then the validation window's NDCG@K of the exported ranker,
 as served (:func:`recsys.ranking.batch.rank_customer`), against the blend and EASE. The ranker
-is served for a task only where it beats the blend there; the figures go to
-``manifest.params["ranker"]``.
+is served for a task only where it beats the blend there and the best single generator
+(``training.ranker_guard``: a generator that beats both is served instead, ``served`` names it);
+the figures go to ``manifest.params["ranker"]``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Final
 
 import numpy as np
@@ -44,6 +46,7 @@ from recsys.ranking.topk_metrics import hit_matrix, ndcg_at_k
 from training.baselines import order_weights
 from training.build import BuildOptions, build_bundle
 from training.interactions import rows_before
+from training.ranker_guard import choose_served, generator_figures
 from training.ranker_onnx import booster_to_onnx, onnx_rankers
 from training.sampling import sample_customers
 
@@ -355,18 +358,21 @@ def train_rankers(
             "blend": _validation_ndcg(valid, task, valid.model, ease=False),
             "ease": _validation_ndcg(valid, task, valid.model, ease=True),
         }
+        ndcg = partial(_validation_ndcg, valid, task, ease=False)
+        generators = generator_figures(valid.model, task, ndcg)
         cpu[f"{task}/validation"] += time.process_time()
         cpu[f"{task}/refit"] = -time.process_time()
         final = _fit(_stack([fit_rows, valid_rows]), None, trees)  # the newest window too
         trained[task] = _onnx(final, trees)
         texts[task] = final.model_to_string(num_iteration=trees)
         cpu[f"{task}/refit"] += time.process_time()
-        wins = figures["ranker"] > figures["blend"]
-        if wins:
+        choice = choose_served(figures, generators)
+        if choice == "ranker":
             served.add(task)
         report[task] = {
             f"validation_ndcg@{K}": {m: round(v, 5) for m, v in figures.items()},
-            "served": "ranker" if wins else "blend",
+            f"generators_ndcg@{K}": {m: round(v, 5) for m, v in generators.items()},
+            "served": choice,
             "trees": trees,
             "train_rows": int(len(fit_rows.labels)),
             "train_groups": int(len(fit_rows.groups)),
