@@ -92,11 +92,14 @@ def served_rankers(
 
 
 def _width(bundle: ModelBundle, task: str, text: str | None) -> int | None:
-    """The feature columns ``task``'s ranker reads (model text first, else the ONNX input)."""
+    """The feature columns ``task``'s ranker reads (the ONNX input first, else the model text;
+    a text that does not parse is left to the native compile and its fallback)."""
+    onnx = bundle.ranker_onnx.get(task)
+    if onnx is not None:
+        return OnnxRanker(onnx).n_features
     if text is not None:
         try:
             return n_features_of(text)
         except ForestCompileError:
             pass
-    onnx = bundle.ranker_onnx.get(task)
-    return OnnxRanker(onnx).n_features if onnx is not None else None
+    return None

@@ -269,7 +269,7 @@ def test_a_ranker_of_another_width_is_skipped_not_served(
     old = copy.copy(trained[0])
     old.ranker_onnx = {**trained[0].ranker_onnx, "discovery": booster_to_onnx(narrow, width)}
     old.ranker_text = {**trained[0].ranker_text, "discovery": narrow.model_to_string()}
-    if evaluator == "onnx":  # the ONNX input's width is what is checked then
+    if evaluator == "onnx":  # no model text: the ONNX input alone says the width
         old.ranker_text = {k: v for k, v in old.ranker_text.items() if k != "discovery"}
     with caplog.at_level(logging.WARNING, logger="recsys.serving"):
         served = served_rankers(old, evaluator, tmp_path)  # type: ignore[arg-type]
