@@ -17,7 +17,8 @@ rankers' own share (their ``predict`` calls).
 The answer cache (``serving.answer_cache``): the whole-app figure is taken with it off
 (``answer_cache_ttl_s`` 0 on the same app), then with it on over ``N`` customers whose stored
 answers are deleted first: their first views (misses: ranked, and the write-back sent), then the
-same views again (hits: the stored answers); the hits counted are printed beside.
+same views again (hits: the stored answers), and a third time (hits whose items the process
+rendered before: ``AnswerCache.hit_rendered``); the hits counted are printed beside.
 """
 
 from __future__ import annotations
@@ -192,9 +193,11 @@ async def measure_cache(app: Any, customers: list[str], redis_url: str) -> dict[
     miss = await views(app, customers)
     stored = count(app, "stored")
     hit = await views(app, customers)
+    again = await views(app, customers)  # hits whose items this process rendered before
     return {
         "miss": miss,
         "hit": hit,
+        "again": again,
         "hits": count(app, "hit") - hits_before,
         "stored": stored,
     }
@@ -257,7 +260,8 @@ async def run_one(artifacts: Path, redis_url: str, n: int, profile: bool) -> Non
             f"  {'first views (misses):':<30} {cached['miss']:8.0f} µs CPU per request "
             f"({cached['stored']:.0f} answers stored)\n"
             f"  {'repeat views (hits):':<30} {cached['hit']:8.0f} µs CPU per request "
-            f"({cached['hits']:.0f} hits)"
+            f"({cached['hits']:.0f} hits over both)\n"
+            f"  {'third views (hits, rendered):':<30} {cached['again']:8.0f} µs CPU per request"
         )
         if profile:
             from pyinstrument import Profiler

@@ -63,7 +63,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.exceptions import NoScriptError
@@ -296,6 +296,32 @@ class AsyncEventWriter(_Writer):
             return await self._rounds(request)
         finally:
             self._release(customers, mine)
+
+    async def ingest_taken(
+        self,
+        customer: str,
+        take: Callable[[], Sequence[Event]],
+        version: str | None,
+        plan: Plan,
+        *,
+        contact_horizon_s: float | None = None,
+        offers: OfferCounting | None = None,
+    ) -> Request:
+        """One customer's events, taken (``take``) only once this writer holds the customer:
+        what arrives for them while an earlier write is in flight joins the same request
+        (``feature_store.ingest_groups``). The request, done: its counts and applied events."""
+        await self.tombstones.get_async()
+        mine = await self._claim([customer])
+        try:
+            request = self._request(take(), version, plan, contact_horizon_s, offers)
+            await self._rounds(request)
+            return request
+        finally:
+            self._release([customer], mine)
+
+    def busy(self, customer: str) -> bool:
+        """Whether a request of this writer is writing ``customer`` now."""
+        return customer in self._busy
 
     async def _rounds(self, request: Request) -> IngestResult:
         round_ = 1

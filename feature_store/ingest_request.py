@@ -170,6 +170,9 @@ class Request:
         self.pending = list(self.events)
         self.accepted = self.ignored = 0
         self.fresh: dict[str, list[Event]] = {}
+        #: id() of each event applied by a script (``feature_store.ingest_groups`` answers each
+        #: grouped request from it)
+        self.applied: set[int] = set()
 
     def result(self) -> IngestResult:
         return IngestResult(self.accepted, self.total - self.ignored - self.accepted, self.ignored)
@@ -324,6 +327,7 @@ class Request:
             for customer, status in statuses(call, reply).items():
                 if status == APPLIED:
                     self.accepted += len(self.fresh[customer])
+                    self.applied.update(id(e) for e in self.fresh[customer])
                     if self.online_cache is not None:  # what Redis holds now: read next time
                         self.online_cache.put(customer, *self.online_written[customer])
                 elif status == ERASED:

@@ -31,6 +31,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from feature_store.ingest import AsyncEventWriter, EventWriter
+from feature_store.ingest_groups import IngestGroups
 from feature_store.offer_stats import OfferStats
 from feature_store.tombstones import Resolver, configured_key
 from recsys.bundle import ModelBundle
@@ -203,6 +204,10 @@ def _lifespan(
         app.state.bulk_reads = _open_bulk_reads(settings, store)
         writer = _open_event_writer(settings, the_store, store is not None)
         app.state.event_writer = writer
+        # single events of a customer being written go in one grouped write (ingest_groups)
+        app.state.event_groups = (
+            IngestGroups(writer) if isinstance(writer, AsyncEventWriter) else None
+        )
         # the counts of adaptive offers (serving.adaptive; the event write counts the events'),
         # on the bulk reads' client: an offers batch reserves budgets for up to 1,000 customers
         app.state.offer_stats = OfferStats(app.state.bulk_reads.client, settings.redis_prefix)

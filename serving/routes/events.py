@@ -25,6 +25,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from starlette.responses import Response
 
 from feature_store.ingest import AsyncEventWriter, EventWriter, IngestResult
+from feature_store.ingest_groups import IngestGroups
 from recsys.config import Settings
 from recsys.customers.live_update import CustomerSnapshot, LiveUpdate, OnlineModel, plan_updates
 from recsys.errors import InvalidEventError
@@ -106,7 +107,12 @@ async def ingest(app: FastAPI, serving: ServingState, events: list[Event]) -> di
     snapshot = serving.snapshot
     horizon = snapshot.model.customer_models.contact_horizon_s if snapshot is not None else None
     result: IngestResult
-    if isinstance(writer, AsyncEventWriter):
+    groups: IngestGroups | None = getattr(app.state, "event_groups", None)
+    if groups is not None and groups.writer is writer:
+        result = await groups.ingest(
+            events, model.version, plan, contact_horizon_s=horizon, offers=offers
+        )
+    elif isinstance(writer, AsyncEventWriter):
         result = await writer.ingest(
             events, model.version, plan, contact_horizon_s=horizon, offers=offers
         )

@@ -15,7 +15,7 @@ from serving.answer_cache import AnswerCache
 from serving.auth import Principal, authorize, require
 from serving.metrics import Metrics
 from serving.models import CATEGORY_PATTERN, ITEM_ID_PATTERN, Context, Recommendations
-from serving.recommend import RecommendationQuery, recommend, serialize_items
+from serving.recommend import Ranked, RecommendationQuery, recommend, serialize_items
 from serving.routes.common import (
     CUSTOMER_ID,
     CustomerId,
@@ -23,13 +23,14 @@ from serving.routes.common import (
     LeanRoute,
     MetricsDep,
     ServingDep,
+    json_bytes,
     json_response,
     lean_k,
     lean_params,
     lean_path,
     problems,
 )
-from serving.state import ServingState
+from serving.state import ServingState, Snapshot
 
 router = APIRouter(tags=["recommendations"], route_class=LeanRoute)
 
@@ -133,10 +134,18 @@ async def answer(
 ) -> Response:
     signature = cache.signature(query)
     read = await serving.read_customer_async(customer_id, signature)
-    stored = cache.hit(read) if signature is not None else None
-    if stored is None and read.answer is not None:  # a body this code cannot read: read again
-        again = await serving.read_customer_async(customer_id)
+    if read.answer is not None and read.snapshot is not None:  # the stored answer's tag matched
+        snapshot = read.snapshot
+        rendered = cache.hit_rendered(read, lambda ranked: _items_json(snapshot, ranked))
+        if rendered is not None:
+            strategy, items_json = rendered
+            metrics.count_recommendation("recommendations", strategy)
+            return _hit_response(customer_id, query.context, items_json, strategy, snapshot)
+        again = await serving.read_customer_async(customer_id)  # a body this code cannot read
         read = replace(again, live_revision=read.live_revision)  # the write-back's condition
+        stored = None
+    else:
+        stored = cache.hit(read) if signature is not None else None  # counts the miss
     body: dict[str, object] = {"customer_id": customer_id, "context": query.context}
     if read.fallback_reason is not None:
         metrics.count_fallback(read.fallback_reason)
@@ -154,6 +163,24 @@ async def answer(
     metrics.count_recommendation("recommendations", strategy)
     body.update(items=items, strategy=strategy, model_version=version)
     return json_response(body)
+
+
+def _items_json(snapshot: Snapshot, ranked: Ranked) -> bytes:
+    return json_bytes(serialize_items(snapshot.catalog, snapshot.model.item_ids, ranked))
+
+
+def _hit_response(
+    customer_id: str, context: str, items_json: bytes, strategy: str, snapshot: Snapshot
+) -> Response:
+    """The body :func:`answer` dumps as a whole, spliced from its parts (the same bytes)."""
+    body = b'{"customer_id":%s,"context":%s,"items":%s,"strategy":%s,"model_version":%s}' % (
+        json_bytes(customer_id),
+        json_bytes(context),
+        items_json,
+        json_bytes(strategy),
+        json_bytes(snapshot.version),
+    )
+    return Response(body, media_type="application/json")
 
 
 async def lean_recommendations(request: Request) -> Response | None:

@@ -136,6 +136,23 @@ def test_an_erasure_removes_the_stored_answer(
     assert stored(redis_client, redis_prefix, "kitchen-1") is None  # nothing held: not stored
 
 
+def test_repeat_hits_are_the_same_bytes_as_ranking_again(
+    client: TestClient, uncached: TestClient
+) -> None:
+    """The second hit of a body is served from the process's rendered items: the same bytes."""
+    params = {"k": 4, "context": "product", "item_id": "K1"}
+    ranked = uncached.get(URL.format("kitchen-1"), params=params, headers=READ).content
+    bodies = [
+        client.get(URL.format("kitchen-1"), params=params, headers=READ).content for _ in range(4)
+    ]
+    assert bodies == [ranked] * 4
+    assert (cache_count(client, "miss"), cache_count(client, "hit")) == (1, 3)
+    assert client.put("/v1/items/K2", json={"title": "Renamed"}, headers=WRITE).status_code == 200
+    after = [view(client, "kitchen-1", **params) for _ in range(3)]
+    assert after[0] == after[1] == after[2] == view(uncached, "kitchen-1", **params)
+    assert "Renamed" in [item["title"] for item in after[2]["items"]]
+
+
 def test_a_catalogue_change_misses_and_is_answered_with_the_new_catalogue(
     client: TestClient,
 ) -> None:

@@ -289,3 +289,39 @@ def test_acknowledged_events_survive_a_killed_service(
     in_stream = [fields[b"event_id"].decode() for _, fields in entries]
     assert len(in_stream) == len(set(in_stream))
     assert set(acknowledged) <= set(in_stream)
+
+
+def test_concurrent_single_events_each_get_their_answer_and_a_bad_one_its_422(
+    redis_url: str, redis_prefix: str, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    """Single events of one customer sent at once (grouped by ``feature_store.ingest_groups``
+    on the app's async writer): each good one is acknowledged and stored once, a repeat is a
+    duplicate, the bad one gets its own 422 and changes nothing of the others."""
+    settings = Settings(
+        redis_url=redis_url, redis_prefix=redis_prefix, artifacts=tmp_path, api_keys=API_KEYS
+    )
+    bodies: list[dict] = [
+        {"customer_id": "hot", "event_type": "view", "item_id": f"I{n}", "event_id": f"v{n}"}
+        for n in range(8)
+    ]
+    bodies.append({"customer_id": "hot", "event_type": "view", "item_id": "I0", "event_id": "v0"})
+    bodies.append({"customer_id": "hot", "event_type": "no-such-type", "item_id": "I9"})
+    answers: dict[int, httpx.Response] = {}
+    with TestClient(with_events_route(create_app(settings))) as bare:
+
+        def send(n: int) -> None:
+            answers[n] = post(bare, bodies[n])
+
+        threads = [threading.Thread(target=send, args=(n,)) for n in range(len(bodies))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    statuses = [answers[n].status_code for n in range(len(bodies))]
+    assert statuses == [202] * 9 + [422]
+    assert answers[9].headers["content-type"].startswith("application/problem+json")
+    counts = [answers[n].json() for n in range(9)]
+    assert sum(c["accepted"] for c in counts) == 8
+    assert sum(c["duplicates"] for c in counts) == 1
+    entries = redis_client.xrange(keys.event_stream(redis_prefix))
+    assert sorted(f[b"event_id"].decode() for _, f in entries) == [f"v{n}" for n in range(8)]
