@@ -237,7 +237,11 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     for task, chosen in report.get("ranker", {}).items():
         if isinstance(chosen, dict) and "served" in chosen:  # training's validation window
             figures = chosen.get("validation_ndcg@20", {})
-            print(f"served for {task}: {chosen['served']} (validation ndcg@20 {figures})")
+            generators = chosen.get("generators_ndcg@20", {})
+            print(
+                f"served for {task}: {chosen['served']} (validation ndcg@20 {figures}, "
+                f"generators {generators})"
+            )
     print(f"report written to {args.out} (open {args.out / 'report.html'})")
     return 0
 

@@ -19,7 +19,11 @@ class OnnxRanker:
 
     def __init__(self, onnx_bytes: bytes) -> None:
         self._session = onnx_session(onnx_bytes, "ranker")
-        self._input = self._session.get_inputs()[0].name
+        first = self._session.get_inputs()[0]
+        self._input = first.name
+        width = first.shape[-1] if first.shape else None
+        #: the feature columns the model reads (None where the graph leaves it open)
+        self.n_features: int | None = width if isinstance(width, int) else None
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         out = self._session.run(None, {self._input: np.asarray(features, dtype=np.float32)})

@@ -5,7 +5,11 @@
 cached under ``serving.ranker_cache``); ``onnx``: the ONNX form in onnxruntime
 (:class:`serving.ranker_onnx.OnnxRanker`). Both give the same scores. A bundle without the
 text (trained before it was saved) and a forest that does not compile are served by
-onnxruntime, with one warning per load.
+onnxruntime, with one warning per load. A ranker that reads another number of columns than
+:data:`recsys.ranking.candidates.FEATURES` (a bundle trained before a feature was added) is not
+served: its task falls back to the blend, with one warning per load. A task whose manifest entry
+(``params["ranker"][task]["served"]``) names a generator is ranked by that generator's column
+(:class:`recsys.ranking.generator_ranker.GeneratorRanker`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from pathlib import Path
 from typing import Literal
 
 from recsys.bundle import ModelBundle
-from recsys.ranking.forest import ForestCompileError, NativeForest
+from recsys.ranking.candidates import FEATURES
+from recsys.ranking.forest import ForestCompileError, NativeForest, n_features_of
+from recsys.ranking.generator_ranker import generator_rankers
 from recsys.ranking.signals import Ranker
 from serving.ranker_onnx import OnnxRanker
 
@@ -48,8 +54,13 @@ def served_rankers(
     rankers: dict[str, Ranker] = {}
     evaluators: dict[str, Evaluator] = {}
     fallbacks: dict[str, str] = {}
+    skipped: dict[str, str] = {}
     for task in sorted(set(bundle.ranker_onnx) | set(bundle.ranker_text)):
         text = bundle.ranker_text.get(task)
+        width = _width(bundle, task, text)
+        if width is not None and width != len(FEATURES):
+            skipped[task] = f"{task}: reads {width} features, not {len(FEATURES)}"
+            continue
         if evaluator == "native" and text is not None:
             try:
                 rankers[task], evaluators[task] = _native(text, cache_dir), "native"
@@ -68,4 +79,27 @@ def served_rankers(
             sorted(fallbacks),
             "; ".join(f"{task}: {why}" for task, why in sorted(fallbacks.items())),
         )
+    if skipped:
+        log.warning(
+            "version %s: rankers %s not served (the blend answers): %s",
+            bundle.version,
+            sorted(skipped),
+            "; ".join(why for _, why in sorted(skipped.items())),
+        )
+    for task, generator in generator_rankers(bundle.manifest.params.get("ranker", {})).items():
+        rankers.setdefault(task, generator)  # the guard chose a generator's own order
     return ServedRankers(rankers, evaluators)
+
+
+def _width(bundle: ModelBundle, task: str, text: str | None) -> int | None:
+    """The feature columns ``task``'s ranker reads (the ONNX input first, else the model text;
+    a text that does not parse is left to the native compile and its fallback)."""
+    onnx = bundle.ranker_onnx.get(task)
+    if onnx is not None:
+        return OnnxRanker(onnx).n_features
+    if text is not None:
+        try:
+            return n_features_of(text)
+        except ForestCompileError:
+            pass
+    return None

@@ -45,6 +45,7 @@ from recsys.bundle import ModelBundle
 from recsys.config import TrainingConfig
 from recsys.errors import InvalidRequestError
 from recsys.io.progress import Steps
+from recsys.ranking.generator_ranker import generator_rankers
 from recsys.ranking.scoring import RankingModel, RankingParams
 from recsys.ranking.topk_metrics import hit_matrix, ndcg_at_k, recall_at_k, summarize
 from training.baselines import TunedBaselines, top_k_rows, tune_baselines
@@ -226,7 +227,9 @@ def evaluate_bundle(
     Methods of ``BASELINES`` are skipped when ``baselines`` is None.
     """
     eval_set = eval_set or ground_truth(bundle, test)
-    model = RankingModel.from_bundle(bundle, rankers=onnx_rankers(bundle.ranker_onnx))
+    guarded = generator_rankers(bundle.manifest.params.get("ranker", {}))
+    rankers = {**guarded, **onnx_rankers(bundle.ranker_onnx)}
+    model = RankingModel.from_bundle(bundle, rankers=rankers)
     if ranking is not None:
         model = replace(model, params=ranking)
     n_candidates = int(bundle.items.is_product.sum())

@@ -18,8 +18,9 @@ Per task (``discovery``: bought items blocked, new purchases relevant; ``all``):
 lambdarank booster fitted on the training windows with early stopping on the validation one,
 exported to ONNX (``onnxmltools``); then the validation window's NDCG@K of the exported ranker,
 as served (:func:`recsys.ranking.batch.rank_customer`), against the blend and EASE. The ranker
-is served for a task only where it beats the blend there; the figures go to
-``manifest.params["ranker"]``.
+is served for a task only where it beats the blend there and the best single generator
+(``training.ranker_guard``: a generator that beats both is served instead, ``served`` names it);
+the figures go to ``manifest.params["ranker"]``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Final
 
 import numpy as np
@@ -45,6 +47,7 @@ from recsys.ranking.topk_metrics import hit_matrix, ndcg_at_k
 from training.baselines import order_weights
 from training.build import BuildOptions, build_bundle
 from training.interactions import rows_before
+from training.ranker_guard import choose_served, generator_figures
 from training.ranker_onnx import booster_to_onnx, onnx_rankers
 from training.sampling import sample_customers
 
@@ -68,6 +71,10 @@ LGBM_PARAMS: Final[dict[str, Any]] = {
     "verbose": -1,
 }
 EARLY_STOPPING_ROUNDS: Final = 20
+#: a training window with fewer labelled customers (any task) adds windows half a horizon earlier
+MIN_LABELLED_CUSTOMERS: Final = 1000
+#: the fewest trees a ranker keeps (early stopping on a small validation window stops too soon)
+MIN_TREES: Final = 20
 
 
 @dataclass(frozen=True)
@@ -165,6 +172,21 @@ class Rows:
     labels: np.ndarray
     groups: np.ndarray
     recall: float
+
+
+def _extra_cutoffs(
+    cutoffs: list[pd.Timestamp], windows: list[Window], first: pd.Timestamp
+) -> list[pd.Timestamp]:
+    """Where a training window has fewer than :data:`MIN_LABELLED_CUSTOMERS` labelled customers
+    in a task: as many cutoffs again, before the oldest, half a horizon apart (where the history
+    allows it)."""
+    small = any(len(users) < MIN_LABELLED_CUSTOMERS for w in windows for users in w.users.values())
+    if not small:
+        return []
+    half = pd.Timedelta(days=HORIZON_DAYS / 2)
+    oldest = min(cutoffs)
+    extra = [oldest - j * half for j in range(1, len(cutoffs) + 1)]
+    return [c for c in extra if c - first >= pd.Timedelta(days=MIN_HISTORY_DAYS)]
 
 
 def _stack(parts: list[Rows]) -> Rows:
@@ -310,6 +332,13 @@ def train_rankers(
     windows = [_window(events, catalog, c, config, seed=i) for i, c in enumerate(cutoffs)]
     cpu["windows"] += time.process_time()
     valid, train = windows[0], windows[1:]
+    extra = _extra_cutoffs(cutoffs[1:], train, first)
+    if extra:  # small windows: more groups from cutoffs between them
+        cpu["windows"] -= time.process_time()
+        start = len(windows)
+        train += [_window(events, catalog, c, config, seed=start + i) for i, c in enumerate(extra)]
+        cpu["windows"] += time.process_time()
+        report["extra_cutoffs"] = [f"{c:%Y-%m-%d}" for c in extra]
     trained: dict[str, bytes] = {}
     texts: dict[str, str] = {}
     served: set[str] = set()
@@ -324,6 +353,7 @@ def train_rankers(
         cpu[f"{task}/fit"] = -time.process_time()
         model = _fit(fit_rows, valid_rows, LGBM_PARAMS["n_estimators"])
         trees = int(model.best_iteration) if model.best_iteration > 0 else model.num_trees()
+        trees = max(trees, min(MIN_TREES, model.num_trees()))
         cpu[f"{task}/fit"] += time.process_time()
         cpu[f"{task}/validation"] = -time.process_time()
         learned = replace(valid.model, rankers=onnx_rankers({task: _onnx(model, trees)}))
@@ -332,18 +362,21 @@ def train_rankers(
             "blend": _validation_ndcg(valid, task, valid.model, ease=False),
             "ease": _validation_ndcg(valid, task, valid.model, ease=True),
         }
+        ndcg = partial(_validation_ndcg, valid, task, ease=False)
+        generators = generator_figures(valid.model, task, ndcg)
         cpu[f"{task}/validation"] += time.process_time()
         cpu[f"{task}/refit"] = -time.process_time()
         final = _fit(_stack([fit_rows, valid_rows]), None, trees)  # the newest window too
         trained[task] = _onnx(final, trees)
         texts[task] = final.model_to_string(num_iteration=trees)
         cpu[f"{task}/refit"] += time.process_time()
-        wins = figures["ranker"] > figures["blend"]
-        if wins:
+        choice = choose_served(figures, generators)
+        if choice == "ranker":
             served.add(task)
         report[task] = {
             f"validation_ndcg@{K}": {m: round(v, 5) for m, v in figures.items()},
-            "served": "ranker" if wins else "blend",
+            f"generators_ndcg@{K}": {m: round(v, 5) for m, v in generators.items()},
+            "served": choice,
             "trees": trees,
             "train_rows": int(len(fit_rows.labels)),
             "train_groups": int(len(fit_rows.groups)),

@@ -18,7 +18,7 @@ from recsys.io.loaders import load_interactions
 from recsys.ranking.batch import rank_customer, rank_items_batch, rank_one
 from recsys.ranking.candidates import candidates_for
 from recsys.ranking.forest import NativeForest
-from recsys.ranking.scoring import REASON_CODES
+from recsys.ranking.scoring import REASON_CODES, RankingModel
 from recsys.store import BatchRecord, CustomerState, LiveRecord
 from serving.app import create_app
 from serving.model_state import ItemCatalogue, ModelState, Snapshot
@@ -27,7 +27,7 @@ from serving.ranker_onnx import OnnxRanker
 from serving.recommend import RecommendationQuery, recommend
 from training.build import build_bundle
 from training.evaluate import _rank_served
-from training.ranker import customer_arguments, train_rankers
+from training.ranker import blocked_for, customer_arguments, rank_served, train_rankers
 
 AS_OF = "2011-09-01"
 
@@ -81,7 +81,8 @@ def test_the_bundle_carries_signals_rankers_and_their_validation(trained: tuple)
     for task in ("discovery", "all"):
         figures = report[task]["validation_ndcg@20"]
         assert set(figures) == {"ranker", "blend", "ease"}
-        assert report[task]["served"] in ("ranker", "blend")
+        assert report[task]["served"] in ("ranker", "blend", "popularity", "trend")
+        assert set(report[task]["generators_ndcg@20"]) == {"popularity", "trend"}
         assert snapshot.model.ranking.ranker_for(task) is not None
         assert len(bundle.ranker_text[task]) > 1000  # the booster's model text, compiled
     assert snapshot.model.ranker_evaluators == {"all": "native", "discovery": "native"}
@@ -243,3 +244,63 @@ def test_the_served_model_says_its_rankers_run_as_native_code(
         response = client.get("/v1/model", headers=READ)
     assert response.status_code == 200
     assert response.json()["ranker_evaluator"] == {"all": "native", "discovery": "native"}
+
+
+@pytest.mark.parametrize("evaluator", ["native", "onnx"])
+def test_a_ranker_of_another_width_is_skipped_not_served(
+    trained: tuple, evaluator: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An old bundle's ranker (fewer feature columns than FEATURES) falls back to the blend,
+    with a warning, instead of failing the load; the other task's ranker is still served."""
+    import copy
+
+    import lightgbm as lgb
+
+    from recsys.ranking.candidates import FEATURES
+    from serving.rankers import served_rankers
+    from training.ranker_onnx import booster_to_onnx
+
+    width = len(FEATURES) - 1
+    rng = np.random.default_rng(0)
+    x = rng.random((200, width)).astype(np.float32)
+    data = lgb.Dataset(x, (x[:, 0] > 0.5).astype(int), group=[20] * 10)
+    params = {"objective": "lambdarank", "verbose": -1, "min_data_in_leaf": 5}
+    narrow = lgb.train(params, data, num_boost_round=3)
+    old = copy.copy(trained[0])
+    old.ranker_onnx = {**trained[0].ranker_onnx, "discovery": booster_to_onnx(narrow, width)}
+    old.ranker_text = {**trained[0].ranker_text, "discovery": narrow.model_to_string()}
+    if evaluator == "onnx":  # no model text: the ONNX input alone says the width
+        old.ranker_text = {k: v for k, v in old.ranker_text.items() if k != "discovery"}
+    with caplog.at_level(logging.WARNING, logger="recsys.serving"):
+        served = served_rankers(old, evaluator, tmp_path)  # type: ignore[arg-type]
+    assert "discovery" not in served.rankers
+    assert "all" in served.rankers
+    assert any(f"reads {width} features" in r.getMessage() for r in caplog.records)
+    assert served_rankers(trained[0], evaluator, tmp_path).rankers.keys() == {"discovery", "all"}  # type: ignore[arg-type]
+
+
+def test_a_task_whose_guard_chose_popularity_is_served_in_popularity_order(
+    trained: tuple, tmp_path: Path
+) -> None:
+    """The manifest's ``served: popularity`` replaces the task's learned ranker by the
+    popularity column: the discovery page is the most popular items the customer lacks."""
+    import copy
+
+    from recsys.ranking.generator_ranker import GeneratorRanker
+    from serving.rankers import served_rankers
+
+    bundle = copy.copy(trained[0])
+    bundle.manifest = copy.deepcopy(bundle.manifest)
+    bundle.manifest.params["ranker"]["discovery"]["served"] = "popularity"
+    bundle.ranker_onnx = {k: v for k, v in bundle.ranker_onnx.items() if k != "discovery"}
+    bundle.ranker_text = {k: v for k, v in bundle.ranker_text.items() if k != "discovery"}
+    served = served_rankers(bundle, "onnx", tmp_path)
+    assert isinstance(served.rankers["discovery"], GeneratorRanker)
+    assert not isinstance(served.rankers["all"], GeneratorRanker)
+    model = RankingModel.from_bundle(bundle, rankers=served.rankers)
+    not_product = ~bundle.items.is_product.astype(bool)
+    u = known_customers(bundle, 1)[0]
+    ranked = rank_served(bundle, model, np.asarray([u]), 10, "discovery", not_product)[0]
+    blocked = blocked_for(bundle, u, "discovery", not_product)
+    expected = [int(r) for r in model.popular_order if not blocked[r]][:10]
+    assert ranked.tolist() == expected
