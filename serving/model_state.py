@@ -28,7 +28,7 @@ from recsys.ranking.foldin import FoldIn
 from recsys.ranking.retrieval import ItemIndex
 from recsys.ranking.scoring import RankingModel, popularity_prior
 from serving.customer_models import LoadedCustomerModels
-from serving.rankers import Evaluator, served_rankers
+from serving.rankers import Evaluator, ServedBy, served_rankers
 
 log = logging.getLogger("recsys.serving")
 
@@ -142,7 +142,7 @@ class ModelState:
     #: ``serving.retrieval_min_items`` items
     retrieval: ItemIndex | None = None
     #: how each task's learned ranker is evaluated (``serving.rankers``); empty: none served
-    ranker_evaluators: dict[str, Evaluator] = field(default_factory=dict)
+    ranker_evaluators: dict[str, ServedBy] = field(default_factory=dict)
 
     @property
     def version(self) -> str:

@@ -205,11 +205,13 @@ class ModelInfo(BaseModel):
     )
     n_items: int = Field(description="items in the version's catalogue", examples=[3225])
     n_customers: int = Field(description="customers the version was trained on", examples=[1086])
-    ranker_evaluator: dict[str, Literal["native", "onnx"]] = Field(
+    ranker_evaluator: dict[str, Literal["native", "onnx", "generator"]] = Field(
         description="how each task's learned ranker is evaluated in this process: ``native`` "
-        "(the LightGBM model compiled to machine code) or ``onnx`` (onnxruntime, for versions "
-        "trained without the model text or where compiling failed); empty: no learned ranker "
-        "is served (the blend ranks)",
+        "(the LightGBM model compiled to machine code), ``onnx`` (onnxruntime, for versions "
+        "trained without the model text or where compiling failed) or ``generator`` (training's "
+        "validation guard found a single generator, popularity or trend, better than the "
+        "ranker and the blend: the manifest's ``served`` names it); a task left out: the blend "
+        "ranks it",
         examples=[{"all": "native", "discovery": "native"}],
     )
 

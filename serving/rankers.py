@@ -29,6 +29,8 @@ from serving.ranker_onnx import OnnxRanker
 log = logging.getLogger("recsys.serving")
 
 Evaluator = Literal["native", "onnx"]
+#: how a served task is ranked: a learned ranker's evaluator, or the guard's generator column
+ServedBy = Literal["native", "onnx", "generator"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class ServedRankers:
     """Each task's ranker and the evaluator that runs it."""
 
     rankers: dict[str, Ranker] = field(default_factory=dict)
-    evaluators: dict[str, Evaluator] = field(default_factory=dict)
+    evaluators: dict[str, ServedBy] = field(default_factory=dict)
 
 
 def _native(text: str, cache_dir: Path | None) -> NativeForest:
@@ -52,7 +54,7 @@ def served_rankers(
 ) -> ServedRankers:
     """The rankers of ``bundle``: native where asked for and possible, else onnxruntime."""
     rankers: dict[str, Ranker] = {}
-    evaluators: dict[str, Evaluator] = {}
+    evaluators: dict[str, ServedBy] = {}
     fallbacks: dict[str, str] = {}
     skipped: dict[str, str] = {}
     for task in sorted(set(bundle.ranker_onnx) | set(bundle.ranker_text)):
@@ -87,7 +89,8 @@ def served_rankers(
             "; ".join(why for _, why in sorted(skipped.items())),
         )
     for task, generator in generator_rankers(bundle.manifest.params.get("ranker", {})).items():
-        rankers.setdefault(task, generator)  # the guard chose a generator's own order
+        if task not in rankers:  # the guard chose a generator's own order
+            rankers[task], evaluators[task] = generator, "generator"
     return ServedRankers(rankers, evaluators)
 
 

@@ -297,6 +297,7 @@ def test_a_task_whose_guard_chose_popularity_is_served_in_popularity_order(
     served = served_rankers(bundle, "onnx", tmp_path)
     assert isinstance(served.rankers["discovery"], GeneratorRanker)
     assert not isinstance(served.rankers["all"], GeneratorRanker)
+    assert served.evaluators == {"discovery": "generator", "all": "onnx"}  # what /v1/model says
     model = RankingModel.from_bundle(bundle, rankers=served.rankers)
     not_product = ~bundle.items.is_product.astype(bool)
     u = known_customers(bundle, 1)[0]
