@@ -21,7 +21,7 @@ from typing import Literal
 
 from recsys.bundle import ModelBundle
 from recsys.ranking.candidates import FEATURES
-from recsys.ranking.forest import ForestCompileError, NativeForest, n_features_of
+from recsys.ranking.forest import ForestCompileError, NativeForest
 from recsys.ranking.generator_ranker import generator_rankers
 from recsys.ranking.signals import Ranker
 from serving.ranker_onnx import OnnxRanker
@@ -58,22 +58,12 @@ def served_rankers(
     fallbacks: dict[str, str] = {}
     skipped: dict[str, str] = {}
     for task in sorted(set(bundle.ranker_onnx) | set(bundle.ranker_text)):
-        text = bundle.ranker_text.get(task)
-        width = _width(bundle, task, text)
-        if width is not None and width != len(FEATURES):
-            skipped[task] = f"{task}: reads {width} features, not {len(FEATURES)}"
+        ranker, served_by = _ranker(bundle, task, evaluator, cache_dir, fallbacks)
+        if ranker.n_features is not None and ranker.n_features != len(FEATURES):
+            skipped[task] = f"{task}: reads {ranker.n_features} features, not {len(FEATURES)}"
+            fallbacks.pop(task, None)  # not served at all: how it would have run is moot
             continue
-        if evaluator == "native" and text is not None:
-            try:
-                rankers[task], evaluators[task] = _native(text, cache_dir), "native"
-                continue
-            except ForestCompileError as exc:
-                fallbacks[task] = str(exc)
-        elif evaluator == "native":
-            fallbacks[task] = "the bundle has no model text"
-        if task not in bundle.ranker_onnx:
-            raise ForestCompileError(f"ranker {task!r}: {fallbacks.get(task)}, and no ONNX form")
-        rankers[task], evaluators[task] = OnnxRanker(bundle.ranker_onnx[task]), "onnx"
+        rankers[task], evaluators[task] = ranker, served_by
     if fallbacks:
         log.warning(
             "version %s: rankers %s served by onnxruntime, not native code: %s",
@@ -94,15 +84,23 @@ def served_rankers(
     return ServedRankers(rankers, evaluators)
 
 
-def _width(bundle: ModelBundle, task: str, text: str | None) -> int | None:
-    """The feature columns ``task``'s ranker reads (the ONNX input first, else the model text;
-    a text that does not parse is left to the native compile and its fallback)."""
-    onnx = bundle.ranker_onnx.get(task)
-    if onnx is not None:
-        return OnnxRanker(onnx).n_features
-    if text is not None:
+def _ranker(
+    bundle: ModelBundle,
+    task: str,
+    evaluator: Evaluator,
+    cache_dir: Path | None,
+    fallbacks: dict[str, str],
+) -> tuple[NativeForest | OnnxRanker, Evaluator]:
+    """``task``'s ranker: compiled where asked for and possible, else its ONNX form (why not
+    native goes to ``fallbacks``). Its ``n_features`` says the columns it reads."""
+    text = bundle.ranker_text.get(task)
+    if evaluator == "native" and text is not None:
         try:
-            return n_features_of(text)
-        except ForestCompileError:
-            pass
-    return None
+            return _native(text, cache_dir), "native"
+        except ForestCompileError as exc:
+            fallbacks[task] = str(exc)
+    elif evaluator == "native":
+        fallbacks[task] = "the bundle has no model text"
+    if task not in bundle.ranker_onnx:
+        raise ForestCompileError(f"ranker {task!r}: {fallbacks.get(task)}, and no ONNX form")
+    return OnnxRanker(bundle.ranker_onnx[task]), "onnx"
