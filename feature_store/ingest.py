@@ -319,10 +319,6 @@ class AsyncEventWriter(_Writer):
         finally:
             self._release([customer], mine)
 
-    def busy(self, customer: str) -> bool:
-        """Whether a request of this writer is writing ``customer`` now."""
-        return customer in self._busy
-
     async def _rounds(self, request: Request) -> IngestResult:
         round_ = 1
         while request.pending:
