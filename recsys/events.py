@@ -161,7 +161,12 @@ class Event(BaseModel):
     @classmethod
     def _timestamp(cls, value: datetime) -> datetime:
         if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
+            try:
+                value = value.astimezone(UTC).replace(tzinfo=None)
+            except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+                raise ValueError(
+                    f"timestamp {value.isoformat()} is outside the representable range in UTC"
+                ) from None
         if value > utcnow() + MAX_FUTURE_SKEW:
             raise ValueError(f"timestamp {value.isoformat()} is more than a day in the future")
         if value < MIN_TIMESTAMP:

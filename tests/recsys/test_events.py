@@ -127,6 +127,12 @@ def test_timestamps_far_in_the_future_are_rejected() -> None:
         validate_batch([{**valid("view"), "timestamp": future}])
 
 
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_timestamps_outside_utc_range_are_rejected_not_crashing(stamp: str) -> None:
+    with pytest.raises(InvalidEventError, match="representable range"):
+        validate_batch([{**valid("view"), "timestamp": stamp}])
+
+
 def test_to_row_gives_the_events_format_columns_and_round_trips() -> None:
     raw = {
         **valid("purchase"),

@@ -108,6 +108,12 @@ def test_a_bad_event_rejects_the_whole_batch_and_changes_nothing(
         {"events": []},
         [{"customer_id": "c", "event_type": "view", "item_id": "K1"}],
         {"customer_id": "c", "event_type": "teleport"},
+        {
+            "customer_id": "c",
+            "event_type": "view",
+            "item_id": "K1",
+            "timestamp": "0001-01-01T00:00+01:00",
+        },
     ],
 )
 def test_malformed_requests_are_422_problems(client: TestClient, body: object) -> None:
