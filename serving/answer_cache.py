@@ -41,7 +41,7 @@ Render = Callable[[Ranked], bytes]
 REASONS: tuple[str, ...] = REASON_CODES
 #: The ranking code's generation: bump it when a change of the code changes the answers of a
 #: model version (stored answers of the previous code then miss).
-GENERATION = b"page-view-1"
+GENERATION = b"page-view-2"
 
 
 def signature(query: RecommendationQuery, salt: bytes = b"") -> bytes:

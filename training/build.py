@@ -33,7 +33,7 @@ from training.interactions import (
     sorted_ids,
 )
 from training.neighbours import cooccurrence_neighbours
-from training.popularity import compute_popularity
+from training.popularity import RECENT_DAYS, compute_popularity
 from training.signals import item_signals
 
 log = logging.getLogger(__name__)
@@ -202,6 +202,7 @@ def build_bundle(
                 "popular": "distinct customers",
                 "window_days": options.popular_window_days,
                 "trending_days": config.trending_days,
+                "recent_days": RECENT_DAYS,  # the ranker's popularity_recent
             },
             "timings": {k: round(v, 3) for k, v in timings.items()},
         },

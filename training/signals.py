@@ -6,7 +6,9 @@ on the events before ``as_of`` only.
 * each product's repurchase rhythm: over the customers who bought it in two orders or more,
   the median of ``(last - first) / (orders - 1)`` in days; and its repurchase rate, the share
   of its buyers who bought it in two orders or more;
-* the trend prior (the bundle's trending list) and ``log1p(price)``.
+* the trend prior (the bundle's trending list), ``log1p(price)`` and the recent popularity
+  (``Popularity.recent``: the buyers of the 14 days before this build's own cutoff, so each
+  of the ranker's time-shifted windows counts them before its cutoff, as serving does).
 """
 
 from __future__ import annotations
@@ -88,4 +90,5 @@ def item_signals(
         repeat_rate=rate,
         gap_days=gap,
         log_price=log_price.astype(np.float32),
+        recent=np.asarray(popularity.recent, dtype=np.float32),
     )

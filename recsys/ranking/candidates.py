@@ -6,19 +6,22 @@ Stage 1, candidates (item rows never blocked for this request), the union of:
   only add to what the blend would show);
 * the best :data:`PER_GENERATOR` items of each generator: ALS (``cf``), EASE
   (:class:`~recsys.ranking.signals.ItemSignals`), the co-purchase neighbours of the history
-  (``knn``) and of the page's context, the popularity prior, the trend prior;
+  (``knn``) and of the page's context, the popularity prior, the trend prior, the recent
+  best sellers (``popularity_recent``: the buyers of the 14 days before the cutoff);
 * the customer's own items (buy again), the :data:`MAX_OWN` most recent.
 
 EASE scores the :data:`MAX_EASE_HISTORY` most recent bought items (a bounded cost per page
-view); the popular and trending candidates come from orders fixed at load time.
+view); the popular, trending and recent candidates come from orders fixed at load time.
 
-At most ``k + 6 * PER_GENERATOR + MAX_OWN`` rows, fewer with overlaps; no step is dense over
+At most ``k + 7 * PER_GENERATOR + MAX_OWN`` rows, fewer with overlaps; no step is dense over
 customers x items (one customer's dense item arrays, as the blend already computes).
 
 Stage 2, features (:data:`FEATURES`, one row per candidate: each generator's score and rank
 among the candidates, popularity and trend, the customer's count, recency and rhythm for the
 item against the item's typical repurchase gap, the item's repurchase rate and price, the
-customer's breadth and recency), scored by the task's :class:`~recsys.ranking.signals.Ranker`.
+customer's breadth and recency, the item's recent popularity: the last column, so a ranker
+trained before it reads the others at the same index), scored by the task's
+:class:`~recsys.ranking.signals.Ranker`.
 The page's context is not in the order data the ranker learns from, so it is added after it:
 the ranker's scores, mapped onto the range of the blend's context-free total over the
 candidates (so the context weighs against them as it does in the blend), plus the blend's
@@ -66,6 +69,7 @@ FEATURES: tuple[str, ...] = (
     "customer_recency",
     "customer_span",
     "has_vector",
+    "popularity_recent",
 )
 
 
@@ -120,6 +124,7 @@ def candidates_for(
     chosen[own if blocked is None else own[~blocked[own]]] = True
     chosen[first_allowed(model.popular_order, blocked, PER_GENERATOR)] = True
     chosen[first_allowed(signals.trend_order, blocked, PER_GENERATOR)] = True
+    chosen[first_allowed(signals.recent_order, blocked, PER_GENERATOR)] = True
     rows = np.flatnonzero(chosen)
     return Candidates(rows, _features(model, blend, rows, history, counts, ages, ease), blend)
 
@@ -159,7 +164,7 @@ def _features(
     bought = np.isfinite(days)
     table = model.item_features
     assert table is not None  # a model with signals
-    items = table[rows]  # popularity, trend, repeat rate, gap, log price
+    items = table[rows]  # popularity, trend, repeat rate, gap, log price, recent popularity
     gap = items[:, 3]
     scores = np.empty((3, n), dtype=np.float32)  # cf, ease, knn and their ranks
     scores[0] = _at(blend.cf, rows)
@@ -172,12 +177,13 @@ def _features(
     out[:, 9] = own_orders
     out[:, 10] = np.where(bought, days, _NONE)
     out[:, 11] = np.where(bought & (gap > 0), days / np.maximum(gap, 1e-3), _NONE)
-    out[:, 12:15] = items[:, 2:]
+    out[:, 12:15] = items[:, 2:5]
     out[:, 15] = blend.distinct_items
     out[:, 16] = counts.max(initial=0.0)
     out[:, 17] = ages.min() if ages.size else _NONE
     out[:, 18] = ages.max() if ages.size else _NONE
     out[:, 19] = float(blend.cf is not None)
+    out[:, 20] = items[:, 5]
     return out
 
 

@@ -7,7 +7,8 @@ reasons; scores within float rounding), at a fraction of the cost:
 * stage 1 over the block's score matrices (the blend's, from the batch scorer: one matrix
   product for ``cf``): each generator's best per row by a partition of the whole matrix, EASE
   of every customer as one sparse-by-dense product (the same f4 sums in the same order as the
-  single path's), own items, popular and trending lists by a cumulative count of the allowed;
+  single path's), own items, popular, trending and recent lists by a cumulative count of the
+  allowed;
 * the features of every candidate of the block in one array, ONE ranker run for the block;
 * per-customer normalisation by segment reductions (``np.minimum.reduceat``) and the order by
   one ``lexsort`` on (customer, -score, row); reasons for the ``k`` winners only.
@@ -136,6 +137,7 @@ def rank_candidates_block(
     redo |= again
     parts.append(_first_allowed(model.popular_order, allowed, PER_GENERATOR))
     parts.append(_first_allowed(signals.trend_order, allowed, PER_GENERATOR))
+    parts.append(_first_allowed(signals.recent_order, allowed, PER_GENERATOR))
     own = position < MAX_OWN
     own &= allowed[recent_owner, recent_items]
     parts.append(recent_owner[own] * n_items + recent_items[own])
@@ -388,6 +390,7 @@ def _features(
     out[:, 17] = _per_customer(ages, indptr, np.minimum, -1.0)[customer]
     out[:, 18] = _per_customer(ages, indptr, np.maximum, -1.0)[customer]
     out[:, 19] = uses_cf[customer].astype(np.float32)
+    out[:, 20] = signals.recent[rows]
     return out
 
 

@@ -1,9 +1,10 @@
 """A candidate generator served as a task's answer: its feature column is the ranking.
 
 The validation guard (``training.ranker_guard``) may find that a single generator (the
-popularity or trending prior) beats both the learned ranker and the blend on the validation
-window; it then records ``served: <generator>`` in ``manifest.params["ranker"][task]``, and
-serving and evaluation rank that task's candidates by the generator's feature column.
+popularity, trending or recent popularity prior) beats both the learned ranker and the blend
+on the validation window; it then records ``served: <generator>`` in
+``manifest.params["ranker"][task]``, and serving and evaluation rank that task's candidates
+by the generator's feature column.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from recsys.ranking.candidates import FEATURES
 from recsys.ranking.signals import Ranker
 
 #: the generators the guard may serve (each a column of FEATURES)
-GENERATORS: Final = ("popularity", "trend")
+GENERATORS: Final = ("popularity", "trend", "popularity_recent")
 
 
 class GeneratorRanker:

@@ -111,12 +111,13 @@ class RankingModel:
 
     @cached_property
     def item_features(self) -> np.ndarray | None:
-        """f4 (n_items, 5): popularity, trend, repeat rate, repurchase gap and log price, the
-        two-stage ranking's per-item features (read only; None without signals)."""
+        """f4 (n_items, 6): popularity, trend, repeat rate, repurchase gap, log price and recent
+        popularity, the two-stage ranking's per-item features (read only; None without
+        signals)."""
         s = self.signals
         if s is None:
             return None
-        columns = (self.popularity, s.trend, s.repeat_rate, s.gap_days, s.log_price)
+        columns = (self.popularity, s.trend, s.repeat_rate, s.gap_days, s.log_price, s.recent)
         table = np.ascontiguousarray(np.stack(columns, axis=1), dtype=np.float32)
         table.flags.writeable = False
         return table

@@ -6,8 +6,10 @@
   whatever the catalogue's size; the rest of the catalogue is reached by the sparse top-K
   co-purchase neighbours, ALS, popularity and trend), each item's repurchase rhythm (the
   median days between two orders of it by one customer, -1 when nobody bought it twice), its
-  repurchase rate (the share of its buyers who bought it in two orders or more), trend prior
-  and log price.
+  repurchase rate (the share of its buyers who bought it in two orders or more), trend prior,
+  log price and recent popularity (``recent``: the distinct buyers of the 14 days before the
+  cutoff over the top item's, in [0, 1]; a bundle written before it has none and loads with
+  zeros: no recent best sellers, a zero feature column).
 * :class:`Ranker`: anything that scores a feature matrix (rows: candidates, columns:
   :data:`recsys.ranking.candidates.FEATURES`). ``recsys`` runs no ONNX itself (no
   onnxruntime here); serving and training inject their session.
@@ -49,6 +51,7 @@ class ItemSignals:
     repeat_rate: np.ndarray  # f4 (n_items,)
     gap_days: np.ndarray  # f4 (n_items,), -1 unknown
     log_price: np.ndarray  # f4 (n_items,), -1 unknown
+    recent: np.ndarray  # f4 (n_items,) recent popularity in [0, 1]
 
     @cached_property
     def ease_position(self) -> np.ndarray:
@@ -61,6 +64,11 @@ class ItemSignals:
     def trend_order(self) -> np.ndarray:
         """i8: the trending items (prior > 0), most trending first, ties by row."""
         return positive_order(self.trend)
+
+    @cached_property
+    def recent_order(self) -> np.ndarray:
+        """i8: the recent best sellers (recent popularity > 0), best first, ties by row."""
+        return positive_order(self.recent)
 
     def ease_scores(self, history_items: np.ndarray) -> np.ndarray:
         """f4 (n_items,): ``x_u B`` of the binary history (0 outside the EASE columns)."""
@@ -84,15 +92,20 @@ class ItemSignals:
             "repeat_rate": self.repeat_rate.astype(np.float32),
             "gap_days": self.gap_days.astype(np.float32),
             "log_price": self.log_price.astype(np.float32),
+            "recent": self.recent.astype(np.float32),
         }
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> ItemSignals:
+        """The arrays of :meth:`to_arrays`; without ``recent`` (an older bundle), zeros."""
+        trend = np.asarray(arrays["trend"], dtype=np.float32)
+        recent = arrays.get("recent")
         return cls(
             ease_columns=np.asarray(arrays["ease_columns"], dtype=np.int64),
             ease_weights=np.ascontiguousarray(arrays["ease_weights"], dtype=np.float32),
-            trend=np.asarray(arrays["trend"], dtype=np.float32),
+            trend=trend,
             repeat_rate=np.asarray(arrays["repeat_rate"], dtype=np.float32),
             gap_days=np.asarray(arrays["gap_days"], dtype=np.float32),
             log_price=np.asarray(arrays["log_price"], dtype=np.float32),
+            recent=np.zeros_like(trend) if recent is None else np.asarray(recent, np.float32),
         )

@@ -18,6 +18,7 @@ from recsys.io.loaders import load_interactions
 from recsys.ranking.batch import rank_customer, rank_items_batch, rank_one
 from recsys.ranking.candidates import candidates_for
 from recsys.ranking.forest import NativeForest
+from recsys.ranking.generator_ranker import GENERATORS
 from recsys.ranking.scoring import REASON_CODES, RankingModel
 from recsys.store import BatchRecord, CustomerState, LiveRecord
 from serving.app import create_app
@@ -81,8 +82,8 @@ def test_the_bundle_carries_signals_rankers_and_their_validation(trained: tuple)
     for task in ("discovery", "all"):
         figures = report[task]["validation_ndcg@20"]
         assert set(figures) == {"ranker", "blend", "ease"}
-        assert report[task]["served"] in ("ranker", "blend", "popularity", "trend")
-        assert set(report[task]["generators_ndcg@20"]) == {"popularity", "trend"}
+        assert report[task]["served"] in ("ranker", "blend", *GENERATORS)
+        assert set(report[task]["generators_ndcg@20"]) == set(GENERATORS)
         assert snapshot.model.ranking.ranker_for(task) is not None
         assert len(bundle.ranker_text[task]) > 1000  # the booster's model text, compiled
     assert snapshot.model.ranker_evaluators == {"all": "native", "discovery": "native"}
@@ -275,7 +276,8 @@ def test_a_ranker_of_another_width_is_skipped_not_served(
         served = served_rankers(old, evaluator, tmp_path)  # type: ignore[arg-type]
     assert "discovery" not in served.rankers
     assert "all" in served.rankers
-    assert any(f"reads {width} features" in r.getMessage() for r in caplog.records)
+    warnings = [r for r in caplog.records if "not served" in r.getMessage()]
+    assert len(warnings) == 1 and f"reads {width} features" in warnings[0].getMessage()
     assert served_rankers(trained[0], evaluator, tmp_path).rankers.keys() == {"discovery", "all"}  # type: ignore[arg-type]
 
 
@@ -305,3 +307,57 @@ def test_a_task_whose_guard_chose_popularity_is_served_in_popularity_order(
     blocked = blocked_for(bundle, u, "discovery", not_product)
     expected = [int(r) for r in model.popular_order if not blocked[r]][:10]
     assert ranked.tolist() == expected
+
+
+def test_an_older_bundle_without_recent_popularity_and_20_column_rankers_serves_the_blend(
+    trained: tuple, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bundle written before ``popularity_recent``: its ``signals.npz`` has no ``recent`` and
+    its rankers read the 20 columns before it. It loads (recent popularity all zero, no
+    recent best sellers), both tasks fall back to the blend with ONE warning, and the page
+    view, the offers batch and the candidates still work."""
+    import copy
+
+    import lightgbm as lgb
+
+    from recsys.ranking.candidates import FEATURES
+    from training.ranker_onnx import booster_to_onnx
+
+    width = FEATURES.index("popularity_recent")
+    assert width == 20 == len(FEATURES) - 1  # appended last: the older columns keep their index
+    rng = np.random.default_rng(1)
+    x = rng.random((200, width)).astype(np.float32)
+    data = lgb.Dataset(x, (x[:, 7] > 0.5).astype(int), group=[20] * 10)
+    params = {"objective": "lambdarank", "verbose": -1, "min_data_in_leaf": 5}
+    narrow = lgb.train(params, data, num_boost_round=3)
+    old = copy.copy(trained[0])
+    old.signals = {k: v for k, v in trained[0].signals.items() if k != "recent"}
+    old.ranker_onnx = {task: booster_to_onnx(narrow, width) for task in ("discovery", "all")}
+    old.ranker_text = {task: narrow.model_to_string() for task in ("discovery", "all")}
+    old.manifest = copy.deepcopy(old.manifest)
+    for task in ("discovery", "all"):
+        old.manifest.params["ranker"][task]["served"] = "ranker"
+    read = read_bundle(write_bundle(old, tmp_path))
+    assert "recent" not in read.signals
+    with caplog.at_level(logging.WARNING, logger="recsys.serving"):
+        model = ModelState.from_bundle(read)
+    warnings = [r for r in caplog.records if "not served" in r.getMessage()]
+    assert len(warnings) == 1 and f"reads {width} features" in warnings[0].getMessage()
+    ranking = model.ranking
+    assert ranking.signals is not None and not ranking.signals.recent.any()
+    assert ranking.signals.recent_order.size == 0
+    assert ranking.ranker_for("discovery") is None and ranking.ranker_for("all") is None
+    snapshot = Snapshot(model, ItemCatalogue.build(model, {}, revision=-1))
+    query = RecommendationQuery(k=10, context="home", exclude_purchased=False)
+    customers = [state_of(read, u) for u in known_customers(read, 10)]
+    batch, extra = scoring_inputs(snapshot, customers, query)
+    many = rank_items_batch(ranking, batch, 10, snapshot.catalog.blocked, extra, task="all")
+    for customer, top in zip(customers, many, strict=True):
+        _, single = recommend(snapshot, customer, query)
+        assert customer.batch is not None
+        args = (customer.batch.user_vector, customer.batch.history_items.astype(np.int64),
+                customer.batch.history_counts, customer.batch.history_last_days)  # fmt: skip
+        blend = rank_one(ranking, args, 10, snapshot.catalog.blocked)
+        assert single.rows.tolist() == top.rows.tolist() == blend.rows.tolist()
+        found = candidates_for(ranking, ranking.signals, args, 10, None)
+        assert not found.features[:, width].any()

@@ -39,3 +39,15 @@ def test_the_manifest_names_the_generator_served() -> None:
     assert set(rankers) == {"discovery"}
     assert isinstance(rankers["discovery"], GeneratorRanker)
     assert rankers["discovery"].generator == "trend"
+
+
+def test_the_guard_may_serve_recent_popularity_by_its_last_column() -> None:
+    figures = {"ranker": 0.20, "blend": 0.13}
+    generators = {"popularity": 0.21, "trend": 0.19, "popularity_recent": 0.23}
+    assert choose_served(figures, generators) == "popularity_recent"
+    features = np.random.default_rng(1).random((6, len(FEATURES))).astype(np.float32)
+    scores = GeneratorRanker("popularity_recent").predict(features)
+    assert FEATURES[-1] == "popularity_recent"
+    assert np.array_equal(scores, features[:, -1])
+    rankers = generator_rankers({"all": {"served": "popularity_recent"}})
+    assert isinstance(rankers["all"], GeneratorRanker)

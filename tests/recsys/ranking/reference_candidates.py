@@ -14,7 +14,7 @@ from recsys.ranking.scoring import RankingModel, Scores, score_items, top_k
 from recsys.ranking.signals import ItemSignals, Ranker
 
 _NONE: Final = np.float32(-1.0)
-N_FEATURES: Final = 20
+N_FEATURES: Final = 21
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,7 @@ def candidates_for(
         top_k(scores.total, k, blocked)[0].astype(np.int64),
         _first_allowed(model.popular_order, blocked, PER_GENERATOR),
         _first_allowed(signals.trend_order, blocked, PER_GENERATOR),
+        _first_allowed(signals.recent_order, blocked, PER_GENERATOR),
         own,
     ]
     for code, part in (("because_you_bought_similar", knn), ("similar_to_viewed", context)):
@@ -143,6 +144,7 @@ def _features(
     out[:, 17] = ages.min() if ages.size else _NONE
     out[:, 18] = ages.max() if ages.size else _NONE
     out[:, 19] = float("recommended_for_you" in scores.components and vector is not None)
+    out[:, 20] = signals.recent[rows]
     return out
 
 

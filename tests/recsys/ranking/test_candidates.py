@@ -36,6 +36,7 @@ def signals() -> ItemSignals:
         repeat_rate=np.full(N, 0.5, dtype=np.float32),
         gap_days=np.array([10, -1, 10, 10, 10, 10, 10, 10], dtype=np.float32),
         log_price=np.zeros(N, dtype=np.float32),
+        recent=np.array([0, 0, 0, 0, 0.5, 0, 0, 0], dtype=np.float32),
     )
 
 
@@ -124,3 +125,24 @@ def test_the_page_context_lifts_its_neighbours_over_the_ranker() -> None:
     assert plain[:3] == [0, 1, 2] and plain[-1] == 7
     assert shaped.rows[0] == 4 and shaped.reasons[0] == "similar_to_viewed"
     assert shaped.rows.tolist().index(7) < plain.index(7)
+
+
+def test_the_recent_best_sellers_are_candidates_and_carry_their_recent_popularity() -> None:
+    """No vector (no ``cf``), a history in the first half: the other generators reach items
+    0-3, the best seller 7 and the trending 6; items 4 and 5 come in as recent best sellers
+    only, and the last feature column is each candidate's recent popularity."""
+    only_seven = np.zeros(N, dtype=np.float32)
+    only_seven[7] = 0.9
+    no_vector = (None, *customer()[1:])
+    without = dataclasses.replace(signals(), recent=np.zeros(N, dtype=np.float32))
+    m = dataclasses.replace(model(), popularity=only_seven, signals=without)
+    assert candidates_for(m, without, no_vector, 1, None).rows.tolist() == [0, 1, 2, 3, 6, 7]
+    with_recent = dataclasses.replace(signals(), recent=np.float32([0, 0, 0, 0, 0.5, 1, 0, 0]))
+    m = dataclasses.replace(m, signals=with_recent)
+    found = candidates_for(m, with_recent, no_vector, 1, None)
+    assert found.rows.tolist() == list(range(N))
+    column = found.features[:, FEATURES.index("popularity_recent")]
+    np.testing.assert_array_equal(column, with_recent.recent[found.rows])
+    blocked = np.zeros(N, dtype=bool)
+    blocked[5] = True
+    assert 5 not in candidates_for(m, with_recent, no_vector, 1, blocked).rows.tolist()

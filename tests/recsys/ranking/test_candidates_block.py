@@ -46,6 +46,8 @@ def random_signals(rng: np.random.Generator, n_items: int) -> ItemSignals:
     trend[rng.random(n_items) < 0.4] = 0.0
     gap = np.round(rng.random(n_items) * 60, 0).astype(np.float32)
     gap[rng.random(n_items) < 0.3] = -1.0
+    recent = np.round(rng.random(n_items), 1).astype(np.float32)  # ties, zeros
+    recent[rng.random(n_items) < 0.5] = 0.0
     return ItemSignals(
         ease_columns=columns,
         ease_weights=weights,
@@ -53,6 +55,7 @@ def random_signals(rng: np.random.Generator, n_items: int) -> ItemSignals:
         repeat_rate=rng.random(n_items).astype(np.float32),
         gap_days=gap,
         log_price=np.log1p(rng.random(n_items) * 20).astype(np.float32),
+        recent=recent,
     )
 
 
@@ -238,3 +241,72 @@ def test_a_task_without_a_ranker_and_a_model_without_signals_are_the_blends(
             assert a.rows.tolist() == b.rows.tolist()
             assert a.reasons == b.reasons
             np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
+
+
+class RecordingRanker:
+    """The ranker, keeping the feature matrix of every run."""
+
+    def __init__(self, inner: Ranker) -> None:
+        self.inner, self.calls = inner, []
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        self.calls.append(features.copy())
+        return self.inner.predict(features)
+
+
+def test_the_block_computes_every_feature_as_the_single_path_recent_popularity_included(
+    model: RankingModel,
+) -> None:
+    """The block's one ranker run sees, customer after customer, exactly the feature rows of
+    ``candidates_for`` (bit for bit, ``popularity_recent`` included); the customers the single
+    path ranks again come after it, one run each."""
+    assert model.signals is not None
+    recording = RecordingRanker(model.rankers["all"])
+    recorded = dataclasses.replace(model, rankers={"all": recording})
+    n = BLOCK_VALUES // N_ITEMS  # one block
+    customers = random_customers(np.random.default_rng(21), model, n)
+    counts = BatchCounts()
+    rank_items_batch(recorded, customers, 10, None, None, "all", counts)
+    block, singles = recording.calls[0], recording.calls[1:]
+    assert len(singles) == counts.redone
+    column = FEATURES.index("popularity_recent")
+    at = redone = 0
+    for i in range(n):
+        customer = customers.customer(i)
+        if not len(customer[1]) and (customer[0] is None or not np.any(customer[0])):
+            continue  # cold: the blend's, no ranker
+        found = candidates_for(model, model.signals, customer, 10, None)
+        expected = model.signals.recent[found.rows]
+        assert found.features[:, column].tobytes() == expected.tobytes()
+        size = found.rows.size
+        if block[at : at + size].tobytes() == found.features.tobytes():
+            at += size
+        else:
+            assert singles[redone].tobytes() == found.features.tobytes(), i
+            redone += 1
+    assert at == block.shape[0] and redone == len(singles)
+    assert block[:, column].any() and not block[:, column].all()
+
+
+def test_the_recent_best_sellers_join_the_blocks_candidates() -> None:
+    """A model whose recent popularity is positive at items no other generator reaches: the
+    block's candidates (the rows its ranker scores) hold them, as the single path's do."""
+    rng = np.random.default_rng(4)
+    base = random_model(rng)
+    assert base.signals is not None
+    recent = np.zeros(N_ITEMS, dtype=np.float32)
+    recent[[3, 250, 499]] = [0.2, 1.0, 0.6]
+    signals = dataclasses.replace(base.signals, recent=recent)
+    recording = RecordingRanker(trained_ranker(rng, base, 5))
+    ranked = dataclasses.replace(base, signals=signals, rankers={"all": recording})
+    customers = random_customers(rng, ranked, 30)
+    counts = BatchCounts()
+    rank_items_batch(ranked, customers, 5, None, None, "all", counts)
+    column = FEATURES.index("popularity_recent")
+    known = 30 - counts.cold
+    scored = np.concatenate(recording.calls)
+    assert np.count_nonzero(scored[:, column] == 1.0) == known  # item 250 for every customer
+    assert np.count_nonzero(scored[:, column] == np.float32(0.6)) == known
+    for i in range(30):
+        found = candidates_for(ranked, signals, customers.customer(i), 5, None)
+        assert {3, 250, 499} <= set(found.rows.tolist())

@@ -56,6 +56,7 @@ def _model(seed: int, coarse: bool) -> RankingModel:
         repeat_rate=values(N_ITEMS),
         gap_days=np.where(rng.random(N_ITEMS) < 0.3, -1, values(N_ITEMS) * 60).astype(np.float32),
         log_price=values(N_ITEMS),
+        recent=np.where(rng.random(N_ITEMS) < 0.6, values(N_ITEMS), 0).astype(np.float32),
     )
     return RankingModel(
         item_factors=factors,
