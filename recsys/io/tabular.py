@@ -279,6 +279,15 @@ def number_column(raw: RawTable, name: str | None, label: str) -> pd.Series:
     return values
 
 
+def _as_ns(values: pd.Series) -> pd.Series:
+    """datetime64[ns]; a time outside its range (years 1677-2262: pandas parses wider, in
+    microseconds) becomes NaT, reported as not a valid date and time."""
+    if values.dtype == "datetime64[ns]":
+        return values
+    inside = values.isna() | ((values >= pd.Timestamp.min) & (values <= pd.Timestamp.max))
+    return values.where(inside).astype("datetime64[ns]")
+
+
 def timestamp_column(
     raw: RawTable, name: str, label: str, formats: Sequence[str] = ()
 ) -> pd.Series:
@@ -289,9 +298,9 @@ def timestamp_column(
     """
     column = raw.frame[name]
     if isinstance(column.dtype, pd.DatetimeTZDtype):
-        parsed, text = column.dt.tz_convert("UTC").dt.tz_localize(None), column
+        parsed, text = _as_ns(column.dt.tz_convert("UTC").dt.tz_localize(None)), column
     elif pd.api.types.is_datetime64_dtype(column.dtype):
-        parsed, text = column, column  # already times: no text of every row (46M at scale)
+        parsed, text = _as_ns(column), column  # already times: no text of every row (46M)
     else:
         text = text_column(raw.frame, name)
         parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
@@ -299,12 +308,11 @@ def timestamp_column(
             todo = parsed.isna() & text.notna()
             if not todo.any():
                 break
-            parsed[todo] = pd.to_datetime(text[todo], format=fmt, errors="coerce")
+            parsed[todo] = _as_ns(pd.to_datetime(text[todo], format=fmt, errors="coerce"))
         todo = parsed.isna() & text.notna()
         if todo.any():
             iso = pd.to_datetime(text[todo], format="ISO8601", utc=True, errors="coerce")
-            parsed[todo] = iso.dt.tz_localize(None)
-    parsed = parsed.astype("datetime64[ns]")
+            parsed[todo] = _as_ns(iso.dt.tz_localize(None))
     position = first_true(parsed.isna())
     if position is not None:
         value = text.iloc[position]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -160,6 +161,18 @@ def test_parquet_loads_the_same_table_as_csv(tmp_path, events):
     pd.testing.assert_frame_equal(load_interactions(tmp_path / "e.parquet").interactions, csv_table)
 
 
+def test_parquet_time_outside_the_nanosecond_range_names_its_row(tmp_path, events):
+    typed = events.assign(timestamp=pd.to_datetime(events["timestamp"]).astype("datetime64[us]"))
+    typed["timestamp"] = typed["timestamp"].astype(object)
+    typed.loc[typed.index[5], "timestamp"] = datetime(2300, 1, 1)
+    typed["timestamp"] = typed["timestamp"].astype("datetime64[us]")
+    typed.to_parquet(tmp_path / "e.parquet", index=False)
+    with pytest.raises(DataFileError) as caught:
+        load_interactions(tmp_path / "e.parquet")
+    assert caught.value.row == 6  # a Parquet file has no header line: its 6th row
+    assert "is not a valid date and time" in caught.value.problem
+
+
 def test_detection_reads_only_the_header(tmp_path):
     path = _rows(tmp_path / "e.csv", HEADER, "this,row,is,not,valid,at,all")
     assert detect_format(path) == "events"
@@ -193,6 +206,11 @@ def _corrupt(tmp_path: Path, events: pd.DataFrame, position: int, **values: obje
     [
         ({"timestamp": "yesterday"}, "timestamp 'yesterday' is not a valid date and time"),
         ({"timestamp": ""}, "timestamp is missing"),
+        (
+            {"timestamp": "0001-01-01T00:00+01:00"},
+            "timestamp '0001-01-01T00:00+01:00' is not a valid date and time",
+        ),
+        ({"timestamp": "2300-01-01T00:00"}, "timestamp '2300-01-01T00:00' is not a valid date"),
         ({"quantity": "two"}, "quantity 'two' is not a number"),
         ({"price": "1,50"}, "price '1,50' is not a number"),
         ({"event_type": "click"}, "event_type 'click' is not one of"),
