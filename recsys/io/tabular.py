@@ -143,7 +143,10 @@ def _read_csv_arrow(path: Path, compression: str | None) -> pd.DataFrame | None:
             table = pacsv.read_csv(stream, convert_options=options)
     except (pa.ArrowInvalid, OSError, EOFError):
         return None  # pandas reads it again, and names the line when it is malformed
-    return table.to_pandas(types_mapper={pa.string(): STRING}.get)
+    try:
+        return table.to_pandas(types_mapper={pa.string(): STRING}.get)
+    except UnicodeDecodeError:  # a column name that is not UTF-8 (Arrow checks only values)
+        return None
 
 
 def _read_csv_pandas(path: Path, compression: str | None) -> pd.DataFrame:

@@ -331,3 +331,10 @@ def test_repeated_marks_every_present_value_after_its_first_row():
     assert repeated(values).tolist() == (values.notna() & values.duplicated()).tolist()
     assert repeated(pd.Series(["x"], dtype=STRING)).tolist() == [False]
     assert repeated(pd.Series([], dtype=STRING)).tolist() == []
+
+
+def test_a_binary_file_is_a_clear_error_not_a_decoding_traceback(tmp_path):
+    path = tmp_path / "picture.csv"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
+    with pytest.raises(DataFileError, match="cannot tell the format from the columns"):
+        load_interactions(path)
