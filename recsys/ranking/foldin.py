@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from scipy import linalg
-from scipy.linalg import blas
+from scipy.linalg import blas, lapack
 
 
 @dataclass(frozen=True)
@@ -64,14 +63,23 @@ class FoldIn:
     def _woodbury(self, y: np.ndarray, confidence: np.ndarray) -> np.ndarray:
         """The vector of a customer with item factors ``y`` (n x f, f8) and ``confidence``:
         ``A = G + Yᵀ D Y`` (``D = diag(c - 1)``) solved as ``A⁻¹ = G⁻¹ - G⁻¹ Yᵀ (I + D Y G⁻¹
-        Yᵀ)⁻¹ D Y G⁻¹`` (Woodbury, with no inverse of ``D``: ``c = 1`` is allowed)."""
+        Yᵀ)⁻¹ D Y G⁻¹`` (Woodbury, with no inverse of ``D``: ``c = 1`` is allowed). With every
+        ``c >= 1`` (the ALS weights: ``α`` times order counts) in its symmetric form, ``S = √D``:
+        ``I + S Y G⁻¹ Yᵀ S`` is symmetric positive definite, solved by a LAPACK Cholesky
+        (``dposv``) instead of a general LU solve."""
         d = confidence - 1.0
         z = y @ self.inverse  # Y G⁻¹ (n x f)
         x0 = (confidence @ y) @ self.inverse  # G⁻¹ Yᵀ c
+        if d.min() >= 0:
+            s = np.sqrt(d)
+            system = (z @ y.T) * s[:, None] * s[None, :]
+            system[np.diag_indices_from(system)] += 1.0
+            _, solved, info = lapack.dposv(system, s * (y @ x0), lower=0)
+            if info == 0:
+                return np.asarray(x0 - (s * solved) @ z)
         system = d[:, None] * (z @ y.T)
         system[np.diag_indices_from(system)] += 1.0
-        s = np.linalg.solve(system, d * (y @ x0))
-        return np.asarray(x0 - s @ z)
+        return np.asarray(x0 - np.linalg.solve(system, d * (y @ x0)) @ z)
 
     def user_vector(self, item_rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """The f4 vector of a customer with ``weights`` on the items at ``item_rows``.
@@ -118,10 +126,11 @@ class FoldIn:
             scaled = y * np.sqrt(d).astype(np.float32)[:, None]
             # the upper triangle of (√D Y)ᵀ(√D Y); the transpose is Fortran-ordered: no copy
             upper = blas.ssyrk(1.0, scaled.T, trans=0)
-            try:
-                factor = linalg.cho_factor(self.gram + upper, lower=False, check_finite=False)
-                return np.asarray(linalg.cho_solve(factor, right, check_finite=False))
-            except np.linalg.LinAlgError:
-                pass  # not positive definite in float precision: the general solve below
+            # LAPACK's Cholesky factor and solve (``dposv``: ``dpotrf`` + ``dpotrs``, what
+            # ``cho_factor``/``cho_solve`` call, without their checks and copies)
+            _, solved, info = lapack.dposv(self.gram + upper, right, lower=0, overwrite_a=1)
+            if info == 0:
+                return np.asarray(solved)
+            # info > 0: not positive definite in float precision: the general solve below
         update = (y.T * d.astype(np.float32)) @ y
         return np.linalg.solve(self.gram + update, right)
