@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from recsys.customers.churn import BASE_FEATURES, ChurnScorer, churn_matrix
+from recsys.customers.churn_row import churn_row
 from recsys.customers.clv import BetaGeoModel
 from recsys.customers.online_features import changed, online_features
 from recsys.customers.online_state import (
@@ -179,7 +180,10 @@ def plan_updates(
             folded = vector if np.any(vector) else None
             plans[customer_id] = replace(plans[customer_id], user_vector=folded, refolded=True)
     if rescore and model.churn is not None:
-        matrix = churn_matrix([plans[c].features for c in rescore], model.churn_alive)
+        rows = [plans[c].features for c in rescore]
+        # one customer (a single event): plain floats, the same numbers (recsys.customers.churn_row)
+        single = churn_row(rows[0], model.churn_alive) if len(rows) == 1 else None
+        matrix = single if single is not None else churn_matrix(rows, model.churn_alive)
         risks = model.churn.score(matrix)
         for customer_id, risk in zip(rescore, np.asarray(risks).tolist(), strict=True):
             plans[customer_id].features["churn_risk"] = float(risk)
