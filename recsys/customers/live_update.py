@@ -85,12 +85,24 @@ class LiveUpdate:
     refolded: bool = False
 
 
-def _batch_items(model: OnlineModel, batch: BatchRecord | None) -> list[str]:
-    if batch is None or not len(batch.history_items):
-        return []
-    ids = model.item_ids
-    rows = np.asarray(batch.history_items, dtype=np.int64)
-    return [ids[r] for r in rows[(rows >= 0) & (rows < len(ids))].tolist()]
+class HistoryItems:
+    """The products of a customer's batch history, as a container of item ids: whether it
+    holds an item is one lookup of the item's row in a set of the history's rows (made on the
+    first question), not a list of every history item's id rebuilt on each event."""
+
+    def __init__(self, model: OnlineModel, batch: BatchRecord | None) -> None:
+        self._row_of = model.row_of
+        self._n_items = len(model.item_ids)
+        self._history = batch.history_items if batch is not None else ()
+        self._rows: set[int] | None = None
+
+    def __contains__(self, item: object) -> bool:
+        row = self._row_of.get(item) if isinstance(item, str) else None
+        if row is None or not 0 <= row < self._n_items:
+            return False
+        if self._rows is None:
+            self._rows = set(np.asarray(self._history, dtype=np.int64).tolist())
+        return row in self._rows
 
 
 def fold_inputs(
@@ -151,7 +163,7 @@ def plan_updates(
             batch_features,
             model.as_of if batch is not None else None,
             as_of,
-            _batch_items(model, batch),
+            HistoryItems(model, batch),
         )
         previous = dict(snap.live.features) or batch_features
         features["churn_risk"] = previous.get("churn_risk")
