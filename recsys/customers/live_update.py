@@ -87,22 +87,19 @@ class LiveUpdate:
 
 class HistoryItems:
     """The products of a customer's batch history, as a container of item ids: whether it
-    holds an item is one lookup of the item's row in a set of the history's rows (made on the
-    first question), not a list of every history item's id rebuilt on each event."""
+    holds an item is one lookup of the item's row in the set of the history's rows, not a list
+    of every history item's id rebuilt on each event. (Rows outside the model's items are never
+    an item's row: ``row_of`` maps ids to rows in range.)"""
+
+    __slots__ = ("_row_of", "_rows")
 
     def __init__(self, model: OnlineModel, batch: BatchRecord | None) -> None:
         self._row_of = model.row_of
-        self._n_items = len(model.item_ids)
-        self._history = batch.history_items if batch is not None else ()
-        self._rows: set[int] | None = None
+        history = batch.history_items if batch is not None else ()
+        self._rows = set(np.asarray(history, dtype=np.int64).tolist())
 
     def __contains__(self, item: object) -> bool:
-        row = self._row_of.get(item) if isinstance(item, str) else None
-        if row is None or not 0 <= row < self._n_items:
-            return False
-        if self._rows is None:
-            self._rows = set(np.asarray(self._history, dtype=np.int64).tolist())
-        return row in self._rows
+        return isinstance(item, str) and self._row_of.get(item) in self._rows
 
 
 def fold_inputs(
