@@ -102,6 +102,27 @@ class HistoryItems:
         return isinstance(item, str) and self._row_of.get(item) in self._rows
 
 
+def fold_parts(
+    model: OnlineModel,
+    batch: BatchRecord | None,
+    state: OnlineState,
+    weights: Mapping[str, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The batch history's item rows and weights, and the live order counts' (item rows and
+    weights), a customer is folded in with (``FoldIn.split_vectors``); ``weights``: the
+    state's ``purchase_weights``, when the caller has them."""
+    weights = purchase_weights(state) if weights is None else weights
+    known = [(model.row_of[i], w) for i, w in weights.items() if i in model.row_of]
+    live_rows = np.array([r for r, _ in known], dtype=np.int64)
+    live_w = np.array([w for _, w in known], dtype=np.float64)
+    if batch is not None and len(batch.history_items):
+        batch_rows = np.asarray(batch.history_items, dtype=np.int64)
+        batch_w = np.asarray(batch.history_counts, dtype=np.float64)
+    else:
+        batch_rows, batch_w = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    return batch_rows, batch_w, live_rows, live_w
+
+
 def fold_inputs(
     model: OnlineModel,
     batch: BatchRecord | None,
@@ -109,17 +130,10 @@ def fold_inputs(
     weights: Mapping[str, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The item rows and weights a customer is folded in with: batch history weights plus
-    live order counts (:func:`fold_vector` solves them); ``weights``: the state's
-    ``purchase_weights``, when the caller has them."""
-    weights = purchase_weights(state) if weights is None else weights
-    known = [(model.row_of[i], w) for i, w in weights.items() if i in model.row_of]
-    live_rows = np.array([r for r, _ in known], dtype=np.int64)
-    live_w = np.array([w for _, w in known], dtype=np.float64)
-    if batch is not None and len(batch.history_items):
-        live_rows = np.concatenate([np.asarray(batch.history_items, dtype=np.int64), live_rows])
-        live_w = np.concatenate([np.asarray(batch.history_counts, dtype=np.float64), live_w])
-    rows, inverse = np.unique(live_rows, return_inverse=True)
-    return rows, np.bincount(inverse, weights=live_w, minlength=rows.size)
+    live order counts, merged (:func:`fold_parts` keeps them apart)."""
+    batch_rows, batch_w, live_rows, live_w = fold_parts(model, batch, state, weights)
+    rows, inverse = np.unique(np.concatenate([batch_rows, live_rows]), return_inverse=True)
+    return rows, np.bincount(inverse, np.concatenate([batch_w, live_w]), minlength=rows.size)
 
 
 def fold_vector(model: OnlineModel, batch: BatchRecord | None, state: OnlineState) -> np.ndarray:
@@ -141,7 +155,7 @@ def plan_updates(
     base_as_of = to_seconds(model.as_of) if model.as_of is not None else None
     plans: dict[str, LiveUpdate] = {}
     rescore: list[str] = []
-    refold: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # solved together, below
+    refold: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
     for customer_id, mine in by_customer.items():
         snap = snapshots[customer_id]
         batch = snap.batch
@@ -172,7 +186,7 @@ def plan_updates(
         if model.fold is not None and (
             bought or (new_version and snap.live.user_vector is not None)
         ):
-            refold[customer_id] = fold_inputs(model, batch, state, weights)
+            refold[customer_id] = fold_parts(model, batch, state, weights)
         plans[customer_id] = LiveUpdate(
             recent_views=list(state.recent),
             cart=open_cart(state, as_of_s),
@@ -183,7 +197,7 @@ def plan_updates(
         )
     if refold and model.fold is not None:
         for customer_id, vector in zip(
-            refold, model.fold.user_vectors(list(refold.values())), strict=True
+            refold, model.fold.split_vectors(list(refold.values())), strict=True
         ):
             # nothing to fold (all zeros): the batch vector (if any) stands
             folded = vector if np.any(vector) else None

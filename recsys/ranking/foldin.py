@@ -21,11 +21,13 @@ The weights must be those training used (the pipeline's interaction weights).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 from scipy.linalg import blas, lapack
+
+from recsys.ranking.foldin_split import BatchFactors, split_vector
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class FoldIn:
     item_factors: np.ndarray  # f4/f8 (items x f)
     gram: np.ndarray  # f8 (f x f): YᵀY + λI
     alpha: float
+    #: the batch parts' factors of :meth:`split_vectors` (``recsys.ranking.foldin_split``)
+    batch_factors: BatchFactors = field(default_factory=BatchFactors, compare=False, repr=False)
 
     @classmethod
     def from_factors(cls, item_factors: np.ndarray, regularization: float, alpha: float) -> FoldIn:
@@ -112,6 +116,36 @@ class FoldIn:
             else:
                 y = np.asarray(self.item_factors[rows], dtype=np.float32)
                 out.append(self._direct(y, confidence).astype(np.float32))
+        return out
+
+    def split_vectors(
+        self, customers: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    ) -> list[np.ndarray]:
+        """:meth:`user_vectors` of customers given as ``(batch_rows, batch_weights, live_rows,
+        live_weights)`` (each part's rows distinct; an item of both counts both weights). A
+        customer with more than :attr:`woodbury_max_items` batch items is solved on their batch
+        part's kept factor (``recsys.ranking.foldin_split``); the others, and whatever that
+        declines, as :meth:`user_vectors` solves the merged rows and weights."""
+        out: list[np.ndarray] = []
+        for batch_rows, batch_w, live_rows, live_w in customers:
+            rows_b = np.asarray(batch_rows, dtype=np.int64)
+            w_b = np.asarray(batch_w, dtype=np.float64)
+            rows_l = np.asarray(live_rows, dtype=np.int64)
+            w_l = np.asarray(live_w, dtype=np.float64)
+            vector = None
+            if rows_b.size > self.woodbury_max_items and rows_b.shape == w_b.shape:
+                factor = self.batch_factors.get(
+                    self.gram, self.item_factors, self.alpha, rows_b, w_b
+                )
+                if factor is not None:
+                    vector = split_vector(
+                        factor, self.item_factors, self.alpha, rows_l, w_l, self.woodbury_max_items
+                    )
+            if vector is None:
+                rows, inverse = np.unique(np.concatenate([rows_b, rows_l]), return_inverse=True)
+                weights = np.bincount(inverse, np.concatenate([w_b, w_l]), minlength=rows.size)
+                vector = self.user_vectors([(rows, weights)])[0]
+            out.append(vector.astype(np.float32))
         return out
 
     def _direct(self, y: np.ndarray, confidence: np.ndarray) -> np.ndarray:
