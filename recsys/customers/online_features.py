@@ -279,6 +279,8 @@ def changed(before: Mapping[str, Any], after: Mapping[str, Any], names: Iterable
     """True when any of ``names`` differs (None and NaN count as equal)."""
     for name in names:
         a, b = before.get(name), after.get(name)
+        if a == b and type(a) is type(b):  # equal values of one type: never a change (NaN != NaN)
+            continue
         x, y = _num(a), _num(b)
         if x is None and y is None:
             if _missing(a) != _missing(b) or (not _missing(a) and a != b):
