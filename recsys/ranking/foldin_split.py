@@ -32,8 +32,8 @@ from typing import Final
 import numpy as np
 from scipy.linalg import blas, lapack
 
-#: Factors kept per process (each ``f x f`` float64: 128 KB at f = 128).
-MAX_FACTORS: Final = 64
+#: Factors kept per process (each ``f x f`` float64: 128 KB at f = 128, so 16 MB at most).
+MAX_FACTORS: Final = 128
 
 
 @dataclass(frozen=True)
