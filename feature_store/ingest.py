@@ -77,6 +77,7 @@ from feature_store.multiplexed import MultiplexedConnection
 from feature_store.online_cache import OnlineCache
 from feature_store.tombstones import Resolver
 from recsys.decisions.offer_set import ContactPolicy
+from recsys.errors import InternalError
 from recsys.events import Event
 
 __all__ = [
@@ -220,10 +221,11 @@ class AsyncEventWriter(_Writer):
     slots run concurrently.
 
     ``multiplexed``: on one server, a :class:`~feature_store.multiplexed.MultiplexedConnection`
-    of the writer's own carries the reads and the script (``EVAL``: the script's text travels
-    with each call, so a restarted server needs no reload), packed and parsed by hiredis with
-    none of redis.asyncio's pool and per-command work (measured: about 250 µs of CPU less per
-    round trip, two per request); the client then serves only ``aclose``."""
+    of the writer's own carries the reads and the script (``EVALSHA``; after a ``NOSCRIPT``
+    answer from a restarted or flushed server, ``EVAL`` with the text, which loads it), packed
+    and parsed by hiredis with none of redis.asyncio's pool and per-command work (measured:
+    about 250 µs of CPU less per round trip, two per request); the client then serves only
+    ``aclose``."""
 
     def __init__(
         self,
@@ -266,6 +268,14 @@ class AsyncEventWriter(_Writer):
 
     async def _packed_script(self, *, keys: Sequence[str], args: Sequence[Any]) -> Any:
         if self.multiplexed is not None:
+            # by its SHA1 (the script's 5 KB of text are not packed, sent and hashed again on
+            # every event); a server without it (restarted, flushed) answers NOSCRIPT without
+            # running anything, and EVAL then runs it and loads it for the next calls
+            try:
+                return (await self.multiplexed.execute([self._evalsha(keys, args)]))[0]
+            except InternalError as exc:
+                if "NOSCRIPT" not in str(exc):
+                    raise
             command = ("EVAL", WRITE, len(keys), *keys, *args)
             return (await self.multiplexed.execute([command]))[0]
         try:

@@ -22,6 +22,7 @@ loses those counts, never counts twice).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -161,15 +162,9 @@ class Attribution:
         return out
 
     def keys(self, prefix: str) -> list[str]:
-        """The offers' keys of a call that writes the counts (:data:`OFFER_KEYS` per offer)."""
-        out = []
-        for offer in self.offers:
-            out += [
-                keys.offer_stats(prefix, offer),
-                keys.offer_budget(prefix, offer, "redemptions", self.day),
-                keys.offer_budget(prefix, offer, "redemptions", keys.BUDGET_TOTAL),
-            ]
-        return out
+        """The offers' keys of a call that writes the counts (:data:`OFFER_KEYS` per offer),
+        built once per prefix, offer set and budget day (:func:`_offer_keys`), not per event."""
+        return list(_offer_keys(prefix, self.offers, self.day))
 
     def args(self, apply: bool) -> list[Any]:
         """The script's attribution arguments: window, records' and budget day's TTL, whether
@@ -180,6 +175,19 @@ class Attribution:
 
 #: The attribution arguments of a call that counts nothing (no offer set).
 NO_ATTRIBUTION_ARGS: Final = [repr(0.0), 0, 0, 0, 0]
+
+
+@functools.lru_cache(maxsize=64)
+def _offer_keys(prefix: str, offers: tuple[str, ...], day: str) -> tuple[str, ...]:
+    """:meth:`Attribution.keys`, cached: the same few offer sets and days serve every event."""
+    out: list[str] = []
+    for offer in offers:
+        out += [
+            keys.offer_stats(prefix, offer),
+            keys.offer_budget(prefix, offer, "redemptions", day),
+            keys.offer_budget(prefix, offer, "redemptions", keys.BUDGET_TOTAL),
+        ]
+    return tuple(out)
 
 
 def _time(event: Event) -> Any:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from recsys.customers.churn import BASE_FEATURES, ChurnScorer, churn_matrix
+from recsys.customers.churn_row import churn_row
 from recsys.customers.clv import BetaGeoModel
 from recsys.customers.online_features import changed, online_features
 from recsys.customers.online_state import (
@@ -84,12 +85,42 @@ class LiveUpdate:
     refolded: bool = False
 
 
-def _batch_items(model: OnlineModel, batch: BatchRecord | None) -> list[str]:
-    if batch is None or not len(batch.history_items):
-        return []
-    ids = model.item_ids
-    rows = np.asarray(batch.history_items, dtype=np.int64)
-    return [ids[r] for r in rows[(rows >= 0) & (rows < len(ids))].tolist()]
+class HistoryItems:
+    """The products of a customer's batch history, as a container of item ids: whether it
+    holds an item is one lookup of the item's row in the set of the history's rows, not a list
+    of every history item's id rebuilt on each event. (Rows outside the model's items are never
+    an item's row: ``row_of`` maps ids to rows in range.)"""
+
+    __slots__ = ("_row_of", "_rows")
+
+    def __init__(self, model: OnlineModel, batch: BatchRecord | None) -> None:
+        self._row_of = model.row_of
+        history = batch.history_items if batch is not None else ()
+        self._rows = set(np.asarray(history, dtype=np.int64).tolist())
+
+    def __contains__(self, item: object) -> bool:
+        return isinstance(item, str) and self._row_of.get(item) in self._rows
+
+
+def fold_parts(
+    model: OnlineModel,
+    batch: BatchRecord | None,
+    state: OnlineState,
+    weights: Mapping[str, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The batch history's item rows and weights, and the live order counts' (item rows and
+    weights), a customer is folded in with (``FoldIn.split_vectors``); ``weights``: the
+    state's ``purchase_weights``, when the caller has them."""
+    weights = purchase_weights(state) if weights is None else weights
+    known = [(model.row_of[i], w) for i, w in weights.items() if i in model.row_of]
+    live_rows = np.array([r for r, _ in known], dtype=np.int64)
+    live_w = np.array([w for _, w in known], dtype=np.float64)
+    if batch is not None and len(batch.history_items):
+        batch_rows = np.asarray(batch.history_items, dtype=np.int64)
+        batch_w = np.asarray(batch.history_counts, dtype=np.float64)
+    else:
+        batch_rows, batch_w = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    return batch_rows, batch_w, live_rows, live_w
 
 
 def fold_inputs(
@@ -99,17 +130,10 @@ def fold_inputs(
     weights: Mapping[str, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The item rows and weights a customer is folded in with: batch history weights plus
-    live order counts (:func:`fold_vector` solves them); ``weights``: the state's
-    ``purchase_weights``, when the caller has them."""
-    weights = purchase_weights(state) if weights is None else weights
-    known = [(model.row_of[i], w) for i, w in weights.items() if i in model.row_of]
-    live_rows = np.array([r for r, _ in known], dtype=np.int64)
-    live_w = np.array([w for _, w in known], dtype=np.float64)
-    if batch is not None and len(batch.history_items):
-        live_rows = np.concatenate([np.asarray(batch.history_items, dtype=np.int64), live_rows])
-        live_w = np.concatenate([np.asarray(batch.history_counts, dtype=np.float64), live_w])
-    rows, inverse = np.unique(live_rows, return_inverse=True)
-    return rows, np.bincount(inverse, weights=live_w, minlength=rows.size)
+    live order counts, merged (:func:`fold_parts` keeps them apart)."""
+    batch_rows, batch_w, live_rows, live_w = fold_parts(model, batch, state, weights)
+    rows, inverse = np.unique(np.concatenate([batch_rows, live_rows]), return_inverse=True)
+    return rows, np.bincount(inverse, np.concatenate([batch_w, live_w]), minlength=rows.size)
 
 
 def fold_vector(model: OnlineModel, batch: BatchRecord | None, state: OnlineState) -> np.ndarray:
@@ -131,7 +155,7 @@ def plan_updates(
     base_as_of = to_seconds(model.as_of) if model.as_of is not None else None
     plans: dict[str, LiveUpdate] = {}
     rescore: list[str] = []
-    refold: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # solved together, below
+    refold: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
     for customer_id, mine in by_customer.items():
         snap = snapshots[customer_id]
         batch = snap.batch
@@ -150,7 +174,7 @@ def plan_updates(
             batch_features,
             model.as_of if batch is not None else None,
             as_of,
-            _batch_items(model, batch),
+            HistoryItems(model, batch),
         )
         previous = dict(snap.live.features) or batch_features
         features["churn_risk"] = previous.get("churn_risk")
@@ -162,7 +186,7 @@ def plan_updates(
         if model.fold is not None and (
             bought or (new_version and snap.live.user_vector is not None)
         ):
-            refold[customer_id] = fold_inputs(model, batch, state, weights)
+            refold[customer_id] = fold_parts(model, batch, state, weights)
         plans[customer_id] = LiveUpdate(
             recent_views=list(state.recent),
             cart=open_cart(state, as_of_s),
@@ -173,13 +197,16 @@ def plan_updates(
         )
     if refold and model.fold is not None:
         for customer_id, vector in zip(
-            refold, model.fold.user_vectors(list(refold.values())), strict=True
+            refold, model.fold.split_vectors(list(refold.values())), strict=True
         ):
             # nothing to fold (all zeros): the batch vector (if any) stands
             folded = vector if np.any(vector) else None
             plans[customer_id] = replace(plans[customer_id], user_vector=folded, refolded=True)
     if rescore and model.churn is not None:
-        matrix = churn_matrix([plans[c].features for c in rescore], model.churn_alive)
+        rows = [plans[c].features for c in rescore]
+        # one customer (a single event): plain floats, the same numbers (recsys.customers.churn_row)
+        single = churn_row(rows[0], model.churn_alive) if len(rows) == 1 else None
+        matrix = single if single is not None else churn_matrix(rows, model.churn_alive)
         risks = model.churn.score(matrix)
         for customer_id, risk in zip(rescore, np.asarray(risks).tolist(), strict=True):
             plans[customer_id].features["churn_risk"] = float(risk)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -147,14 +147,15 @@ def online_features(
     batch_features: Mapping[str, Any],
     batch_as_of: datetime | None,
     as_of: datetime,
-    batch_items: Iterable[str] = (),
+    batch_items: Container[str] = (),
 ) -> dict[str, Any]:
     """The customer's feature row at ``as_of`` (JSON-able: times ISO text, missing None).
 
     ``batch_features`` is the batch row (empty for a customer training never saw) computed at
     ``batch_as_of``; ``batch_items`` the products the batch history holds (for
-    ``n_items_distinct``). Live entries before ``batch_as_of`` or not before ``as_of`` are
-    left out, as training leaves out events not before its ``as_of``.
+    ``n_items_distinct``; only asked whether it holds each live product). Live entries before
+    ``batch_as_of`` or not before ``as_of`` are left out, as training leaves out events not
+    before its ``as_of``.
     """
     now = to_seconds(as_of)
     since = to_seconds(batch_as_of) if batch_as_of is not None and batch_features else None
@@ -208,7 +209,7 @@ def online_features(
     o90, s90 = recent_orders(90)
     last_batch = base.last_event
     row = base.row
-    new_items = bought - set(batch_items)
+    new_items = [i for i in bought if i not in batch_items]
     cart_items = [i for i, v in state.cart.items() if live(v[0])]
     open_items = sum(
         1
@@ -278,6 +279,8 @@ def changed(before: Mapping[str, Any], after: Mapping[str, Any], names: Iterable
     """True when any of ``names`` differs (None and NaN count as equal)."""
     for name in names:
         a, b = before.get(name), after.get(name)
+        if a == b and type(a) is type(b):  # equal values of one type: never a change (NaN != NaN)
+            continue
         x, y = _num(a), _num(b)
         if x is None and y is None:
             if _missing(a) != _missing(b) or (not _missing(a) and a != b):

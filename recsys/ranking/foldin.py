@@ -21,12 +21,13 @@ The weights must be those training used (the pipeline's interaction weights).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
-from scipy import linalg
-from scipy.linalg import blas
+from scipy.linalg import blas, lapack
+
+from recsys.ranking.foldin_split import BatchFactors, split_vector
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class FoldIn:
     item_factors: np.ndarray  # f4/f8 (items x f)
     gram: np.ndarray  # f8 (f x f): YᵀY + λI
     alpha: float
+    #: the batch parts' factors of :meth:`split_vectors` (``recsys.ranking.foldin_split``)
+    batch_factors: BatchFactors = field(default_factory=BatchFactors, compare=False, repr=False)
 
     @classmethod
     def from_factors(cls, item_factors: np.ndarray, regularization: float, alpha: float) -> FoldIn:
@@ -64,14 +67,23 @@ class FoldIn:
     def _woodbury(self, y: np.ndarray, confidence: np.ndarray) -> np.ndarray:
         """The vector of a customer with item factors ``y`` (n x f, f8) and ``confidence``:
         ``A = G + Yᵀ D Y`` (``D = diag(c - 1)``) solved as ``A⁻¹ = G⁻¹ - G⁻¹ Yᵀ (I + D Y G⁻¹
-        Yᵀ)⁻¹ D Y G⁻¹`` (Woodbury, with no inverse of ``D``: ``c = 1`` is allowed)."""
+        Yᵀ)⁻¹ D Y G⁻¹`` (Woodbury, with no inverse of ``D``: ``c = 1`` is allowed). With every
+        ``c >= 1`` (the ALS weights: ``α`` times order counts) in its symmetric form, ``S = √D``:
+        ``I + S Y G⁻¹ Yᵀ S`` is symmetric positive definite, solved by a LAPACK Cholesky
+        (``dposv``) instead of a general LU solve."""
         d = confidence - 1.0
         z = y @ self.inverse  # Y G⁻¹ (n x f)
         x0 = (confidence @ y) @ self.inverse  # G⁻¹ Yᵀ c
+        if d.min() >= 0:
+            s = np.sqrt(d)
+            system = (z @ y.T) * s[:, None] * s[None, :]
+            system[np.diag_indices_from(system)] += 1.0
+            _, solved, info = lapack.dposv(system, s * (y @ x0), lower=0)
+            if info == 0:
+                return np.asarray(x0 - (s * solved) @ z)
         system = d[:, None] * (z @ y.T)
         system[np.diag_indices_from(system)] += 1.0
-        s = np.linalg.solve(system, d * (y @ x0))
-        return np.asarray(x0 - s @ z)
+        return np.asarray(x0 - np.linalg.solve(system, d * (y @ x0)) @ z)
 
     def user_vector(self, item_rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """The f4 vector of a customer with ``weights`` on the items at ``item_rows``.
@@ -106,6 +118,36 @@ class FoldIn:
                 out.append(self._direct(y, confidence).astype(np.float32))
         return out
 
+    def split_vectors(
+        self, customers: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    ) -> list[np.ndarray]:
+        """:meth:`user_vectors` of customers given as ``(batch_rows, batch_weights, live_rows,
+        live_weights)`` (each part's rows distinct; an item of both counts both weights). A
+        customer with more than :attr:`woodbury_max_items` batch items is solved on their batch
+        part's kept factor (``recsys.ranking.foldin_split``); the others, and whatever that
+        declines, as :meth:`user_vectors` solves the merged rows and weights."""
+        out: list[np.ndarray] = []
+        for batch_rows, batch_w, live_rows, live_w in customers:
+            rows_b = np.asarray(batch_rows, dtype=np.int64)
+            w_b = np.asarray(batch_w, dtype=np.float64)
+            rows_l = np.asarray(live_rows, dtype=np.int64)
+            w_l = np.asarray(live_w, dtype=np.float64)
+            vector = None
+            if rows_b.size > self.woodbury_max_items and rows_b.shape == w_b.shape:
+                factor = self.batch_factors.get(
+                    self.gram, self.item_factors, self.alpha, rows_b, w_b
+                )
+                if factor is not None:
+                    vector = split_vector(
+                        factor, self.item_factors, self.alpha, rows_l, w_l, self.woodbury_max_items
+                    )
+            if vector is None:
+                rows, inverse = np.unique(np.concatenate([rows_b, rows_l]), return_inverse=True)
+                weights = np.bincount(inverse, np.concatenate([w_b, w_l]), minlength=rows.size)
+                vector = self.user_vectors([(rows, weights)])[0]
+            out.append(vector.astype(np.float32))
+        return out
+
     def _direct(self, y: np.ndarray, confidence: np.ndarray) -> np.ndarray:
         """The customer's ``f x f`` system solved. The rank-``n`` update is a float32 product
         (the items' factors are float32) added to the float64 ``YᵀY + λI``, well inside the
@@ -118,10 +160,11 @@ class FoldIn:
             scaled = y * np.sqrt(d).astype(np.float32)[:, None]
             # the upper triangle of (√D Y)ᵀ(√D Y); the transpose is Fortran-ordered: no copy
             upper = blas.ssyrk(1.0, scaled.T, trans=0)
-            try:
-                factor = linalg.cho_factor(self.gram + upper, lower=False, check_finite=False)
-                return np.asarray(linalg.cho_solve(factor, right, check_finite=False))
-            except np.linalg.LinAlgError:
-                pass  # not positive definite in float precision: the general solve below
+            # LAPACK's Cholesky factor and solve (``dposv``: ``dpotrf`` + ``dpotrs``, what
+            # ``cho_factor``/``cho_solve`` call, without their checks and copies)
+            _, solved, info = lapack.dposv(self.gram + upper, right, lower=0, overwrite_a=1)
+            if info == 0:
+                return np.asarray(solved)
+            # info > 0: not positive definite in float precision: the general solve below
         update = (y.T * d.astype(np.float32)) @ y
         return np.linalg.solve(self.gram + update, right)

@@ -262,3 +262,43 @@ def test_export_events_command_uses_the_settings(
     settings = Settings(redis_url=redis_url, redis_prefix=redis_prefix)
     assert export_events(settings, tmp_path / "out.csv") == 1
     assert (tmp_path / "out.csv").read_text().splitlines()[0].startswith("customer_id,event_type")
+
+
+def test_purchases_of_a_customer_with_a_long_history_fold_as_the_merged_solve(
+    writer: EventWriter, redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """A batch history longer than f/2 items takes the kept batch factor and the Woodbury
+    update (``recsys.ranking.foldin_split``): after each purchase (an item of the history, then
+    new ones) the stored vector is the one solving the whole history and the live orders
+    merged, within float rounding, and the purchase is gone from what the page view may show."""
+    rng = np.random.default_rng(4)
+    items = [f"I{k}" for k in range(40)]
+    factors = rng.standard_normal((40, 8)).astype(np.float32)
+    online = OnlineModel(
+        version=VERSION,
+        as_of=AS_OF,
+        item_ids=items,
+        row_of={item: row for row, item in enumerate(items)},
+        fold=FoldIn.from_factors(factors, 0.1, 2.0),
+    )
+    history = np.arange(0, 24, 2, dtype=np.int32)  # 12 items > f/2 = 4
+    counts = rng.integers(1, 4, history.size).astype(np.float32)
+    batch = BatchRecord(features={}, history_items=history, history_counts=counts)
+    RedisFeatureStore(redis_client, redis_prefix).load_version(VERSION, [("c1", batch)])
+    bought: dict[int, float] = {}
+    assert online.fold is not None
+    for n, item in enumerate(["I2", "I5", "I7", "I5", "I30"]):
+        purchase = {"event_type": "purchase", "item_id": item, "order_id": f"o{n}"}
+        writer.ingest(events(purchase), VERSION, planner(online))
+        row = online.row_of[item]
+        bought[row] = bought.get(row, 0.0) + 1.0  # distinct orders of the item
+        weights = dict(zip(history.tolist(), counts.astype(np.float64).tolist(), strict=True))
+        for r, w in bought.items():
+            weights[r] = weights.get(r, 0.0) + w
+        rows = np.array(sorted(weights))
+        merged = online.fold.user_vector(rows, np.array([weights[r] for r in rows]))
+        record = live(redis_client, redis_prefix)
+        assert record.user_vector is not None
+        np.testing.assert_allclose(record.user_vector, merged, rtol=1e-5, atol=1e-6)
+        assert item in record.purchased
+    assert len(online.fold.batch_factors) == 1 and online.fold.batch_factors.hits >= 4

@@ -100,3 +100,33 @@ def test_other_customers_and_batches_are_not_grouped(
     assert results == [IngestResult(1, 0), IngestResult(1, 0), IngestResult(2, 0)]
     assert sorted(planned) == [1, 1, 2]
     assert sorted(stream_ids(redis_client, redis_prefix)) == ["a1", "a2", "a3", "b1"]
+
+
+def test_a_server_without_the_script_gets_it_with_the_first_write(
+    redis_url: str, redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """The multiplexed writer calls the script by its SHA1; a server that does not hold it (a
+    restarted or flushed one: here, a SHA1 no script has) answers NOSCRIPT, runs nothing, and
+    the write is sent with the script's text instead: applied once."""
+
+    async def run() -> IngestResult:
+        writer = AsyncEventWriter(
+            redis.asyncio.Redis.from_url(redis_url),
+            redis_prefix,
+            stream_maxlen=0,
+            multiplexed=MultiplexedConnection(Address.from_url(redis_url), timeout_s=2.0),
+        )
+        writer._sha = "0" * 40  # not held by the server
+        try:
+            return await writer.ingest(
+                single("c", "e1"),
+                VERSION,
+                lambda snaps, fresh: plan_updates(MODEL, snaps, fresh, utcnow()),
+            )
+        finally:
+            await writer.aclose()
+
+    assert asyncio.run(run()) == IngestResult(1, 0)
+    assert stream_ids(redis_client, redis_prefix) == ["e1"]
+    record = codec.decode_live(redis_client.hgetall(keys.customer_live(redis_prefix, "c")))
+    assert record.purchased == {"A": 1.0}

@@ -319,3 +319,25 @@ def test_plan_refolds_a_vector_of_another_model_version() -> None:
     stale = _snapshot("c1", user_vector=np.array([1.0, 0.0], dtype=np.float32))
     plans = plan_updates(_model(), {"c1": stale}, [ev("view", "a", 2)], T0 + timedelta(days=3))
     assert plans["c1"].refolded and plans["c1"].user_vector is None  # nothing bought: cleared
+
+
+def test_changed_with_its_shortcut_for_equal_values_answers_as_comparing_every_value() -> None:
+    """``changed`` skips equal values of one type (the usual case: most features do not move);
+    on every pair of these values it answers as the full comparison does."""
+    import math
+
+    from recsys.customers.online_state import _num
+
+    def reference(a: object, b: object) -> bool:  # the comparison without the shortcut
+        x, y = _num(a), _num(b)
+        missing_a = a is None or (isinstance(a, float) and not math.isfinite(a))
+        missing_b = b is None or (isinstance(b, float) and not math.isfinite(b))
+        if x is None and y is None:
+            return missing_a != missing_b or (not missing_a and a != b)
+        return x is None or y is None or not math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12)
+
+    values = [None, float("nan"), float("inf"), 0, 0.0, -0.0, 1, 1.0, True, False, 2.5,
+              2.5 + 1e-12, "x", "x", "1.0", "", 10**20]  # fmt: skip
+    for a in values:
+        for b in values:
+            assert changed({"f": a}, {"f": b}, ["f"]) == reference(a, b), (a, b)

@@ -102,3 +102,31 @@ def test_few_items_through_the_inverse_equal_the_direct_solve(n_items: int) -> N
     ours = fold.user_vectors([(rows, weights), (rows[:1], weights[:1])])[0]
     np.testing.assert_allclose(ours, direct, rtol=1e-4, atol=1e-5)
     assert ours.dtype == np.float32
+
+
+@pytest.mark.parametrize("n_items", [1, 5, 8, 9, 40])
+def test_cholesky_solves_equal_the_general_solve(n_items: int) -> None:
+    """With every ``c >= 1`` (ALS weights) both paths solve by LAPACK's Cholesky (``dposv``):
+    the Woodbury path's symmetric system and the direct path's ``f x f`` one. The vector is
+    the general (LU) solve's within float tolerance, and the direct path's is the one
+    ``scipy.linalg.cho_factor``/``cho_solve`` give, bit for bit."""
+    from scipy import linalg
+    from scipy.linalg import blas
+
+    rng = np.random.default_rng(100 + n_items)
+    factors = rng.standard_normal((80, 16)).astype(np.float32)
+    fold = FoldIn.from_factors(factors, 0.5, 2.0)
+    rows = rng.choice(80, n_items, replace=False)
+    weights = rng.integers(1, 5, n_items).astype(np.float64)
+    confidence = 2.0 * weights
+    y = factors[rows]
+    general = np.linalg.solve(
+        fold.gram + (y.T.astype(np.float64) * (confidence - 1.0)) @ y, confidence @ y
+    )
+    ours = fold.user_vector(rows, weights)
+    np.testing.assert_allclose(ours, general, rtol=1e-5, atol=1e-6)
+    if n_items > fold.woodbury_max_items:
+        scaled = y * np.sqrt(confidence - 1.0).astype(np.float32)[:, None]
+        factor = linalg.cho_factor(fold.gram + blas.ssyrk(1.0, scaled.T, trans=0), lower=False)
+        before = linalg.cho_solve(factor, confidence @ y.astype(np.float64))
+        assert np.array_equal(ours, before.astype(np.float32))
