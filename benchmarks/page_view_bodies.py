@@ -8,7 +8,7 @@ starts from the same bulk load), gives the first :data:`LIVE_CUSTOMERS` customer
 of events (views, a cart, purchases of items they never bought, a dislike: live records and
 folded-in vectors, the same in every run), then asks, with the answer cache off (every view
 ranked), each customer's page view for every query of :data:`QUERIES` (the product pages
-rotate over the catalogue) and prints the SHA-256 of all the bodies in order. ``--out``
+rotate over the catalogue's valid item ids) and prints the SHA-256 of all the bodies in order. ``--out``
 writes the bodies (one line a request: the query, then the body) and ``--against`` compares
 them with such a file: the number of bodies that differ, and the first few.
 """
@@ -32,6 +32,7 @@ from benchmarks.page_view_profile import app_started, call
 from feature_store.embedded import EmbeddedRedis
 from recsys.bundle import latest_version_dir, read_bundle
 from recsys.config import Settings
+from recsys.schema import is_item_id
 from serving.app import create_app
 
 #: Query shapes asked of every customer; ``{item}`` is a catalogue item id, rotating.
@@ -69,7 +70,7 @@ def live_events(customer: str, items: list[str], n: int) -> list[dict[str, Any]]
 async def bodies(artifacts: Path, redis_url: str) -> list[bytes]:
     bundle = read_bundle(latest_version_dir(artifacts))
     customers = [str(c) for c in bundle.customer_ids]
-    items = [str(i) for i in bundle.items.item_ids.tolist()]
+    items = [str(i) for i in bundle.items.item_ids.tolist() if is_item_id(str(i))]
     app = create_app(Settings(artifacts=artifacts, redis_url=redis_url))
     out: list[bytes] = []
     async with app_started(app):
