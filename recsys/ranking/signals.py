@@ -80,8 +80,7 @@ class ItemSignals:
         if cols.size > 1:
             cols = cols[np.concatenate(([True], cols[1:] != cols[:-1]))]  # np.unique's rows
         if cols.size:
-            rows = np.take(self.ease_weights, cols, axis=0, mode="clip")  # unbuffered take
-            out[self.ease_columns] = rows.sum(axis=0, dtype=np.float32)
+            out[self.ease_columns] = _row_sum(self.ease_weights, cols)
         return out
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -109,3 +108,15 @@ class ItemSignals:
             log_price=np.asarray(arrays["log_price"], dtype=np.float32),
             recent=np.zeros_like(trend) if recent is None else np.asarray(recent, np.float32),
         )
+
+
+def _row_sum(weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """f4: ``weights[rows].sum(axis=0)`` (``rows`` not empty) without gathering the rows: the
+    same additions in the same order (a sum over the first axis adds row after row into the
+    first), while the gathered copy (up to a hundred rows of ``m`` floats, about a
+    megabyte) would be written and read again on every page view."""
+    first, *rest = rows.tolist()
+    total = weights[first].copy()
+    for row in rest:
+        total += weights[row]
+    return total
