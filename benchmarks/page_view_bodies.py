@@ -8,9 +8,9 @@ starts from the same bulk load), gives the first :data:`LIVE_CUSTOMERS` customer
 of events (views, a cart, purchases of items they never bought, a dislike: live records and
 folded-in vectors, the same in every run), then asks, with the answer cache off (every view
 ranked), each customer's page view for every query of :data:`QUERIES` (the product pages
-rotate over the catalogue's valid item ids) and prints the SHA-256 of all the bodies in order. ``--out``
-writes the bodies (one line a request: the query, then the body) and ``--against`` compares
-them with such a file: the number of bodies that differ, and the first few.
+rotate over the catalogue's valid item ids) and prints the SHA-256 of all the bodies in order.
+``--out`` writes the bodies (one line a request: the query, then the body) and ``--against``
+compares them with such a file: the number of bodies that differ, and the first few.
 """
 
 from __future__ import annotations

@@ -75,11 +75,10 @@ class ItemSignals:
         out = np.zeros(self.trend.shape[0], dtype=np.float32)
         if not self.ease_columns.size or not len(history_items):
             return out
-        cols = self.ease_position[np.asarray(history_items, dtype=np.int64)]
-        cols = np.sort(cols[cols >= 0])
-        if cols.size > 1:
-            cols = cols[np.concatenate(([True], cols[1:] != cols[:-1]))]  # np.unique's rows
-        if cols.size:
+        # the distinct EASE columns, ascending (np.unique's); a short list: plain Python
+        at = self.ease_position[np.asarray(history_items, dtype=np.int64)].tolist()
+        cols = sorted({col for col in at if col >= 0})
+        if cols:
             out[self.ease_columns] = _row_sum(self.ease_weights, cols)
         return out
 
@@ -110,12 +109,12 @@ class ItemSignals:
         )
 
 
-def _row_sum(weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def _row_sum(weights: np.ndarray, rows: list[int]) -> np.ndarray:
     """f4: ``weights[rows].sum(axis=0)`` (``rows`` not empty) without gathering the rows: the
     same additions in the same order (a sum over the first axis adds row after row into the
     first), while the gathered copy (up to a hundred rows of ``m`` floats, about a
     megabyte) would be written and read again on every page view."""
-    first, *rest = rows.tolist()
+    first, *rest = rows
     total = weights[first].copy()
     for row in rest:
         total += weights[row]
