@@ -75,14 +75,21 @@ def profile_of(model: ModelState, customer: CustomerState | None) -> Profile:
         vector = batch.user_vector
     if vector is not None and vector.shape != (model.ranking.item_factors.shape[1],):
         vector = None  # a vector of another model's factor space: do not use it
-    live_rows = model.rows_of(live.purchased)
-    live_counts = np.fromiter(
-        (live.purchased[model.item_ids[r]] for r in live_rows.tolist()), dtype=np.float32
-    )
     if batch is None:
         items, counts, ages = _EMPTY_I8, _EMPTY_F4, _EMPTY_F4
     else:
         items, counts, ages = batch.history_items, batch.history_counts, batch.history_last_days
+    if not live.purchased:  # the batch history alone (the same values as joined with nothing)
+        return Profile(
+            vector,
+            np.asarray(items, dtype=np.int64),
+            np.asarray(counts, dtype=np.float32),
+            np.asarray(ages, dtype=np.float32),
+        )
+    live_rows = model.rows_of(live.purchased)
+    live_counts = np.fromiter(
+        (live.purchased[model.item_ids[r]] for r in live_rows.tolist()), dtype=np.float32
+    )
     return Profile(
         vector,
         np.concatenate([np.asarray(items, dtype=np.int64), live_rows]),
@@ -103,6 +110,8 @@ def context_of(
         ids = live.recent_views[:RECENT_VIEWS_USED]
     else:  # email: the customer's own history speaks
         ids = ()
+    if not ids:
+        return _EMPTY_I8, _EMPTY_F4
     rows = model.rows_of(ids)
     weights = (RECENT_VIEW_DECAY ** np.arange(rows.size)).astype(np.float32)
     if query.context != "home":

@@ -75,13 +75,11 @@ class ItemSignals:
         out = np.zeros(self.trend.shape[0], dtype=np.float32)
         if not self.ease_columns.size or not len(history_items):
             return out
-        cols = self.ease_position[np.asarray(history_items, dtype=np.int64)]
-        cols = np.sort(cols[cols >= 0])
-        if cols.size > 1:
-            cols = cols[np.concatenate(([True], cols[1:] != cols[:-1]))]  # np.unique's rows
-        if cols.size:
-            rows = np.take(self.ease_weights, cols, axis=0, mode="clip")  # unbuffered take
-            out[self.ease_columns] = rows.sum(axis=0, dtype=np.float32)
+        # the distinct EASE columns, ascending (np.unique's); a short list: plain Python
+        at = self.ease_position[np.asarray(history_items, dtype=np.int64)].tolist()
+        cols = sorted({col for col in at if col >= 0})
+        if cols:
+            out[self.ease_columns] = _row_sum(self.ease_weights, cols)
         return out
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -109,3 +107,15 @@ class ItemSignals:
             log_price=np.asarray(arrays["log_price"], dtype=np.float32),
             recent=np.zeros_like(trend) if recent is None else np.asarray(recent, np.float32),
         )
+
+
+def _row_sum(weights: np.ndarray, rows: list[int]) -> np.ndarray:
+    """f4: ``weights[rows].sum(axis=0)`` (``rows`` not empty) without gathering the rows: the
+    same additions in the same order (a sum over the first axis adds row after row into the
+    first), while the gathered copy (up to a hundred rows of ``m`` floats, about a
+    megabyte) would be written and read again on every page view."""
+    first, *rest = rows
+    total = weights[first].copy()
+    for row in rest:
+        total += weights[row]
+    return total

@@ -29,6 +29,7 @@ from serving.routes.common import (
     lean_params,
     lean_path,
     problems,
+    query_list,
 )
 from serving.state import ServingState, Snapshot
 
@@ -112,7 +113,7 @@ def lean_query(request: Request) -> RecommendationQuery | None:
     ):
         return None
     try:
-        exclude = split_exclude(request.query_params.getlist("exclude"))
+        exclude = split_exclude(query_list(request, "exclude"))
     except ValueError:
         return None
     return RecommendationQuery(

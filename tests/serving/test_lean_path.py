@@ -21,6 +21,7 @@ from feature_store.redis_store import RedisFeatureStore
 from recsys.config import Settings
 from serving.app import create_app
 from serving.recommend import RecommendationQuery
+from serving.routes.common import query_items, query_list
 from serving.routes.recommendations import RecommendationParams, lean_query
 from serving.state import ThreadedReader
 
@@ -180,3 +181,27 @@ def test_events_answer_the_same_on_both_paths(client: TestClient) -> None:
     # not plain JSON (NaN, which orjson refuses): the declared path reads the body again
     nan = b'{"customer_id": "c-1", "event_type": "search", "properties": {"x": NaN}}'
     assert "NaN" in events_twins(client, nan, WRITE).json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"k=10",
+        b"k=10&context=home",
+        b"k=&context",
+        b"&&k=5&&",
+        b"a=b=c&exclude=A,B&exclude=C",
+        b"k=10;context=cart",
+        b"category=caf\xe9&k=3",
+        b"item_id=85123A%20&k=2",
+        b"category=home+decor",
+        b"=x&k",
+    ],
+)
+def test_query_items_read_the_raw_query_as_starlette_does(raw: bytes) -> None:
+    """The lean path's parameters off the raw query string: Starlette's, pair for pair."""
+    request = Request({"type": "http", "query_string": raw, "headers": []})
+    expected = Request({"type": "http", "query_string": raw, "headers": []}).query_params
+    assert query_items(request) == expected.multi_items()
+    assert query_list(request, "exclude") == expected.getlist("exclude")

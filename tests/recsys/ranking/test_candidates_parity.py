@@ -153,3 +153,24 @@ def test_the_fused_selection_takes_the_definitions_rows_when_values_tie_at_the_c
         for v, w, positive, _ in sources:
             expected[best_rows(v, blocked, w, positive)] = True
         np.testing.assert_array_equal(union_of_best(sources, blocked, n), expected)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ease_scores_are_the_gathered_rows_sum_bit_for_bit(seed: int) -> None:
+    """EASE's scores sum the rows in place: exactly ``weights[columns].sum(axis=0)`` of the
+    history's distinct EASE columns, ascending (duplicates, items outside the columns, one
+    item, a hundred), scattered onto the items; -0.0 included."""
+    rng = np.random.default_rng(seed)
+    signals = _model(seed, coarse=seed % 2 == 1).signals
+    assert signals is not None
+    for size in (1, 2, 7, 40, 100, 300):
+        history = rng.integers(0, N_ITEMS, size=size)
+        at = signals.ease_position[history]
+        columns = np.unique(at[at >= 0])
+        expected = np.zeros(N_ITEMS, dtype=np.float32)
+        if columns.size:
+            gathered = np.take(signals.ease_weights, columns, axis=0)
+            expected[signals.ease_columns] = gathered.sum(axis=0, dtype=np.float32)
+        got = signals.ease_scores(history)
+        assert got.dtype == np.float32
+        assert np.array_equal(got.view(np.int32), expected.view(np.int32))
