@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -247,6 +248,17 @@ def test_the_served_model_says_its_rankers_run_as_native_code(
     assert response.json()["ranker_evaluator"] == {"all": "native", "discovery": "native"}
 
 
+def _narrow_ranker(width: int, *, column: int, seed: int) -> Any:
+    """A small lambdarank booster over ``width`` random columns (a ranker of an older
+    FEATURES), relevant where ``column`` is above one half."""
+    import lightgbm as lgb
+
+    x = np.random.default_rng(seed).random((200, width)).astype(np.float32)
+    data = lgb.Dataset(x, (x[:, column] > 0.5).astype(int), group=[20] * 10)
+    params = {"objective": "lambdarank", "verbose": -1, "min_data_in_leaf": 5}
+    return lgb.train(params, data, num_boost_round=3)
+
+
 @pytest.mark.parametrize("evaluator", ["native", "onnx"])
 def test_a_ranker_of_another_width_is_skipped_not_served(
     trained: tuple, evaluator: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -255,18 +267,12 @@ def test_a_ranker_of_another_width_is_skipped_not_served(
     with a warning, instead of failing the load; the other task's ranker is still served."""
     import copy
 
-    import lightgbm as lgb
-
     from recsys.ranking.candidates import FEATURES
     from serving.rankers import served_rankers
     from training.ranker_onnx import booster_to_onnx
 
     width = len(FEATURES) - 1
-    rng = np.random.default_rng(0)
-    x = rng.random((200, width)).astype(np.float32)
-    data = lgb.Dataset(x, (x[:, 0] > 0.5).astype(int), group=[20] * 10)
-    params = {"objective": "lambdarank", "verbose": -1, "min_data_in_leaf": 5}
-    narrow = lgb.train(params, data, num_boost_round=3)
+    narrow = _narrow_ranker(width, column=0, seed=0)
     old = copy.copy(trained[0])
     old.ranker_onnx = {**trained[0].ranker_onnx, "discovery": booster_to_onnx(narrow, width)}
     old.ranker_text = {**trained[0].ranker_text, "discovery": narrow.model_to_string()}
@@ -318,18 +324,12 @@ def test_an_older_bundle_without_recent_popularity_and_20_column_rankers_serves_
     view, the offers batch and the candidates still work."""
     import copy
 
-    import lightgbm as lgb
-
     from recsys.ranking.candidates import FEATURES
     from training.ranker_onnx import booster_to_onnx
 
     width = FEATURES.index("popularity_recent")
     assert width == 20 == len(FEATURES) - 1  # appended last: the older columns keep their index
-    rng = np.random.default_rng(1)
-    x = rng.random((200, width)).astype(np.float32)
-    data = lgb.Dataset(x, (x[:, 7] > 0.5).astype(int), group=[20] * 10)
-    params = {"objective": "lambdarank", "verbose": -1, "min_data_in_leaf": 5}
-    narrow = lgb.train(params, data, num_boost_round=3)
+    narrow = _narrow_ranker(width, column=7, seed=1)
     old = copy.copy(trained[0])
     old.signals = {k: v for k, v in trained[0].signals.items() if k != "recent"}
     old.ranker_onnx = {task: booster_to_onnx(narrow, width) for task in ("discovery", "all")}

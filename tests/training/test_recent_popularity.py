@@ -8,11 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from trainingkit import START, rows_for
+from trainingkit import START, interactions_table, rows_for
 
 from recsys.config import TrainingConfig
 from recsys.ranking.signals import ItemSignals
-from recsys.schema import INTERACTION_COLUMNS
 from training.build import BuildOptions, build_bundle
 from training.popularity import RECENT_DAYS, recent_popularity
 from training.ranker import _window
@@ -49,12 +48,7 @@ def _events() -> pd.DataFrame:
             ("c9", "Y", 52), ("c9", "P", 51)]  # fmt: skip
     for n, (customer, item, day) in enumerate(plan):
         rows += rows_for(customer, [item], day, f"o{n}")
-    frame = pd.DataFrame(rows, columns=list(INTERACTION_COLUMNS))
-    for col in ("customer_id", "item_id", "order_id", "properties", "event_id"):
-        frame[col] = frame[col].astype("string")
-    frame["event_type"] = frame["event_type"].astype(str)
-    frame["timestamp"] = frame["timestamp"].astype("datetime64[ns]")
-    return frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    return interactions_table(rows)
 
 
 def _recent(bundle_signals: dict[str, np.ndarray], item_ids: np.ndarray) -> dict[str, float]:

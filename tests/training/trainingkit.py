@@ -53,6 +53,11 @@ def clustered_interactions(seed: int = 0, days: int = 60) -> pd.DataFrame:
     for k in range(8):
         rows += rows_for("loyal", ["B0"], 2 + 6 * k, f"l{k}")
     rows += rows_for("loyal", ["B1"], 3, "l9")
+    return interactions_table(rows)
+
+
+def interactions_table(rows: list[dict[str, object]]) -> pd.DataFrame:
+    """Rows of :func:`rows_for` as the loader's interactions table (its dtypes), by time."""
     frame = pd.DataFrame(rows, columns=list(INTERACTION_COLUMNS))
     for col in ("customer_id", "item_id", "order_id", "properties", "event_id"):
         frame[col] = frame[col].astype("string")
