@@ -7,7 +7,7 @@ the ASGI app directly (a minimal ASGI call: no HTTP parsing, no network) for ``N
 rotating real customers on uvloop (the served event loop), and prints the CPU microseconds per
 request for the whole app, then for its parts each alone (the store read, the ranking, the
 response body); what they leave is the framework's, middleware's, auth's. ``--profile`` runs
-the same loop under pyinstrument and prints its tree (``pip install pyinstrument``). The parts
+the same loop under pyinstrument and prints its tree (pyinstrument, in the bench extra). The parts
 alone run with warm caches; in a request they follow each other and cost more.
 
 ``--evaluator native|onnx|both`` (default both, one after the other in this process): how the
