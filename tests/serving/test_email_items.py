@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from servingkit import READ, WRITE, TestClient
 
@@ -78,15 +79,18 @@ def bodies(client: TestClient, ids: list[str]) -> list[bytes]:
     return out
 
 
-def items_of(content: bytes) -> dict[str, list[str]]:
-    import orjson
-
+def offer_items(content: bytes) -> dict[str, list[list[str]]]:
+    """Per customer whose offers carry items, each such offer's items."""
     results: list[dict[str, Any]] = orjson.loads(content)["results"]
     return {
-        r["customer_id"]: [i for o in r["offers"] for i in o["items"]]
+        r["customer_id"]: [o["items"] for o in r["offers"] if o["items"]]
         for r in results
         if any(o["items"] for o in r["offers"])
     }
+
+
+def items_of(content: bytes) -> dict[str, list[str]]:
+    return {c: [i for found in lists for i in found] for c, lists in offer_items(content).items()}
 
 
 def test_the_bundle_holds_every_customers_items(trained: Path) -> None:
@@ -105,7 +109,8 @@ def test_precomputed_items_give_the_bodies_ranking_gives(
     on, off = clients
     bundle = read_bundle(trained / (trained / "LATEST").read_text().strip())
     ids = bundle.customer_ids.astype(str).tolist() + ["ghost-1"]
-    assert snapshot_of(on).model.email_items is not None and snapshot_of(on).catalog.email_items_valid
+    assert snapshot_of(on).model.email_items is not None
+    assert snapshot_of(on).catalog.email_items_valid
     assert snapshot_of(off).model.email_items is None
     before = bodies(on, ids)
     assert before == bodies(off, ids)
@@ -139,3 +144,33 @@ def test_precomputed_items_give_the_bodies_ranking_gives(
     assert changed == bodies(off, ids)
     assert changed != after_event
     assert not any(popular in found for found in items_of(changed[0]).values())
+
+
+def test_the_served_items_are_the_bundles_rows(
+    settings: Settings, trained: Path, tmp_path: Path
+) -> None:
+    """The same bundle with each customer's precomputed rows reversed: those customers' email
+    items come out reversed (the rows are served, not ranked again), the single route's too."""
+    bundle = read_bundle(trained / (trained / "LATEST").read_text().strip())
+    rows = bundle.email_items["rows"]
+    reversed_rows = np.full_like(rows, -1)
+    for u, row in enumerate(rows):
+        kept = row[row >= 0]
+        reversed_rows[u, : len(kept)] = kept[::-1]
+    bundle.email_items = {**bundle.email_items, "rows": reversed_rows}
+    write_bundle(bundle, tmp_path)
+    tampered = settings.model_copy(update={"artifacts": tmp_path})
+    ids = bundle.customer_ids.astype(str).tolist()
+    with TestClient(create_app(tampered)) as client:
+        served = offer_items(bodies(client, ids[:1000])[0])
+        assert len(served) > 20
+        row_of = {customer_id: u for u, customer_id in enumerate(ids)}
+        item_ids = bundle.items.item_ids.astype(str)
+        for customer_id, lists in served.items():
+            mine = [str(item_ids[r]) for r in reversed_rows[row_of[customer_id]] if r >= 0]
+            for found in lists:
+                assert found == mine[: len(found)], customer_id
+        for customer_id in list(served)[:5]:
+            url = f"/v1/customers/{customer_id}/offers?channel=email"
+            single = offer_items(b'{"results": [' + client.get(url, headers=READ).content + b"]}")
+            assert single[customer_id] == served[customer_id]
