@@ -54,9 +54,12 @@ class EmailItems:
         return int(self.rows.shape[1])
 
     @classmethod
-    def from_bundle(cls, bundle: ModelBundle, store: StoreFormat) -> EmailItems | None:
+    def from_bundle(
+        cls, bundle: ModelBundle, store: StoreFormat, customer_ids: np.ndarray | None = None
+    ) -> EmailItems | None:
         """The bundle's rows, or None where it has none or the store's records differ from
-        the ones they were ranked from (logged)."""
+        the ones they were ranked from (logged); ``customer_ids``: the bundle's ids sorted and
+        unique, where the caller holds them already (kept instead of a copy)."""
         arrays = bundle.email_items
         if not arrays or "rows" not in arrays:
             return None
@@ -78,6 +81,8 @@ class EmailItems:
             log.warning("version %s: precomputed offer items not used: %s", bundle.version, why)
             return None
         blocked = np.asarray(arrays["blocked"], dtype=bool)
+        if customer_ids is not None and np.array_equal(customer_ids, unique):
+            unique = customer_ids
         return cls(unique, np.ascontiguousarray(rows[first]), blocked)
 
     def lookup(

@@ -181,6 +181,7 @@ class ModelState:
         item_ids = items.item_ids.astype(str).tolist()
         row_of = {item_id: row for row, item_id in enumerate(item_ids)}
         ranking = RankingModel.from_bundle(bundle, rankers=served.rankers)
+        customer_ids = np.unique(np.asarray(bundle.customer_ids).astype(str))
         return cls(
             manifest=bundle.manifest,
             loaded_at=datetime.now(UTC),
@@ -197,7 +198,7 @@ class ModelState:
             n_customers=len(bundle.customer_ids),
             online=_online_model(bundle, ranking.item_factors, item_ids, row_of),
             customer_models=LoadedCustomerModels.from_extra(bundle.extra, bundle.version),
-            customer_ids=np.unique(np.asarray(bundle.customer_ids).astype(str)),
+            customer_ids=customer_ids,
             retrieval=(
                 ItemIndex.build(ranking.item_factors) if n_items >= retrieval_min_items else None
             ),
@@ -205,7 +206,9 @@ class ModelState:
             stage_counts=value_counts(bundle.features, "journey_stage"),
             ranker_evaluators=served.evaluators,
             email_items=(
-                None if store_format is None else EmailItems.from_bundle(bundle, store_format)
+                None
+                if store_format is None
+                else EmailItems.from_bundle(bundle, store_format, customer_ids)
             ),
         )
 

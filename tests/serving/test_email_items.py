@@ -6,6 +6,8 @@ ranking, with the same bodies again."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -20,6 +22,7 @@ from recsys.bundle import ModelBundle, read_bundle, write_bundle
 from recsys.config import Settings
 from recsys.io.loaders import load_interactions
 from serving.app import create_app
+from serving.email_items import EmailItems, StoreFormat
 from serving.model_state import Snapshot
 from training.build import build_bundle
 from training.email_items import email_items
@@ -174,3 +177,22 @@ def test_the_served_items_are_the_bundles_rows(
             url = f"/v1/customers/{customer_id}/offers?channel=email"
             single = offer_items(b'{"results": [' + client.get(url, headers=READ).content + b"]}")
             assert single[customer_id] == served[customer_id]
+
+
+def test_the_rows_are_left_out_where_the_store_holds_other_records(
+    trained: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bundle = read_bundle(trained / (trained / "LATEST").read_text().strip())
+    longest = int(np.diff(bundle.history.indptr).max())
+    assert EmailItems.from_bundle(bundle, StoreFormat(compact=True, max_history=None)) is not None
+    assert EmailItems.from_bundle(bundle, StoreFormat(compact=True, max_history=longest))
+    with caplog.at_level(logging.WARNING, logger="recsys.serving"):
+        # float32 vectors stored, float16 ranked; a history cap that cuts someone's history
+        assert EmailItems.from_bundle(bundle, StoreFormat(compact=False, max_history=None)) is None
+        assert EmailItems.from_bundle(bundle, StoreFormat(True, max_history=longest - 1)) is None
+    assert [r.getMessage().split(": ")[-1] for r in caplog.records] == [
+        "ranked with compact vectors True, stored False",
+        f"histories of up to {longest} items, stored at most {longest - 1}",
+    ]
+    older = dataclasses.replace(bundle, email_items={})  # a bundle trained before them
+    assert EmailItems.from_bundle(older, StoreFormat(compact=True, max_history=None)) is None
