@@ -31,6 +31,10 @@ ranker_<task>.onnx  optional: the learned ranker of a task (``discovery``, ``all
                     beat the blend on the validation window (``manifest.params["ranker"]``)
 ranker_<task>.txt   optional: the same ranker's LightGBM model text (``Booster.model_to_string``),
                     which serving compiles to native code (``recsys.ranking.forest``)
+email_items.npz     optional: every customer's items of an email offer, ranked at training
+                    (``training.email_items``): rows (i4, n_customers x k; -1 pads), blocked
+                    (bool per item: the catalogue's blocked set they assume), compact (bool:
+                    float16 vectors in the store, as the bulk load writes by default)
 ==================  ========================================================================
 """
 
@@ -114,6 +118,7 @@ class ModelBundle:
     signals: dict[str, np.ndarray] = field(default_factory=dict)
     ranker_onnx: dict[str, bytes] = field(default_factory=dict)
     ranker_text: dict[str, str] = field(default_factory=dict)  # task -> LightGBM model text
+    email_items: dict[str, np.ndarray] = field(default_factory=dict)  # email_items.npz
 
     @property
     def version(self) -> str:
@@ -192,6 +197,8 @@ def write_bundle(bundle: ModelBundle, root: Path) -> Path:
             (tmp / "churn.onnx").write_bytes(bundle.churn_onnx)
         if bundle.signals:
             _save_npz(tmp / "signals.npz", **bundle.signals)
+        if bundle.email_items:
+            _save_npz(tmp / "email_items.npz", **bundle.email_items)
         for task, onnx in bundle.ranker_onnx.items():
             (tmp / f"ranker_{task}.onnx").write_bytes(onnx)
         for task, text in bundle.ranker_text.items():
@@ -245,6 +252,8 @@ def read_bundle(version_dir: Path) -> ModelBundle:
         customers = _load_npz(version_dir / "customers.npz")
         signals_path = version_dir / "signals.npz"
         signals = _load_npz(signals_path) if signals_path.is_file() else {}
+        email_path = version_dir / "email_items.npz"
+        email_items = _load_npz(email_path) if email_path.is_file() else {}
         rankers = {
             path.stem.removeprefix("ranker_"): path.read_bytes()
             for path in sorted(version_dir.glob("ranker_*.onnx"))
@@ -288,4 +297,5 @@ def read_bundle(version_dir: Path) -> ModelBundle:
         signals=signals,
         ranker_onnx=rankers,
         ranker_text=texts,
+        email_items=email_items,
     )

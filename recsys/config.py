@@ -103,6 +103,10 @@ class ServingConfig(BaseModel):
     #: bought (ties: the most often); None keeps the whole history. A cap costs discovery
     #: quality (already bought items come back): 32 items -34% NDCG@20 on the shared data
     max_history_items: int | None = Field(default=None, ge=1)
+    #: serve the offers' items a bundle ranked at training (``email_items.npz``) to customers
+    #: they still fit (``serving.email_items``: no events that change them, the catalogue's
+    #: blocked set unchanged); ``false``: rank every customer's items here
+    email_items: bool = True
     #: How the learned rankers are evaluated: ``native`` compiles the booster's model text
     #: (``ranker_<task>.txt``) to machine code (``recsys.ranking.forest``: the same scores as
     #: onnxruntime, about a third of its CPU); ``onnx`` runs the ONNX form in onnxruntime.

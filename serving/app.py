@@ -41,6 +41,7 @@ from recsys.store import AsyncFeatureReads, FeatureStore
 from serving.answer_cache import AnswerCache
 from serving.auth import KeyRing
 from serving.circuit import CircuitBreaker
+from serving.email_items import StoreFormat
 from serving.errors import install_error_handlers
 from serving.fast_path import FastPath
 from serving.heap import settle_heap
@@ -189,6 +190,11 @@ def _lifespan(
             on_swap=swapped,
             reader=reader,
             observe_read=metrics.observe_redis_read,
+            store_format=(
+                StoreFormat(settings.serving.compact_vectors, settings.serving.max_history_items)
+                if settings.serving.email_items
+                else None
+            ),
             breaker=CircuitBreaker(
                 failure_threshold=settings.serving.circuit_failures,
                 open_s=settings.serving.circuit_open_s,

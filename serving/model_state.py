@@ -28,6 +28,7 @@ from recsys.ranking.foldin import FoldIn
 from recsys.ranking.retrieval import ItemIndex
 from recsys.ranking.scoring import RankingModel, popularity_prior
 from serving.customer_models import LoadedCustomerModels
+from serving.email_items import EmailItems, StoreFormat
 from serving.rankers import Evaluator, ServedBy, served_rankers
 
 log = logging.getLogger("recsys.serving")
@@ -143,6 +144,8 @@ class ModelState:
     retrieval: ItemIndex | None = None
     #: how each task's learned ranker is evaluated (``serving.rankers``); empty: none served
     ranker_evaluators: dict[str, ServedBy] = field(default_factory=dict)
+    #: the offers' items ranked at training (``serving.email_items``); None: ranked here
+    email_items: EmailItems | None = None
 
     @property
     def version(self) -> str:
@@ -158,10 +161,13 @@ class ModelState:
         bundle: ModelBundle,
         retrieval_min_items: int | None = None,
         ranker_evaluator: Evaluator | None = None,
+        store_format: StoreFormat | None = None,
     ) -> ModelState:
         """``retrieval_min_items``: build an :class:`ItemIndex` from this many items on
         (default: the setting ``serving.retrieval_min_items``); ``ranker_evaluator``: how the
-        learned rankers run (default: the setting ``serving.ranker_evaluator``)."""
+        learned rankers run (default: the setting ``serving.ranker_evaluator``);
+        ``store_format``: how the store holds the records, for the bundle's precomputed
+        offer items (None: not used)."""
         items = bundle.items
         n_items = len(items)
         settings = get_settings().serving
@@ -175,6 +181,7 @@ class ModelState:
         item_ids = items.item_ids.astype(str).tolist()
         row_of = {item_id: row for row, item_id in enumerate(item_ids)}
         ranking = RankingModel.from_bundle(bundle, rankers=served.rankers)
+        customer_ids = np.unique(np.asarray(bundle.customer_ids).astype(str))
         return cls(
             manifest=bundle.manifest,
             loaded_at=datetime.now(UTC),
@@ -191,13 +198,18 @@ class ModelState:
             n_customers=len(bundle.customer_ids),
             online=_online_model(bundle, ranking.item_factors, item_ids, row_of),
             customer_models=LoadedCustomerModels.from_extra(bundle.extra, bundle.version),
-            customer_ids=np.unique(np.asarray(bundle.customer_ids).astype(str)),
+            customer_ids=customer_ids,
             retrieval=(
                 ItemIndex.build(ranking.item_factors) if n_items >= retrieval_min_items else None
             ),
             segment_counts=value_counts(bundle.features, "segment"),
             stage_counts=value_counts(bundle.features, "journey_stage"),
             ranker_evaluators=served.evaluators,
+            email_items=(
+                None
+                if store_format is None
+                else EmailItems.from_bundle(bundle, store_format, customer_ids)
+            ),
         )
 
     def rows_of(self, item_ids: Any) -> np.ndarray:
@@ -219,6 +231,8 @@ class ItemCatalogue:
     blocked: np.ndarray  # never recommend: non-product, out of stock or hidden
     category_codes: np.ndarray  # i4 per item
     code_of_category: dict[str, int]  # casefolded category -> code
+    #: the model's precomputed offer items assume exactly this catalogue's blocked set
+    email_items_valid: bool = False
 
     @classmethod
     def build(
@@ -240,6 +254,8 @@ class ItemCatalogue:
             hidden[row] = bool(fields.get("hidden", False))
         folded = np.char.lower(categories.astype(str))
         names, codes = np.unique(folded, return_inverse=True)
+        blocked = ~model.is_product | ~in_stock | hidden
+        email = model.email_items
         return cls(
             revision=revision,
             titles=titles.tolist(),
@@ -247,9 +263,10 @@ class ItemCatalogue:
             prices=prices.tolist(),
             in_stock=in_stock,
             hidden=hidden,
-            blocked=~model.is_product | ~in_stock | hidden,
+            blocked=blocked,
             category_codes=codes.astype(np.int32).ravel(),
             code_of_category={str(name): code for code, name in enumerate(names.tolist())},
+            email_items_valid=email is not None and np.array_equal(email.blocked, blocked),
         )
 
     def outside_category(self, category: str) -> np.ndarray:

@@ -104,7 +104,12 @@ def recommended_items(
     """The hot path's items for this customer (:func:`items_query`)."""
     if k <= 0:
         return []
-    _, ranked = recommend(snapshot, customer, items_query(channel, k))
+    query = items_query(channel, k)
+    if snapshot.model.retrieval is None:  # else the single path scores on retrieved candidates
+        [found] = precomputed_items(snapshot, [customer], query)
+        if found is not None:
+            return found
+    _, ranked = recommend(snapshot, customer, query)
     ids = snapshot.model.item_ids
     return [ids[row] for row in ranked.rows.tolist()]
 
@@ -118,10 +123,36 @@ def recommended_items_many(
     if k <= 0 or not customers:
         return [[] for _ in customers]
     model = snapshot.model
-    batch, extra = scoring_inputs(snapshot, customers, items_query(channel, k))
+    query = items_query(channel, k)
+    out = precomputed_items(snapshot, customers, query)
+    todo = [i for i, found in enumerate(out) if found is None]
+    if not todo:
+        return [found or [] for found in out]
+    batch, extra = scoring_inputs(snapshot, [customers[i] for i in todo], query)
     ranked = rank_items_batch(model.ranking, batch, k, snapshot.catalog.blocked, extra)
     ids = model.item_ids
-    return [[ids[row] for row in top.rows.tolist()] for top in ranked]
+    for i, top in zip(todo, ranked, strict=True):
+        out[i] = [ids[row] for row in top.rows.tolist()]
+    return [found or [] for found in out]
+
+
+def precomputed_items(
+    snapshot: Snapshot, customers: Sequence[CustomerState], query: RecommendationQuery
+) -> list[list[str] | None]:
+    """Each customer's items for ``query`` as ranked at training (``serving.email_items``),
+    or None where they must be ranked here."""
+    email = snapshot.model.email_items
+    if (
+        email is None
+        or not snapshot.catalog.email_items_valid
+        or query.k != email.k
+        or query.exclude_purchased
+        or query.category is not None
+        or query.item_id is not None
+        or query.exclude
+    ):
+        return [None] * len(customers)
+    return email.lookup(customers, query.context == "home", snapshot.model.item_ids)
 
 
 _NO_ROWS: Final = np.zeros(0, dtype=np.int64)

@@ -41,6 +41,7 @@ from recsys.errors import (
 )
 from recsys.store import AsyncFeatureReads, CustomerState, FeatureStore, ReadPlan
 from serving.circuit import CircuitBreaker, FallbackLog
+from serving.email_items import StoreFormat
 from serving.model_state import ItemCatalogue, ModelState, Snapshot
 from serving.threaded_reader import ThreadedReader
 
@@ -84,8 +85,11 @@ class ServingState:
         reader: AsyncFeatureReads | None = None,
         breaker: CircuitBreaker | None = None,
         observe_read: Callable[[float], None] | None = None,
+        store_format: StoreFormat | None = None,
     ) -> None:
         self.artifacts = artifacts
+        #: how ``loader`` writes the records (None: no precomputed offer items served)
+        self._store_format = store_format
         self.store = store
         #: The page views' reads on the event loop: an async client of the same store, or the
         #: sync store in worker threads.
@@ -144,7 +148,10 @@ class ServingState:
 
     def _prepare(self, version_dir: Path, bundle: ModelBundle | None = None) -> Snapshot:
         """The snapshot of the bundle in ``version_dir``, its catalogue not yet synced."""
-        model = ModelState.from_bundle(bundle if bundle is not None else read_bundle(version_dir))
+        model = ModelState.from_bundle(
+            bundle if bundle is not None else read_bundle(version_dir),
+            store_format=self._store_format,
+        )
         return Snapshot(model, ItemCatalogue.build(model, {}, revision=-1))
 
     def _swap(self, snapshot: Snapshot) -> None:

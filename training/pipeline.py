@@ -17,12 +17,13 @@ import pandas as pd
 import pyarrow as pa
 
 from recsys.bundle import ModelBundle, write_bundle
-from recsys.config import TrainingConfig
+from recsys.config import TrainingConfig, get_settings
 from recsys.errors import InvalidRequestError
 from recsys.io.loaders import load_interactions
 from recsys.io.progress import Steps
 from recsys.ranking.scoring import RankingParams
 from training.build import build_bundle, resolve_as_of
+from training.email_items import email_items
 from training.evaluate import BASELINES, METHODS, evaluate_split
 from training.interactions import excluded_rows, rows_before
 from training.ranker import with_rankers
@@ -54,7 +55,7 @@ def train_bundle(
     started = time.perf_counter()
     config = config or TrainingConfig()
     holdout = ["holdout metrics"] if holdout_days else []
-    steps = Steps("train", ["load", "build", "ranker", *holdout, "write"])
+    steps = Steps("train", ["load", "build", "ranker", "email items", *holdout, "write"])
     steps.step("load")
     loaded = load_interactions(Path(events_path), fmt=fmt, catalog_path=catalog_path)
     interactions = loaded.interactions
@@ -78,6 +79,8 @@ def train_bundle(
     if exclude_customers:
         kept = kept.loc[~excluded_rows(kept["customer_id"], exclude_customers)]
     bundle = with_rankers(bundle, kept, loaded.catalog, resolved, config)
+    steps.step("email items")
+    bundle.email_items = email_items(bundle, compact=get_settings().serving.compact_vectors)
     if holdout_days:
         _release_memory()
         steps.step("holdout metrics")
