@@ -21,6 +21,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -149,6 +150,23 @@ def make_bundle(version: str = VERSION_1) -> ModelBundle:
             }
         ),
     )
+
+
+def retail_bundle_with_rankers(path: Path, as_of: str) -> ModelBundle:
+    """The retail sample's bundle trained before ``as_of``, with both tasks' learned rankers
+    (served whether or not they won, so the ranker path is what a test exercises)."""
+    from recsys.io.loaders import load_interactions
+    from training.build import build_bundle
+    from training.ranker import train_rankers
+
+    loaded = load_interactions(path)
+    events = loaded.interactions
+    bundle = build_bundle(events, loaded.catalog, as_of)
+    rankers = train_rankers(events, loaded.catalog, bundle.manifest.data.as_of, None)
+    bundle.ranker_onnx = dict(rankers.onnx)
+    bundle.ranker_text = dict(rankers.text)
+    bundle.manifest.params["ranker"] = rankers.report
+    return bundle
 
 
 def churn_onnx(raw_probability: float) -> bytes:

@@ -16,17 +16,14 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from servingkit import READ, WRITE, TestClient
+from servingkit import READ, WRITE, TestClient, retail_bundle_with_rankers
 
 from recsys.bundle import ModelBundle, read_bundle, write_bundle
 from recsys.config import Settings
-from recsys.io.loaders import load_interactions
 from serving.app import create_app
 from serving.email_items import EmailItems, StoreFormat
 from serving.model_state import Snapshot
-from training.build import build_bundle
 from training.email_items import email_items
-from training.ranker import train_rankers
 
 AS_OF = "2011-09-01"
 
@@ -34,13 +31,7 @@ AS_OF = "2011-09-01"
 @pytest.fixture(scope="module")
 def trained(retail_sample_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample's bundle with both tasks' rankers and its email items, on disk."""
-    loaded = load_interactions(retail_sample_path)
-    events = loaded.interactions
-    bundle = build_bundle(events, loaded.catalog, AS_OF)
-    rankers = train_rankers(events, loaded.catalog, bundle.manifest.data.as_of, None)
-    bundle.ranker_onnx = dict(rankers.onnx)
-    bundle.ranker_text = dict(rankers.text)
-    bundle.manifest.params["ranker"] = rankers.report
+    bundle = retail_bundle_with_rankers(retail_sample_path, AS_OF)
     bundle.email_items = email_items(bundle)
     root = tmp_path_factory.mktemp("email-items-artifacts")
     write_bundle(bundle, root)

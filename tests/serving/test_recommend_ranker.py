@@ -11,11 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from servingkit import API_KEYS, READ, TestClient
+from servingkit import API_KEYS, READ, TestClient, retail_bundle_with_rankers
 
 from recsys.bundle import ModelBundle, read_bundle, write_bundle
 from recsys.config import Settings
-from recsys.io.loaders import load_interactions
 from recsys.ranking.batch import rank_customer, rank_items_batch, rank_one
 from recsys.ranking.candidates import candidates_for
 from recsys.ranking.forest import NativeForest
@@ -27,9 +26,8 @@ from serving.model_state import ItemCatalogue, ModelState, Snapshot
 from serving.offers import scoring_inputs
 from serving.ranker_onnx import OnnxRanker
 from serving.recommend import RecommendationQuery, recommend
-from training.build import build_bundle
 from training.evaluate import _rank_served
-from training.ranker import blocked_for, customer_arguments, rank_served, train_rankers
+from training.ranker import blocked_for, customer_arguments, rank_served
 
 AS_OF = "2011-09-01"
 
@@ -38,13 +36,7 @@ AS_OF = "2011-09-01"
 def trained(retail_sample_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """The sample's bundle with both tasks' rankers (served whether or not they won, so the
     ranker path is what these tests exercise), written and read back."""
-    loaded = load_interactions(retail_sample_path)
-    events = loaded.interactions
-    bundle = build_bundle(events, loaded.catalog, AS_OF)
-    rankers = train_rankers(events, loaded.catalog, bundle.manifest.data.as_of, None)
-    bundle.ranker_onnx = dict(rankers.onnx)
-    bundle.ranker_text = dict(rankers.text)
-    bundle.manifest.params["ranker"] = rankers.report
+    bundle = retail_bundle_with_rankers(retail_sample_path, AS_OF)
     root = tmp_path_factory.mktemp("ranker-artifacts")
     read = read_bundle(write_bundle(bundle, root))
     model = ModelState.from_bundle(read)
